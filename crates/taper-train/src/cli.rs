@@ -1,0 +1,68 @@
+//! The command-line flags every example shares (feature `cli`).
+
+use crate::data::root::resolve_data_root;
+use crate::device::{parse_device, set_threads};
+use crate::Result;
+use candle_core::Device;
+use std::path::PathBuf;
+
+/// Flags shared by all examples; flatten it into an example's own parser with
+/// `#[command(flatten)] common: ExampleArgs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExampleArgs {
+    /// Data root, laid out like `../shared/data` (`DIR/mnist/`, `DIR/text/`, ...).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Number of training epochs (each example has its own default).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Mini-batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seed for weight initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Device: cpu, cuda[:N] or metal[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// CPU threads for candle's kernels (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Run directory (default `runs/<example>-<timestamp>`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the run stored in this run directory.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+}
+
+impl ExampleArgs {
+    /// Applies `--threads` and opens `--device`. Call before creating tensors.
+    pub fn device(&self) -> Result<Device> {
+        set_threads(self.threads);
+        parse_device(&self.device)
+    }
+
+    /// The data root (see [`resolve_data_root`]).
+    pub fn data_root(&self) -> PathBuf {
+        resolve_data_root(self.data.as_deref())
+    }
+
+    /// The run directory: `--resume`, else `--out`, else `runs/<example>-<timestamp>`.
+    pub fn run_dir(&self, example: &str) -> PathBuf {
+        if let Some(r) = &self.resume {
+            return r.clone();
+        }
+        if let Some(o) = &self.out {
+            return o.clone();
+        }
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        PathBuf::from("runs").join(format!("{example}-{secs}"))
+    }
+}

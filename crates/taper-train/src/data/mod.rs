@@ -1,0 +1,464 @@
+//! Data sets, batching and the data loader.
+
+pub mod root;
+
+use crate::seed::mix;
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+/// A data set: a length and an item by index. It knows nothing of batches.
+pub trait Dataset: Send + Sync {
+    /// One example.
+    type Item: Send;
+    /// Number of items.
+    fn len(&self) -> usize;
+    /// True when there are no items.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The item at `index` (< `len()`).
+    fn get(&self, index: usize) -> Result<Self::Item>;
+}
+
+/// Turns a list of items into one batch (stacking, padding, moving to a device).
+pub trait Batcher<I>: Send + Sync {
+    /// The batch type the model consumes.
+    type Batch: Send;
+    /// Builds a batch from items in loader order.
+    fn batch(&self, items: Vec<I>) -> Result<Self::Batch>;
+}
+
+/// Anything that can build a batch from a list of indices; what [`DataLoader`] reads.
+///
+/// Implemented for every `(Dataset, Batcher)` pair via [`ItemBatches`], and directly
+/// by [`TensorDataset`], which gathers a whole batch with one `index_select` per field.
+pub trait BatchSource: Send + Sync {
+    /// The batch type.
+    type Batch: Send;
+    /// Number of items.
+    fn len(&self) -> usize;
+    /// True when there are no items.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Builds the batch of the items at `indices`.
+    fn batch(&self, indices: &[usize]) -> Result<Self::Batch>;
+}
+
+/// A [`Dataset`] paired with a [`Batcher`].
+pub struct ItemBatches<D, C> {
+    /// The data set.
+    pub dataset: D,
+    /// The batcher.
+    pub batcher: C,
+}
+
+impl<D, C> BatchSource for ItemBatches<D, C>
+where
+    D: Dataset,
+    C: Batcher<D::Item>,
+{
+    type Batch = C::Batch;
+    fn len(&self) -> usize {
+        self.dataset.len()
+    }
+    fn batch(&self, indices: &[usize]) -> Result<C::Batch> {
+        let items = indices
+            .iter()
+            .map(|&i| self.dataset.get(i))
+            .collect::<Result<Vec<_>>>()?;
+        self.batcher.batch(items)
+    }
+}
+
+/// A batch of tensors, one per field (by convention inputs first, targets second).
+#[derive(Debug, Clone)]
+pub struct TensorBatch {
+    /// The fields, each with the batch as first dimension.
+    pub fields: Vec<Tensor>,
+}
+
+impl TensorBatch {
+    /// The first field.
+    pub fn inputs(&self) -> &Tensor {
+        &self.fields[0]
+    }
+    /// The second field (the first one when there is only one).
+    pub fn targets(&self) -> &Tensor {
+        self.fields.get(1).unwrap_or(&self.fields[0])
+    }
+    /// Number of examples in the batch.
+    pub fn len(&self) -> usize {
+        self.fields[0].dims().first().copied().unwrap_or(0)
+    }
+    /// True for a batch of no examples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Stacks items made of tensors (one per field) along a new first dimension.
+#[derive(Debug, Clone)]
+pub struct StackBatcher {
+    device: Device,
+}
+
+impl StackBatcher {
+    /// Batches land on `device`.
+    pub fn new(device: &Device) -> Self {
+        Self {
+            device: device.clone(),
+        }
+    }
+}
+
+impl Batcher<Vec<Tensor>> for StackBatcher {
+    type Batch = TensorBatch;
+    fn batch(&self, items: Vec<Vec<Tensor>>) -> Result<TensorBatch> {
+        let nf = items
+            .first()
+            .map(|i| i.len())
+            .ok_or_else(|| Error::Data("empty batch".into()))?;
+        let mut fields = Vec::with_capacity(nf);
+        for f in 0..nf {
+            let parts = items
+                .iter()
+                .map(|it| {
+                    it.get(f)
+                        .cloned()
+                        .ok_or_else(|| Error::Data(format!("item without field {f}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            fields.push(Tensor::stack(&parts, 0)?.to_device(&self.device)?);
+        }
+        Ok(TensorBatch { fields })
+    }
+}
+
+/// An in-memory data set of tensors sharing their first dimension
+/// (for instance images `(N, 1, 28, 28)` and labels `(N,)`).
+#[derive(Debug, Clone)]
+pub struct TensorDataset {
+    fields: Vec<Tensor>,
+    device: Device,
+}
+
+impl TensorDataset {
+    /// Checks that every field has the same, non-zero, first dimension. Batches are
+    /// moved to `device`; the data itself may stay on the host.
+    pub fn new(fields: Vec<Tensor>, device: &Device) -> Result<Self> {
+        let n = match fields.first() {
+            None => {
+                return Err(Error::Data(
+                    "a tensor data set needs at least one field".into(),
+                ))
+            }
+            Some(t) => *t
+                .dims()
+                .first()
+                .ok_or_else(|| Error::Data("field 0 is a scalar, not a list of items".into()))?,
+        };
+        for (i, f) in fields.iter().enumerate() {
+            if f.dims().first() != Some(&n) {
+                return Err(Error::Data(format!(
+                    "field {i} has shape {:?} but field 0 has {n} items",
+                    f.dims()
+                )));
+            }
+        }
+        if n == 0 {
+            return Err(Error::Data("empty data set (0 items)".into()));
+        }
+        Ok(Self {
+            fields,
+            device: device.clone(),
+        })
+    }
+
+    /// The fields.
+    pub fn fields(&self) -> &[Tensor] {
+        &self.fields
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.fields[0].dims()[0]
+    }
+
+    /// True when there are no items (never, by construction).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The items at `indices` as a new data set (e.g. after [`split_indices`]).
+    pub fn subset(&self, indices: &[usize]) -> Result<Self> {
+        let idx = index_tensor(indices, self.fields[0].device())?;
+        let fields = self
+            .fields
+            .iter()
+            .map(|f| f.index_select(&idx, 0))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Self::new(fields, &self.device)
+    }
+}
+
+fn index_tensor(indices: &[usize], device: &Device) -> Result<Tensor> {
+    let v: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+    Ok(Tensor::from_vec(v, indices.len(), device)?)
+}
+
+impl Dataset for TensorDataset {
+    type Item = Vec<Tensor>;
+    fn len(&self) -> usize {
+        TensorDataset::len(self)
+    }
+    fn get(&self, index: usize) -> Result<Vec<Tensor>> {
+        if index >= self.len() {
+            return Err(Error::Data(format!(
+                "index {index} out of range for {} items",
+                self.len()
+            )));
+        }
+        Ok(self
+            .fields
+            .iter()
+            .map(|f| f.get(index))
+            .collect::<candle_core::Result<Vec<_>>>()?)
+    }
+}
+
+impl BatchSource for TensorDataset {
+    type Batch = TensorBatch;
+    fn len(&self) -> usize {
+        TensorDataset::len(self)
+    }
+    fn batch(&self, indices: &[usize]) -> Result<TensorBatch> {
+        let n = self.len();
+        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+            return Err(Error::Data(format!(
+                "index {bad} out of range for {n} items"
+            )));
+        }
+        let idx = index_tensor(indices, self.fields[0].device())?;
+        let fields = self
+            .fields
+            .iter()
+            .map(|f| f.index_select(&idx, 0)?.to_device(&self.device))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(TensorBatch { fields })
+    }
+}
+
+/// Splits `0..n` into shuffled (first, second) index lists, the second holding
+/// `round(n * fraction)` items. The same seed gives the same split.
+pub fn split_indices(n: usize, fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(Error::Config(format!(
+            "split fraction must lie in [0, 1], got {fraction}"
+        )));
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(&[seed], "split")));
+    let k = ((n as f64) * fraction).round() as usize;
+    let second = idx.split_off(n - k);
+    Ok((idx, second))
+}
+
+/// Settings of a [`DataLoader`].
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    /// Items per batch (> 0).
+    pub batch_size: usize,
+    /// Shuffle the order each epoch (a pure function of `(seed, epoch)`).
+    pub shuffle: bool,
+    /// Drop the last batch when it is smaller than `batch_size`.
+    pub drop_last: bool,
+    /// Seed of the shuffle.
+    pub seed: u64,
+    /// Batches prepared ahead on the background thread (0: build on the caller's thread).
+    pub prefetch: usize,
+}
+
+impl LoaderConfig {
+    /// Training defaults: shuffled, drop-last off, 2 batches prefetched.
+    pub fn train(batch_size: usize, seed: u64) -> Self {
+        Self {
+            batch_size,
+            shuffle: true,
+            drop_last: false,
+            seed,
+            prefetch: 2,
+        }
+    }
+    /// Evaluation defaults: in order, nothing dropped.
+    pub fn eval(batch_size: usize) -> Self {
+        Self {
+            batch_size,
+            shuffle: false,
+            drop_last: false,
+            seed: 0,
+            prefetch: 2,
+        }
+    }
+}
+
+/// Yields batches in an order that is a pure function of `(seed, epoch)`, prepared
+/// on a background thread while the model works on the previous one.
+pub struct DataLoader<B> {
+    source: Arc<dyn BatchSource<Batch = B>>,
+    config: LoaderConfig,
+}
+
+impl<B> Clone for DataLoader<B> {
+    fn clone(&self) -> Self {
+        Self {
+            source: self.source.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<B: Send + 'static> DataLoader<B> {
+    /// A loader over `source`; fails on an empty source or a batch size of 0.
+    pub fn new(
+        source: impl BatchSource<Batch = B> + 'static,
+        config: LoaderConfig,
+    ) -> Result<Self> {
+        if config.batch_size == 0 {
+            return Err(Error::Config("batch size must be at least 1".into()));
+        }
+        if source.is_empty() {
+            return Err(Error::Data("empty data set: nothing to load".into()));
+        }
+        if config.drop_last && source.len() < config.batch_size {
+            return Err(Error::Config(format!(
+                "drop_last with batch size {} over {} items leaves no batch",
+                config.batch_size,
+                source.len()
+            )));
+        }
+        Ok(Self {
+            source: Arc::new(source),
+            config,
+        })
+    }
+
+    /// A loader over a [`Dataset`] and a [`Batcher`].
+    pub fn from_dataset<D, C>(dataset: D, batcher: C, config: LoaderConfig) -> Result<Self>
+    where
+        D: Dataset + 'static,
+        C: Batcher<D::Item, Batch = B> + 'static,
+    {
+        Self::new(ItemBatches { dataset, batcher }, config)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// Number of items.
+    pub fn num_items(&self) -> usize {
+        self.source.len()
+    }
+
+    /// Number of batches per epoch.
+    pub fn num_batches(&self) -> usize {
+        let n = self.source.len();
+        let b = self.config.batch_size;
+        if self.config.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
+    }
+
+    /// The item order of `epoch`.
+    pub fn order(&self, epoch: usize) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.source.len()).collect();
+        if self.config.shuffle {
+            let s = mix(&[self.config.seed, epoch as u64], "shuffle");
+            idx.shuffle(&mut ChaCha8Rng::seed_from_u64(s));
+        }
+        idx
+    }
+
+    /// The batches of `epoch`, starting after the first `skip` (for resuming
+    /// mid-epoch).
+    pub fn epoch(&self, epoch: usize, skip: usize) -> Batches<B> {
+        let order = self.order(epoch);
+        let b = self.config.batch_size;
+        let chunks: Vec<Vec<usize>> = order
+            .chunks(b)
+            .take(self.num_batches())
+            .skip(skip)
+            .map(|c| c.to_vec())
+            .collect();
+        if self.config.prefetch == 0 {
+            return Batches {
+                inner: BatchesInner::Inline {
+                    source: self.source.clone(),
+                    chunks: chunks.into_iter(),
+                },
+            };
+        }
+        let (tx, rx) = sync_channel(self.config.prefetch);
+        let source = self.source.clone();
+        let handle = std::thread::spawn(move || {
+            for c in chunks {
+                // A closed receiver means the consumer stopped early: just end.
+                if tx.send(source.batch(&c)).is_err() {
+                    break;
+                }
+            }
+        });
+        Batches {
+            inner: BatchesInner::Thread {
+                rx: Some(rx),
+                handle: Some(handle),
+            },
+        }
+    }
+}
+
+/// The batches of one epoch (see [`DataLoader::epoch`]).
+pub struct Batches<B> {
+    inner: BatchesInner<B>,
+}
+
+enum BatchesInner<B> {
+    Inline {
+        source: Arc<dyn BatchSource<Batch = B>>,
+        chunks: std::vec::IntoIter<Vec<usize>>,
+    },
+    Thread {
+        rx: Option<Receiver<Result<B>>>,
+        handle: Option<std::thread::JoinHandle<()>>,
+    },
+}
+
+impl<B: Send> Iterator for Batches<B> {
+    type Item = Result<B>;
+    fn next(&mut self) -> Option<Result<B>> {
+        match &mut self.inner {
+            BatchesInner::Inline { source, chunks } => chunks.next().map(|c| source.batch(&c)),
+            BatchesInner::Thread { rx, .. } => rx.as_ref()?.recv().ok(),
+        }
+    }
+}
+
+impl<B> Drop for Batches<B> {
+    fn drop(&mut self) {
+        if let BatchesInner::Thread { rx, handle } = &mut self.inner {
+            drop(rx.take());
+            if let Some(h) = handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Device selection by name (`cpu`, `cuda`, `cuda:1`, `metal`).
+
+use crate::{Error, Result};
+use candle_core::Device;
+
+/// Parses a device name as given to `--device`.
+///
+/// `cuda` and `metal` need the crate features of the same name; without them the
+/// error says which feature to enable rather than failing deep inside candle.
+pub fn parse_device(name: &str) -> Result<Device> {
+    let (kind, ordinal) = match name.split_once(':') {
+        Some((k, o)) => {
+            let o: usize = o
+                .parse()
+                .map_err(|_| Error::Config(format!("bad device ordinal in '{name}'")))?;
+            (k, o)
+        }
+        None => (name, 0),
+    };
+    match kind {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if cfg!(feature = "cuda") {
+                Ok(Device::new_cuda(ordinal)?)
+            } else {
+                Err(Error::Config(
+                    "device 'cuda' needs taper built with the 'cuda' feature".into(),
+                ))
+            }
+        }
+        "metal" => {
+            if cfg!(feature = "metal") {
+                Ok(Device::new_metal(ordinal)?)
+            } else {
+                Err(Error::Config(
+                    "device 'metal' needs taper built with the 'metal' feature".into(),
+                ))
+            }
+        }
+        other => Err(Error::Config(format!(
+            "unknown device '{other}' (expected cpu, cuda or metal)"
+        ))),
+    }
+}
+
+/// Sets the number of CPU threads candle's kernels use (gemm and rayon pools).
+///
+/// Must be called before the first tensor operation: the pools read it once.
+pub fn set_threads(n: usize) {
+    if n > 0 {
+        // candle reads RAYON_NUM_THREADS through `get_num_threads`; the gemm crate
+        // follows the same value.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
+}

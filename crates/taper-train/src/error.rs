@@ -1,0 +1,75 @@
+//! The error type of `taper-train`.
+
+use std::path::PathBuf;
+
+/// Errors raised by the trainer, the data pipeline and checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An error from candle (shapes, dtypes, devices, kernels).
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// A data set or a batch is unusable (empty, wrong shape, bad value).
+    #[error("data: {0}")]
+    Data(String),
+
+    /// A data folder is missing; the message names the folder and how to get it.
+    #[error("{0}")]
+    DataMissing(String),
+
+    /// A checkpoint is missing, truncated or belongs to another model.
+    #[error("checkpoint {}: {msg}", path.display())]
+    Checkpoint {
+        /// The checkpoint file or run directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
+
+    /// A setting is invalid (batch size 0, unknown optimizer group, bad device name).
+    #[error("config: {0}")]
+    Config(String),
+
+    /// The loss became NaN or infinite; training stopped.
+    #[error("non-finite loss {value} at epoch {epoch}, step {step} (group '{group}'); the last good checkpoint is kept")]
+    NonFinite {
+        /// Global optimizer step at which it happened.
+        step: usize,
+        /// Epoch (0-based) at which it happened.
+        epoch: usize,
+        /// Optimizer group whose loss it was.
+        group: String,
+        /// The offending value.
+        value: f64,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A checkpoint error for `path`.
+    pub fn checkpoint(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
+/// Result alias of `taper-train`.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,118 @@
+//! Layers and losses whose gradients reach every input, checked by
+//! `tests/gradcheck.rs`.
+//!
+//! candle-nn 0.11.1's `LayerNorm::forward`, `RmsNorm::forward` and
+//! `ops::softmax_last_dim` run their backward without error but give no gradient
+//! at all; these wrappers route through the differentiable versions.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+/// Softmax over the last dimension, with gradient.
+pub fn softmax(xs: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::softmax(xs, D::Minus1)
+}
+
+/// Log-softmax over the last dimension, with gradient.
+pub fn log_softmax(xs: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::log_softmax(xs, D::Minus1)
+}
+
+/// Mean cross-entropy of `logits` (N, C) against class indices `targets` (N,).
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if logits.rank() != 2 || targets.rank() != 1 || logits.dim(0)? != targets.dim(0)? {
+        candle_core::bail!(
+            "cross_entropy expects logits (N, C) and targets (N,), got {:?} and {:?}",
+            logits.dims(),
+            targets.dims()
+        );
+    }
+    let t = targets.to_dtype(DType::U32)?;
+    candle_nn::loss::nll(&log_softmax(logits)?, &t)
+}
+
+/// Mean squared error.
+pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    if pred.shape() != target.shape() {
+        candle_core::bail!(
+            "mse: prediction shape {:?} differs from target shape {:?}",
+            pred.dims(),
+            target.dims()
+        );
+    }
+    (pred - target)?.sqr()?.mean_all()
+}
+
+/// Mean binary cross-entropy on logits, computed stably as
+/// `max(x, 0) - x·y + log(1 + e^-|x|)`.
+pub fn binary_cross_entropy_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let relu = logits.relu()?;
+    let xy = (logits * targets)?;
+    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    ((relu - xy)? + softplus)?.mean_all()
+}
+
+/// Layer normalisation over the last dimension whose backward propagates
+/// (candle-nn's `LayerNorm::forward` does not).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// From explicit weight and bias.
+    pub fn new(weight: Tensor, bias: Option<Tensor>, eps: f32) -> Self {
+        Self { weight, bias, eps }
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        // Composed of differentiable ops on purpose (see the module comment).
+        let n = xs.dim(D::Minus1)? as f64;
+        let centered = xs.broadcast_sub(&(xs.sum_keepdim(D::Minus1)? / n)?)?;
+        let var = (centered.sqr()?.sum_keepdim(D::Minus1)? / n)?;
+        let normed = centered.broadcast_div(&(var + self.eps as f64)?.sqrt()?)?;
+        let scaled = normed.broadcast_mul(&self.weight)?;
+        match &self.bias {
+            Some(b) => scaled.broadcast_add(b),
+            None => Ok(scaled),
+        }
+    }
+}
+
+/// A [`LayerNorm`] of `size` features, weights `weight` and `bias` under `vb`
+/// (PyTorch's names, so checkpoints load there).
+pub fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
+    let weight = vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?;
+    let bias = vb.get_with_hints(size, "bias", candle_nn::Init::Const(0.0))?;
+    Ok(LayerNorm::new(weight, Some(bias), eps as f32))
+}
+
+/// RMS normalisation whose backward propagates (via `RmsNorm::forward_diff`).
+pub fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
+    candle_nn::RmsNorm::new(weight.clone(), eps as f64).forward_diff(xs)
+}
+
+/// Max pooling with a `k`×`k` window and stride `k` (rows and columns beyond a
+/// multiple of `k` are dropped, as in PyTorch).
+///
+/// candle 0.11.1's `max_pool2d` backward multiplies the gradient by the fraction
+/// of window elements equal to the maximum instead of dividing by their count, so
+/// a unique maximum receives 1/k² of its gradient. Built from reshapes and `max`
+/// reductions, this one's gradient is exact (checked in `tests/gradcheck.rs`).
+pub fn max_pool2d(xs: &Tensor, k: usize) -> Result<Tensor> {
+    let (n, c, h, w) = xs.dims4()?;
+    let (ho, wo) = (h / k, w / k);
+    if ho == 0 || wo == 0 {
+        candle_core::bail!("max_pool2d: window {k} larger than input {h}x{w}");
+    }
+    let xs = if ho * k != h || wo * k != w {
+        xs.narrow(2, 0, ho * k)?.narrow(3, 0, wo * k)?
+    } else {
+        xs.clone()
+    };
+    xs.reshape((n, c, ho, k, wo, k))?.max(5)?.max(3)
+}

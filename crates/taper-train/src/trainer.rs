@@ -1,0 +1,457 @@
+//! The training loop, shared by every domain.
+
+use crate::checkpoint::{self, EpochRecord, TrainerState};
+use crate::data::{DataLoader, TensorBatch};
+use crate::group::Optimizers;
+use crate::metrics::{accuracy, Metrics};
+use crate::runlog::{append_jsonl, epoch_line, plot_loss, write_history, Progress};
+use crate::schedule::Mode;
+use crate::{seed, Error, Result};
+use candle_core::{ModuleT, Tensor};
+use candle_nn::VarMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What a model implements to be trained: one training step per batch (which
+/// calls [`Optimizers::step`] once per group it updates, in its own order) and an
+/// evaluation step.
+pub trait TrainStep<B> {
+    /// Trains on one batch; returns its metrics (at least `loss`).
+    fn train_step(&mut self, batch: &B, opt: &mut Optimizers) -> Result<Metrics>;
+    /// Evaluates one batch in evaluation mode, without updating anything.
+    fn valid_step(&mut self, batch: &B) -> Result<Metrics>;
+    /// All the model's variables, under their checkpoint names.
+    fn varmap(&self) -> &VarMap;
+}
+
+/// The common case: a model that computes a loss and metrics for a batch.
+pub trait LossModel<B> {
+    /// Loss (a scalar tensor) and metrics; `train` selects dropout/batch-norm mode.
+    fn loss(&self, batch: &B, train: bool) -> Result<(Tensor, Metrics)>;
+    /// All the model's variables.
+    fn varmap(&self) -> &VarMap;
+}
+
+/// Adapts a [`LossModel`] to [`TrainStep`] with its single optimizer group.
+pub struct Supervised<M>(pub M);
+
+impl<B, M: LossModel<B>> TrainStep<B> for Supervised<M> {
+    fn train_step(&mut self, batch: &B, opt: &mut Optimizers) -> Result<Metrics> {
+        let (loss, metrics) = self.0.loss(batch, true)?;
+        opt.step_single(&loss)?;
+        Ok(metrics)
+    }
+    fn valid_step(&mut self, batch: &B) -> Result<Metrics> {
+        Ok(self.0.loss(batch, false)?.1)
+    }
+    fn varmap(&self) -> &VarMap {
+        self.0.varmap()
+    }
+}
+
+/// A classifier over [`TensorBatch`]es (inputs, class indices): cross-entropy loss,
+/// `loss` and `accuracy` metrics.
+pub struct Classifier<M> {
+    /// The network, mapping inputs to logits (N, C).
+    pub model: M,
+    /// Its variables.
+    pub varmap: VarMap,
+}
+
+impl<M: ModuleT> Classifier<M> {
+    /// Wraps a network and its variables.
+    pub fn new(model: M, varmap: VarMap) -> Self {
+        Self { model, varmap }
+    }
+}
+
+impl<M: ModuleT> LossModel<TensorBatch> for Classifier<M> {
+    fn loss(&self, batch: &TensorBatch, train: bool) -> Result<(Tensor, Metrics)> {
+        let logits = self.model.forward_t(batch.inputs(), train)?;
+        let loss = crate::nn::cross_entropy(&logits, batch.targets())?;
+        let n = batch.len() as f64;
+        let l = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        let acc = accuracy(&logits, batch.targets())?;
+        Ok((
+            loss,
+            Metrics::new().with("loss", l, n).with("accuracy", acc, n),
+        ))
+    }
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+}
+
+impl<M: ModuleT> TrainStep<TensorBatch> for Classifier<M> {
+    fn train_step(&mut self, batch: &TensorBatch, opt: &mut Optimizers) -> Result<Metrics> {
+        let (loss, m) = self.loss(batch, true)?;
+        opt.step_single(&loss)?;
+        Ok(m)
+    }
+    fn valid_step(&mut self, batch: &TensorBatch) -> Result<Metrics> {
+        Ok(self.loss(batch, false)?.1)
+    }
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+}
+
+/// What a callback may ask of the trainer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Go on.
+    Continue,
+    /// Stop after this epoch (the checkpoint is written first).
+    Stop,
+}
+
+/// Where training stands after a batch.
+#[derive(Debug)]
+pub struct StepInfo<'a> {
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Batch within the epoch (0-based).
+    pub batch: usize,
+    /// Batches since the run started.
+    pub iteration: u64,
+    /// The batch's metrics.
+    pub metrics: &'a Metrics,
+}
+
+/// Hooks into the loop.
+pub trait Callback {
+    /// After each training batch.
+    fn on_step_end(&mut self, _info: &StepInfo) -> Result<()> {
+        Ok(())
+    }
+    /// After each epoch (validation done, checkpoint written).
+    fn on_epoch_end(&mut self, _record: &EpochRecord) -> Result<Control> {
+        Ok(Control::Continue)
+    }
+}
+
+/// Settings of a [`Trainer`].
+#[derive(Debug, Clone)]
+pub struct TrainerConfig {
+    /// Epochs to train (in all, counting those before a resume).
+    pub epochs: usize,
+    /// Run directory for checkpoints, `metrics.jsonl` and `loss.png`; none: keep nothing.
+    pub run_dir: Option<PathBuf>,
+    /// Seed of dropout and other per-step draws (weights and shuffling take theirs
+    /// from the model builder and the loader).
+    pub seed: u64,
+    /// Metric to monitor, as `valid.<name>` or `train.<name>`, and its direction.
+    /// Defaults to `valid.loss` (min) when there is validation data.
+    pub monitor: Option<(String, Mode)>,
+    /// Stop when the monitored metric has not improved for this many epochs.
+    pub early_stopping_patience: Option<usize>,
+    /// Keep the checkpoint of the best monitored value as `best`.
+    pub keep_best: bool,
+    /// Also checkpoint every this many batches (besides each epoch's end).
+    pub checkpoint_every: Option<usize>,
+    /// Continue from the run directory's latest checkpoint.
+    pub resume: bool,
+    /// Show a progress bar (plain lines when stderr is not a terminal).
+    pub progress: bool,
+    /// Print one line per epoch to stderr.
+    pub verbose: bool,
+    /// The caller's configuration, saved with each checkpoint.
+    pub config: serde_json::Value,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            run_dir: None,
+            seed: 0,
+            monitor: None,
+            early_stopping_patience: None,
+            keep_best: true,
+            checkpoint_every: None,
+            resume: false,
+            progress: true,
+            verbose: true,
+            config: serde_json::Value::Null,
+        }
+    }
+}
+
+/// What [`Trainer::fit`] reports.
+#[derive(Debug, Clone)]
+pub struct FitReport {
+    /// One record per epoch, including those before a resume.
+    pub history: Vec<EpochRecord>,
+    /// Best monitored value.
+    pub best_metric: Option<f64>,
+    /// True when early stopping or a callback ended training.
+    pub stopped_early: bool,
+    /// Seconds spent in this call.
+    pub seconds: f64,
+    /// The epoch training resumed at (0 for a fresh run).
+    pub resumed_at: usize,
+}
+
+impl FitReport {
+    /// The last epoch's record.
+    pub fn last(&self) -> Option<&EpochRecord> {
+        self.history.last()
+    }
+}
+
+/// Runs epochs of a [`TrainStep`] over a [`DataLoader`]: validation, metrics,
+/// callbacks, early stopping, checkpoints, resume and the non-finite-loss guard.
+pub struct Trainer {
+    config: TrainerConfig,
+    callbacks: Vec<Box<dyn Callback>>,
+}
+
+impl Trainer {
+    /// A trainer with `config`.
+    pub fn new(config: TrainerConfig) -> Self {
+        Self {
+            config,
+            callbacks: Vec::new(),
+        }
+    }
+
+    /// Adds a callback.
+    pub fn with_callback(mut self, cb: impl Callback + 'static) -> Self {
+        self.callbacks.push(Box::new(cb));
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TrainerConfig {
+        &self.config
+    }
+
+    fn resume_from(
+        &self,
+        model: &impl TrainStepVars,
+        opt: &mut Optimizers,
+        state: &mut TrainerState,
+    ) -> Result<usize> {
+        let Some(dir) = &self.config.run_dir else {
+            return Err(Error::Config("resume needs a run directory".into()));
+        };
+        let Some(ck) = checkpoint::read(dir, "latest")? else {
+            return Err(Error::checkpoint(
+                checkpoint::checkpoints_dir(dir),
+                "no checkpoint to resume from (latest.json missing)",
+            ));
+        };
+        if ck.state.seed != self.config.seed {
+            return Err(Error::checkpoint(
+                &ck.dir,
+                format!(
+                    "was trained with seed {}, this run has seed {}",
+                    ck.state.seed, self.config.seed
+                ),
+            ));
+        }
+        ck.load_weights(model.vars())?;
+        let device = crate::optim::named_vars(model.vars(), "")
+            .first()
+            .map(|(_, v)| v.device().clone())
+            .unwrap_or(candle_core::Device::Cpu);
+        let names: Vec<String> = opt.groups().iter().map(|g| g.name.clone()).collect();
+        for name in names {
+            let (os, sched) = ck.optim_state(&name, &device)?;
+            opt.load_group_state(&name, &os, &sched)?;
+        }
+        *state = ck.state;
+        write_history(&dir.join("metrics.jsonl"), &state.history)?;
+        Ok(state.epoch)
+    }
+
+    /// Trains `model` with `opt` on `train`, validating on `valid` after each epoch.
+    pub fn fit<B, M>(
+        &mut self,
+        model: &mut M,
+        opt: &mut Optimizers,
+        train: &DataLoader<B>,
+        valid: Option<&DataLoader<B>>,
+    ) -> Result<FitReport>
+    where
+        B: Send + 'static,
+        M: TrainStep<B>,
+    {
+        let start = Instant::now();
+        let cfg = self.config.clone();
+        if let Some(dir) = &cfg.run_dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        seed::manual_seed(cfg.seed);
+        let mut state = TrainerState {
+            version: 1,
+            seed: cfg.seed,
+            config: cfg.config.clone(),
+            ..Default::default()
+        };
+        let resumed_at = if cfg.resume {
+            self.resume_from(&VarsOf(model.varmap()), opt, &mut state)?
+        } else {
+            if let Some(dir) = &cfg.run_dir {
+                // A fresh run must not mix its lines with an earlier run's.
+                let _ = std::fs::remove_file(dir.join("metrics.jsonl"));
+            }
+            0
+        };
+        let monitor = cfg
+            .monitor
+            .clone()
+            .or_else(|| valid.map(|_| ("valid.loss".to_string(), Mode::Min)));
+        let mut stopped_early = false;
+        let nb = train.num_batches();
+        while state.epoch < cfg.epochs {
+            let epoch = state.epoch;
+            let t0 = Instant::now();
+            let mut progress = Progress::new(
+                format!("epoch {}/{}", epoch + 1, cfg.epochs),
+                nb.saturating_sub(state.batch_in_epoch),
+                cfg.progress,
+            );
+            for batch in train.epoch(epoch, state.batch_in_epoch) {
+                let batch = batch?;
+                seed::set_iteration(state.iteration);
+                let m = model.train_step(&batch, opt).map_err(|e| match e {
+                    Error::NonFinite { group, value, .. } => Error::NonFinite {
+                        step: state.iteration as usize,
+                        epoch,
+                        group,
+                        value,
+                    },
+                    other => other,
+                })?;
+                state.epoch_train.merge(&m);
+                state.iteration += 1;
+                state.batch_in_epoch += 1;
+                let w = m.weight("loss");
+                progress.update(w as usize, m.mean("loss"));
+                let info = StepInfo {
+                    epoch,
+                    batch: state.batch_in_epoch - 1,
+                    iteration: state.iteration,
+                    metrics: &m,
+                };
+                for cb in &mut self.callbacks {
+                    cb.on_step_end(&info)?;
+                }
+                if let (Some(k), Some(dir)) = (cfg.checkpoint_every, &cfg.run_dir) {
+                    if k > 0 && state.iteration % k as u64 == 0 && state.batch_in_epoch < nb {
+                        let tag = format!("step-{:09}", state.iteration);
+                        checkpoint::save(dir, &tag, model.varmap(), &opt.states(), &state, false)?;
+                    }
+                }
+            }
+            progress.finish();
+            let mut vm = Metrics::new();
+            if let Some(v) = valid {
+                for batch in v.epoch(0, 0) {
+                    vm.merge(&model.valid_step(&batch?)?);
+                }
+            }
+            let record = EpochRecord {
+                epoch,
+                train: state.epoch_train.means(),
+                valid: vm.means(),
+                lr: opt.lrs().into_iter().collect(),
+                seconds: t0.elapsed().as_secs_f64(),
+            };
+            let monitored = monitor.as_ref().and_then(|(key, _)| lookup(&record, key));
+            opt.on_epoch_end(monitored);
+            let mut improved = false;
+            if let (Some((_, mode)), Some(v)) = (&monitor, monitored) {
+                let better = match state.best_metric {
+                    None => true,
+                    Some(b) => mode.improves(v, b, 0.0),
+                };
+                if better {
+                    state.best_metric = Some(v);
+                    state.epochs_without_improvement = 0;
+                    improved = true;
+                } else {
+                    state.epochs_without_improvement += 1;
+                }
+            }
+            if cfg.verbose {
+                eprintln!("{}", epoch_line(&record));
+            }
+            state.history.push(record.clone());
+            state.epoch += 1;
+            state.batch_in_epoch = 0;
+            state.epoch_train = Metrics::new();
+            if let Some(dir) = &cfg.run_dir {
+                append_jsonl(&dir.join("metrics.jsonl"), &record)?;
+                let tag = format!("epoch-{:05}", epoch + 1);
+                let best = cfg.keep_best && (improved || monitor.is_none());
+                checkpoint::save(dir, &tag, model.varmap(), &opt.states(), &state, best)?;
+            }
+            let mut stop = false;
+            for cb in &mut self.callbacks {
+                if cb.on_epoch_end(&record)? == Control::Stop {
+                    stop = true;
+                }
+            }
+            if let Some(p) = cfg.early_stopping_patience {
+                if state.epochs_without_improvement >= p {
+                    if cfg.verbose {
+                        eprintln!(
+                            "early stopping: no improvement of {} for {p} epochs",
+                            monitor.as_ref().map(|m| m.0.as_str()).unwrap_or("?")
+                        );
+                    }
+                    stop = true;
+                }
+            }
+            if stop {
+                stopped_early = state.epoch < cfg.epochs;
+                break;
+            }
+        }
+        if let Some(dir) = &cfg.run_dir {
+            plot_loss(&dir.join("loss.png"), &state.history, "loss")?;
+        }
+        Ok(FitReport {
+            history: state.history,
+            best_metric: state.best_metric,
+            stopped_early,
+            seconds: start.elapsed().as_secs_f64(),
+            resumed_at,
+        })
+    }
+
+    /// Evaluates `model` on every batch of `loader`; returns the mean metrics.
+    pub fn evaluate<B, M>(model: &mut M, loader: &DataLoader<B>) -> Result<Metrics>
+    where
+        B: Send + 'static,
+        M: TrainStep<B>,
+    {
+        let mut m = Metrics::new();
+        for batch in loader.epoch(0, 0) {
+            m.merge(&model.valid_step(&batch?)?);
+        }
+        Ok(m)
+    }
+}
+
+trait TrainStepVars {
+    fn vars(&self) -> &VarMap;
+}
+
+struct VarsOf<'a>(&'a VarMap);
+
+impl TrainStepVars for VarsOf<'_> {
+    fn vars(&self) -> &VarMap {
+        self.0
+    }
+}
+
+fn lookup(r: &EpochRecord, key: &str) -> Option<f64> {
+    match key.split_once('.') {
+        Some(("valid", k)) => r.valid.get(k).copied(),
+        Some(("train", k)) => r.train.get(k).copied(),
+        _ => r.valid.get(key).or_else(|| r.train.get(key)).copied(),
+    }
+}

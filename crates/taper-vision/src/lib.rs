@@ -1,0 +1,8 @@
+//! `taper-vision`: image data sets and models for Taper.
+//!
+//! Errors are `taper-train`'s: file errors name the file and what is wrong.
+
+pub mod datasets;
+pub mod models;
+
+pub use taper_train::{Error, Result};

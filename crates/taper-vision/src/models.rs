@@ -1,0 +1,46 @@
+//! Vision models.
+
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
+use taper_train::seed::Dropout;
+
+/// The seed's multi-layer perceptron: input, hidden layers `h1`, `h2`, output
+/// logits; ReLU between layers and optional dropout.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    h1: Linear,
+    h2: Linear,
+    out: Linear,
+    dropout: Dropout,
+}
+
+impl Mlp {
+    /// An MLP `inputs -> hidden1 -> hidden2 -> outputs`, weights named
+    /// `h1.weight`, `h1.bias`, `h2.*`, `out.*` under `vb`.
+    pub fn new(
+        inputs: usize,
+        hidden1: usize,
+        hidden2: usize,
+        outputs: usize,
+        dropout: f32,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            h1: linear(inputs, hidden1, vb.pp("h1"))?,
+            h2: linear(hidden1, hidden2, vb.pp("h2"))?,
+            out: linear(hidden2, outputs, vb.pp("out"))?,
+            dropout: Dropout::new(dropout, "mlp.dropout"),
+        })
+    }
+}
+
+impl ModuleT for Mlp {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = xs.flatten_from(1)?;
+        let xs = self.h1.forward(&xs)?.relu()?;
+        let xs = self.dropout.forward_t(&xs, train)?;
+        let xs = self.h2.forward(&xs)?.relu()?;
+        let xs = self.dropout.forward_t(&xs, train)?;
+        self.out.forward(&xs)
+    }
+}

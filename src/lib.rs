@@ -1,0 +1,12 @@
+//! Taper: deep learning in Rust on candle, from regression to seq2seq.
+//!
+//! This umbrella crate re-exports the domain crates behind features (all on by
+//! default); depend on a single `taper-*` crate to pull only that domain.
+
+#[cfg(feature = "nlp")]
+pub use taper_nlp as nlp;
+#[cfg(feature = "regression")]
+pub use taper_regression as regression;
+pub use taper_train as train;
+#[cfg(feature = "vision")]
+pub use taper_vision as vision;
