@@ -13,7 +13,7 @@ demo:
 		./target/release/examples/$$ex --out runs/demo-$$ex || exit 1; \
 	done
 
-DEMOS := mlp $(patsubst examples/%.rs,%,$(filter examples/linear_regression.rs examples/logistic_regression.rs,$(wildcard examples/*.rs)))
+DEMOS := mlp mnist_cnn image_transforms $(patsubst examples/%.rs,%,$(filter examples/linear_regression.rs examples/logistic_regression.rs,$(wildcard examples/*.rs)))
 
 ## The whole workspace's tests (unit, integration, end-to-end, doc).
 test:
@@ -32,10 +32,9 @@ fmt:
 data:
 	bash tools/fetch_data.sh data
 
-## Benchmarks against PyTorch / scikit-learn: the harness is not written yet.
+## Taper beside PyTorch, torchvision, scikit-learn and gensim (bench/run.sh; BENCH_ARGS=--quick skips the MNIST epoch).
 bench:
-	@echo "make bench: the benchmark harness is not built yet (issue 5); figures so far are in docs/RESULTS.md" >&2
-	@exit 1
+	bash bench/run.sh $(BENCH_ARGS)
 
 clean-runs:
 	rm -rf runs

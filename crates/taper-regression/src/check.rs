@@ -63,3 +63,24 @@ pub(crate) fn predict_input(x: &DMatrix<f64>, expected: usize) -> Result<()> {
     n_features(expected, x.ncols())?;
     finite_matrix(x, "x")
 }
+
+/// Rejects a hyper-parameter that must be finite and strictly positive.
+pub(crate) fn positive(name: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::param(
+            name,
+            format!("must be finite and > 0, got {value}"),
+        ))
+    }
+}
+
+/// Validates an iterative solver's stopping rule.
+pub(crate) fn solver_limits(tol: f64, max_iter: usize) -> Result<()> {
+    positive("tol", tol)?;
+    if max_iter == 0 {
+        return Err(Error::param("max_iter", "must be at least 1"));
+    }
+    Ok(())
+}

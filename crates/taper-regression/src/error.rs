@@ -216,6 +216,23 @@ pub enum Error {
     /// A tensor operation failed in candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+
+    /// Training through taper-train failed (a non-finite loss, a bad loader or optimizer setting).
+    #[error(transparent)]
+    Train(taper_train::Error),
+}
+
+impl From<taper_train::Error> for Error {
+    fn from(e: taper_train::Error) -> Self {
+        // One kind of failure keeps one variant here, whichever crate noticed it,
+        // so callers match on `Io` or `ModelFile` without knowing about taper-train.
+        match e {
+            taper_train::Error::Io { path, source } => Error::Io { path, source },
+            taper_train::Error::Candle(e) => Error::Candle(e),
+            taper_train::Error::Checkpoint { path, msg } => Error::ModelFile { path, message: msg },
+            other => Error::Train(other),
+        }
+    }
 }
 
 impl Error {

@@ -1,8 +1,11 @@
-//! Linear and logistic regression for Taper, in f64 on the host with
-//! nalgebra, checked against scikit-learn to many digits.
+//! Linear and logistic regression for Taper: exact solvers in f64 on the host
+//! with nalgebra, checked against scikit-learn to many digits, and the same
+//! objectives fitted by gradient descent through taper-train's `Trainer`.
 //!
 //! - [`linear`]: OLS and ridge in closed form, lasso and elastic net by coordinate descent, OLS inference.
 //! - [`logistic`]: binary (Newton) and multinomial (L-BFGS) logistic regression with L2 penalty.
+//! - [`gd`]: the same estimators fitted by mini-batch gradient descent through taper-train's
+//!   `Trainer` (`fit_gd`, `fit_tensors_gd`), for data too large to solve at once.
 //! - [`preprocessing`]: scalers, one-hot labels, seeded splits, k-fold cross-validation.
 //! - [`metrics`]: regression and classification metrics.
 //! - [`data`]: CSV loading and the embedded data sets.
@@ -33,6 +36,8 @@
 mod check;
 pub mod data;
 pub mod error;
+mod fitted;
+pub mod gd;
 pub mod linear;
 pub mod logistic;
 pub mod metrics;
@@ -46,6 +51,7 @@ pub use data::{
     CsvOptions, Dataset, TargetColumn,
 };
 pub use error::{Error, Result};
+pub use gd::{GdConfig, GdOptimizer, GdSchedule};
 pub use linear::{LinearModel, LinearRegression, OlsSummary, Penalty};
 pub use logistic::{LogisticModel, LogisticRegression};
 pub use preprocessing::{train_test_split, KFold, MinMaxScaler, StandardScaler};

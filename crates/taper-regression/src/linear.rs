@@ -8,11 +8,14 @@
 //!
 //! Ridge's α and the elastic net's α live on different scales (sum vs mean of
 //! squared residuals), exactly as in scikit-learn's `Ridge` and `ElasticNet`.
-//! The intercept is never penalised.
+//! The intercept is never penalised. `fit_gd` reaches the OLS / ridge solution
+//! by mini-batch gradient descent through taper-train's Trainer instead.
 
 use crate::check;
 use crate::data::{default_names, Dataset};
 use crate::error::{Error, Result};
+use crate::fitted::{fit_matrix, fitted_accessors, solver_setters, Fitted};
+use crate::gd::{self, GdConfig};
 use crate::persist;
 use crate::preprocessing::StandardScaler;
 use crate::stats;
@@ -20,7 +23,6 @@ use candle_core::{DType, Device, Tensor};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
 
 /// The penalty on the coefficients (never on the intercept).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -103,46 +105,14 @@ impl LinearRegression {
         }
     }
 
-    /// Turns the intercept on or off.
-    pub fn intercept(mut self, on: bool) -> Self {
-        self.fit_intercept = on;
-        self
-    }
-
-    /// Turns built-in standardisation on or off.
-    pub fn standardize(mut self, on: bool) -> Self {
-        self.standardize = on;
-        self
-    }
-
-    /// Sets the coordinate-descent sweep limit.
-    pub fn max_iter(mut self, n: usize) -> Self {
-        self.max_iter = n;
-        self
-    }
-
-    /// Sets the coordinate-descent tolerance.
-    pub fn tol(mut self, tol: f64) -> Self {
-        self.tol = tol;
-        self
-    }
+    solver_setters!();
 
     fn validate(&self) -> Result<()> {
-        let positive = |name: &'static str, a: f64| {
-            if a.is_finite() && a > 0.0 {
-                Ok(())
-            } else {
-                Err(Error::param(
-                    name,
-                    format!("must be finite and > 0, got {a}"),
-                ))
-            }
-        };
         match self.penalty {
             Penalty::None => {}
-            Penalty::Ridge { alpha } | Penalty::Lasso { alpha } => positive("alpha", alpha)?,
+            Penalty::Ridge { alpha } | Penalty::Lasso { alpha } => check::positive("alpha", alpha)?,
             Penalty::ElasticNet { alpha, l1_ratio } => {
-                positive("alpha", alpha)?;
+                check::positive("alpha", alpha)?;
                 if !(0.0..=1.0).contains(&l1_ratio) {
                     return Err(Error::param(
                         "l1_ratio",
@@ -151,16 +121,7 @@ impl LinearRegression {
                 }
             }
         }
-        if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(Error::param(
-                "tol",
-                format!("must be > 0, got {}", self.tol),
-            ));
-        }
-        if self.max_iter == 0 {
-            return Err(Error::param("max_iter", "must be at least 1"));
-        }
-        Ok(())
+        check::solver_limits(self.tol, self.max_iter)
     }
 
     /// Fits on a dataset, keeping its feature names for reading the coefficients.
@@ -181,19 +142,8 @@ impl LinearRegression {
         feature_names: Vec<String>,
     ) -> Result<LinearModel> {
         self.validate()?;
-        check::fit_inputs(x, y.len())?;
         check::finite_vector(y, "y")?;
-        check::same_len(
-            "feature names and columns of x",
-            feature_names.len(),
-            x.ncols(),
-        )?;
-        let (scaler, xs) = if self.standardize {
-            let (s, t) = StandardScaler::fit_transform(x)?;
-            (Some(s), t)
-        } else {
-            (None, x.clone())
-        };
+        let (scaler, xs) = fit_matrix(x, y.len(), &feature_names, self.standardize)?;
         let n = xs.nrows();
         let p = xs.ncols();
         // Centring removes the intercept from the problem, so it is never penalised
@@ -268,12 +218,112 @@ impl LinearRegression {
             settings: self.clone(),
             coef,
             intercept,
-            feature_names,
-            scaler,
-            n_iter,
-            converged,
+            fitted: Fitted {
+                feature_names,
+                scaler,
+                n_iter,
+                converged,
+            },
             summary,
         })
+    }
+}
+
+/// Gradient-descent fits through taper-train's `Trainer` (see [`crate::gd`]), for data
+/// too large to solve at once. OLS and ridge only: they converge to [`LinearRegression::fit`]'s
+/// closed-form solution as the learning rate decays.
+impl LinearRegression {
+    /// Fits by (mini-batch) gradient descent with `cfg`; features are named `x0, x1, ...`.
+    pub fn fit_gd(
+        &self,
+        x: &DMatrix<f64>,
+        y: &DVector<f64>,
+        cfg: &GdConfig,
+    ) -> Result<LinearModel> {
+        self.fit_gd_named(x, y, default_names(x.ncols()), cfg)
+    }
+
+    /// [`LinearRegression::fit_gd`] on a dataset, keeping its feature names.
+    pub fn fit_dataset_gd(&self, ds: &Dataset, cfg: &GdConfig) -> Result<LinearModel> {
+        self.fit_gd_named(&ds.x, &ds.y, ds.feature_names.clone(), cfg)
+    }
+
+    /// [`LinearRegression::fit_gd`] on tensors, for data too large for a host matrix:
+    /// features `(N, p)` and targets `(N,)`. `standardize` must be off (scale the
+    /// features beforehand); features are named `x0, x1, ...`.
+    pub fn fit_tensors_gd(&self, x: &Tensor, y: &Tensor, cfg: &GdConfig) -> Result<LinearModel> {
+        let alpha = self.gd_alpha()?;
+        let x = gd::host_features(x, self.standardize, cfg.dtype)?;
+        if y.rank() != 1 {
+            return Err(Error::param(
+                "y",
+                format!("must be a vector (N,), got shape {:?}", y.dims()),
+            ));
+        }
+        check::same_len("rows of x and length of y", x.dim(0)?, y.dim(0)?)?;
+        gd::finite_tensor(y, "y")?;
+        let y = y.to_device(&Device::Cpu)?.to_dtype(cfg.dtype)?;
+        let names = default_names(x.dim(1)?);
+        self.gd(x, y, alpha, names, None, cfg)
+    }
+
+    fn fit_gd_named(
+        &self,
+        x: &DMatrix<f64>,
+        y: &DVector<f64>,
+        feature_names: Vec<String>,
+        cfg: &GdConfig,
+    ) -> Result<LinearModel> {
+        let alpha = self.gd_alpha()?;
+        check::finite_vector(y, "y")?;
+        let (scaler, xs) = fit_matrix(x, y.len(), &feature_names, self.standardize)?;
+        let xt = persist::matrix_tensor(&xs, &Device::Cpu, cfg.dtype)?;
+        let yt = persist::vector_tensor(y, &Device::Cpu, cfg.dtype)?;
+        self.gd(xt, yt, alpha, feature_names, scaler, cfg)
+    }
+
+    /// The ridge strength a gradient-descent fit adds (0 for OLS), after validation.
+    fn gd_alpha(&self) -> Result<f64> {
+        self.validate()?;
+        match self.penalty {
+            Penalty::None => Ok(0.0),
+            Penalty::Ridge { alpha } => Ok(alpha),
+            // A subgradient step never lands exactly on zero, so it cannot give the lasso's sparsity.
+            Penalty::Lasso { .. } | Penalty::ElasticNet { .. } => Err(Error::param(
+                "penalty",
+                "gradient-descent fits take no penalty or ridge; lasso and elastic net need `fit` (coordinate descent)",
+            )),
+        }
+    }
+
+    fn gd(
+        &self,
+        x: Tensor,
+        y: Tensor,
+        alpha: f64,
+        feature_names: Vec<String>,
+        scaler: Option<StandardScaler>,
+        cfg: &GdConfig,
+    ) -> Result<LinearModel> {
+        let (n, p) = x.dims2()?;
+        let y64 = y.to_dtype(DType::F64)?;
+        let mean_y = y64.mean_all()?.to_scalar::<f64>()?;
+        let rms_y = y64.sqr()?.mean_all()?.to_scalar::<f64>()?.sqrt();
+        let problem = gd::Problem {
+            x,
+            y,
+            loss: gd::Loss::Squared,
+            coef_shape: vec![p],
+            intercept: self.fit_intercept.then_some((1, mean_y)),
+            l2: alpha / n as f64,
+        };
+        let trained = gd::train(problem, cfg)?;
+        let mut model =
+            LinearModel::from_tensors(self.clone(), feature_names, scaler, &trained.tensors)?;
+        model.fitted.n_iter = trained.steps;
+        // The gradient is in units of y, so `tol` is taken relative to y's magnitude.
+        model.fitted.converged = trained.grad_max <= self.tol * rms_y.max(f64::MIN_POSITIVE);
+        Ok(model)
     }
 }
 
@@ -500,14 +550,13 @@ pub struct LinearModel {
     settings: LinearRegression,
     coef: DVector<f64>,
     intercept: f64,
-    feature_names: Vec<String>,
-    scaler: Option<StandardScaler>,
-    n_iter: usize,
-    converged: bool,
+    fitted: Fitted,
     summary: Option<OlsSummary>,
 }
 
 impl LinearModel {
+    fitted_accessors!(LinearRegression);
+
     /// Slopes, one per feature (on the standardised scale when `standardize` was on).
     pub fn coef(&self) -> &[f64] {
         self.coef.as_slice()
@@ -520,59 +569,27 @@ impl LinearModel {
 
     /// The coefficient of the feature called `name`.
     pub fn coef_of(&self, name: &str) -> Option<f64> {
-        self.feature_names
-            .iter()
-            .position(|n| n == name)
-            .map(|j| self.coef[j])
+        self.fitted.column(name).map(|j| self.coef[j])
     }
 
     /// `(feature name, coefficient)` pairs in column order.
     pub fn named_coef(&self) -> Vec<(&str, f64)> {
-        self.feature_names
+        self.fitted
+            .feature_names
             .iter()
             .map(String::as_str)
             .zip(self.coef.iter().copied())
             .collect()
     }
 
-    /// Feature names, one per column the model expects.
-    pub fn feature_names(&self) -> &[String] {
-        &self.feature_names
-    }
-
-    /// The settings the model was fitted with.
-    pub fn settings(&self) -> &LinearRegression {
-        &self.settings
-    }
-
-    /// The scaler applied to inputs before the coefficients, if `standardize` was on.
-    pub fn scaler(&self) -> Option<&StandardScaler> {
-        self.scaler.as_ref()
-    }
-
-    /// Coordinate-descent sweeps used (1 for closed-form fits).
-    pub fn n_iter(&self) -> usize {
-        self.n_iter
-    }
-
-    /// False when coordinate descent hit `max_iter` before the tolerance.
-    pub fn converged(&self) -> bool {
-        self.converged
-    }
-
-    /// Standard errors, t statistics and p-values; only for unpenalised fits.
+    /// Standard errors, t statistics and p-values; only for unpenalised closed-form fits.
     pub fn summary(&self) -> Option<&OlsSummary> {
         self.summary.as_ref()
     }
 
     /// Predicted targets for the rows of `x`.
     pub fn predict(&self, x: &DMatrix<f64>) -> Result<DVector<f64>> {
-        check::predict_input(x, self.coef.len())?;
-        let xs = match &self.scaler {
-            Some(s) => s.transform(x)?,
-            None => x.clone(),
-        };
-        Ok((xs * &self.coef).add_scalar(self.intercept))
+        Ok((self.fitted.prepare(x)? * &self.coef).add_scalar(self.intercept))
     }
 
     /// R² of the predictions on `(x, y)`.
@@ -588,13 +605,8 @@ impl LinearModel {
 
     /// Parameters as named tensors: `coef` `[n_features]` and `intercept` `[1]`.
     pub fn to_tensors(&self, device: &Device, dtype: DType) -> Result<HashMap<String, Tensor>> {
-        let mut m = HashMap::new();
-        m.insert("coef".to_string(), self.coef_tensor(device, dtype)?);
-        m.insert(
-            "intercept".to_string(),
-            persist::vector_tensor(&DVector::from_element(1, self.intercept), device, dtype)?,
-        );
-        Ok(m)
+        let intercept = DVector::from_element(1, self.intercept);
+        persist::param_map(self.coef_tensor(device, dtype)?, &intercept, device, dtype)
     }
 
     /// Rebuilds a model from named tensors (as written by [`LinearModel::to_tensors`]), e.g. after training elsewhere.
@@ -604,77 +616,48 @@ impl LinearModel {
         scaler: Option<StandardScaler>,
         tensors: &HashMap<String, Tensor>,
     ) -> Result<Self> {
-        let p = feature_names.len();
-        let coef = persist::tensor_vector(tensors, "coef", p)?;
+        let fitted = Fitted::new(feature_names, scaler)?;
+        let coef = persist::tensor_vector(tensors, "coef", fitted.feature_names.len())?;
         let intercept = persist::tensor_vector(tensors, "intercept", 1)?[0];
-        persist::finite_params(coef.as_slice(), "coef")?;
-        persist::finite_params(&[intercept], "intercept")?;
-        if let Some(s) = &scaler {
-            check::n_features(p, s.n_features())?;
-        }
+        persist::finite_params(coef.as_slice(), &[intercept])?;
         Ok(LinearModel {
             settings,
             coef,
             intercept,
-            feature_names,
-            scaler,
-            n_iter: 0,
-            converged: true,
+            fitted,
             summary: None,
         })
     }
-
-    /// Saves the parameters to `path` (safetensors) and the settings beside it (`.json`), each atomically.
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let mut tensors = self.to_tensors(&Device::Cpu, DType::F64)?;
-        let meta = LinearMeta {
-            format: LINEAR_FORMAT.into(),
-            version: 1,
-            settings: self.settings.clone(),
-            feature_names: self.feature_names.clone(),
-            scaler: persist::put_scaler(self.scaler.as_ref(), &mut tensors)?,
-            n_iter: self.n_iter,
-            converged: self.converged,
-            summary: self.summary.clone(),
-        };
-        persist::save_tensors(path, &tensors)?;
-        persist::save_json(&persist::settings_path(path), &meta)
-    }
-
-    /// Loads a model written by [`LinearModel::save`].
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let json_path = persist::settings_path(path);
-        let meta: LinearMeta = persist::load_meta(&json_path, LINEAR_FORMAT)?;
-        let tensors = persist::load_tensors(path)?;
-        let scaler =
-            persist::take_scaler(meta.scaler.as_ref(), &tensors).map_err(|e| Error::ModelFile {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        let mut model = Self::from_tensors(meta.settings, meta.feature_names, scaler, &tensors)
-            .map_err(|e| Error::ModelFile {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        model.n_iter = meta.n_iter;
-        model.converged = meta.converged;
-        model.summary = meta.summary;
-        Ok(model)
-    }
 }
 
-const LINEAR_FORMAT: &str = "taper-regression/linear";
-
+/// The linear model's own settings-file fields.
 #[derive(Serialize, Deserialize)]
-struct LinearMeta {
-    format: String,
-    version: u32,
+pub(crate) struct LinearExtra {
     settings: LinearRegression,
-    feature_names: Vec<String>,
-    scaler: Option<persist::ScalerMeta>,
-    n_iter: usize,
-    converged: bool,
     summary: Option<OlsSummary>,
+}
+
+impl persist::Persist for LinearModel {
+    const FORMAT: &'static str = "taper-regression/linear";
+    type Extra = LinearExtra;
+
+    fn parts(&self) -> Result<(&Fitted, HashMap<String, Tensor>, LinearExtra)> {
+        let extra = LinearExtra {
+            settings: self.settings.clone(),
+            summary: self.summary.clone(),
+        };
+        Ok((
+            &self.fitted,
+            self.to_tensors(&Device::Cpu, DType::F64)?,
+            extra,
+        ))
+    }
+
+    fn restore(e: LinearExtra, fitted: Fitted, tensors: &HashMap<String, Tensor>) -> Result<Self> {
+        let names = fitted.feature_names.clone();
+        let mut model = Self::from_tensors(e.settings, names, fitted.scaler.clone(), tensors)?;
+        model.fitted = fitted;
+        model.summary = e.summary;
+        Ok(model)
+    }
 }

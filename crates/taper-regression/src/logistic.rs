@@ -5,18 +5,20 @@
 //! Binary fits use Newton's method (IRLS), whose quadratic convergence gives
 //! coefficients accurate to many digits in a handful of steps; multinomial
 //! fits use L-BFGS, since the full Hessian grows with `(classes·features)²`.
-//! Both run on the host in f64 with nalgebra.
+//! Both run on the host in f64 with nalgebra. `fit_gd` minimises the same
+//! objective by mini-batch gradient descent through taper-train's Trainer.
 
 use crate::check;
 use crate::data::{default_names, Dataset};
 use crate::error::{Error, Result};
+use crate::fitted::{fit_matrix, fitted_accessors, solver_setters, Fitted};
+use crate::gd::{self, GdConfig};
 use crate::persist;
 use crate::preprocessing::StandardScaler;
 use candle_core::{DType, Device, Tensor};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
 
 /// Settings of a logistic regression; call [`LogisticRegression::fit`] to get a [`LogisticModel`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,47 +59,11 @@ impl LogisticRegression {
         self
     }
 
-    /// Turns the intercept on or off.
-    pub fn intercept(mut self, on: bool) -> Self {
-        self.fit_intercept = on;
-        self
-    }
-
-    /// Turns built-in standardisation on or off.
-    pub fn standardize(mut self, on: bool) -> Self {
-        self.standardize = on;
-        self
-    }
-
-    /// Sets the iteration limit.
-    pub fn max_iter(mut self, n: usize) -> Self {
-        self.max_iter = n;
-        self
-    }
-
-    /// Sets the gradient tolerance.
-    pub fn tol(mut self, tol: f64) -> Self {
-        self.tol = tol;
-        self
-    }
+    solver_setters!();
 
     fn validate(&self) -> Result<()> {
-        if !(self.c.is_finite() && self.c > 0.0) {
-            return Err(Error::param(
-                "c",
-                format!("must be finite and > 0, got {}", self.c),
-            ));
-        }
-        if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(Error::param(
-                "tol",
-                format!("must be > 0, got {}", self.tol),
-            ));
-        }
-        if self.max_iter == 0 {
-            return Err(Error::param("max_iter", "must be at least 1"));
-        }
-        Ok(())
+        check::positive("c", self.c)?;
+        check::solver_limits(self.tol, self.max_iter)
     }
 
     /// Fits on a dataset whose target holds class labels, keeping its feature and class names.
@@ -125,32 +91,8 @@ impl LogisticRegression {
         class_names: Vec<String>,
     ) -> Result<LogisticModel> {
         self.validate()?;
-        check::fit_inputs(x, labels.len())?;
-        check::same_len(
-            "feature names and columns of x",
-            feature_names.len(),
-            x.ncols(),
-        )?;
-        let mut classes = labels.to_vec();
-        classes.sort_unstable();
-        classes.dedup();
-        if classes.len() < 2 {
-            return Err(Error::SingleClass { class: classes[0] });
-        }
-        let names: Vec<String> = classes
-            .iter()
-            .map(|&c| class_names.get(c).cloned().unwrap_or_else(|| c.to_string()))
-            .collect();
-        let (scaler, xs) = if self.standardize {
-            let (s, t) = StandardScaler::fit_transform(x)?;
-            (Some(s), t)
-        } else {
-            (None, x.clone())
-        };
-        let index: Vec<usize> = labels
-            .iter()
-            .map(|l| classes.binary_search(l).unwrap_or(0))
-            .collect();
+        let (scaler, xs) = fit_matrix(x, labels.len(), &feature_names, self.standardize)?;
+        let (classes, names, index) = encode_labels(labels, &class_names)?;
         let fit = if classes.len() == 2 {
             let y: Vec<f64> = index.iter().map(|&i| i as f64).collect();
             newton_binary(&xs, &y, self)
@@ -161,15 +103,153 @@ impl LogisticRegression {
             settings: self.clone(),
             classes,
             class_names: names,
-            feature_names,
             coef: fit.coef,
             intercept: fit.intercept,
-            scaler,
             threshold: 0.5,
-            n_iter: fit.n_iter,
-            converged: fit.converged,
+            fitted: Fitted {
+                feature_names,
+                scaler,
+                n_iter: fit.n_iter,
+                converged: fit.converged,
+            },
         })
     }
+}
+
+/// Gradient-descent fits through taper-train's `Trainer` (see [`crate::gd`]). They
+/// minimise the same objective as [`LogisticRegression::fit`], whose Newton / L-BFGS
+/// solution stays the default and the reference they approach.
+impl LogisticRegression {
+    /// Fits by (mini-batch) gradient descent with `cfg`; features are named `x0, x1, ...`.
+    pub fn fit_gd(
+        &self,
+        x: &DMatrix<f64>,
+        labels: &[usize],
+        cfg: &GdConfig,
+    ) -> Result<LogisticModel> {
+        self.fit_gd_named(x, labels, default_names(x.ncols()), Vec::new(), cfg)
+    }
+
+    /// [`LogisticRegression::fit_gd`] on a dataset, keeping its feature and class names.
+    pub fn fit_dataset_gd(&self, ds: &Dataset, cfg: &GdConfig) -> Result<LogisticModel> {
+        let labels = ds.labels()?;
+        self.fit_gd_named(
+            &ds.x,
+            &labels,
+            ds.feature_names.clone(),
+            ds.class_names.clone(),
+            cfg,
+        )
+    }
+
+    /// [`LogisticRegression::fit_gd`] on tensors, for data too large for a host matrix:
+    /// features `(N, p)` and integer labels `(N,)`, of any dtype. `standardize` must be
+    /// off (scale the features beforehand); features are named `x0, x1, ...`.
+    pub fn fit_tensors_gd(
+        &self,
+        x: &Tensor,
+        labels: &Tensor,
+        cfg: &GdConfig,
+    ) -> Result<LogisticModel> {
+        self.validate()?;
+        let x = gd::host_features(x, self.standardize, cfg.dtype)?;
+        if labels.rank() != 1 {
+            return Err(Error::param(
+                "labels",
+                format!("must be a vector (N,), got shape {:?}", labels.dims()),
+            ));
+        }
+        let floats: Vec<f64> = labels
+            .to_dtype(DType::F64)?
+            .to_device(&Device::Cpu)?
+            .to_vec1()?;
+        let labels = crate::data::labels_from_floats(&floats)?;
+        check::same_len("rows of x and length of labels", x.dim(0)?, labels.len())?;
+        let names = default_names(x.dim(1)?);
+        self.gd(x, &labels, names, Vec::new(), None, cfg)
+    }
+
+    fn fit_gd_named(
+        &self,
+        x: &DMatrix<f64>,
+        labels: &[usize],
+        feature_names: Vec<String>,
+        class_names: Vec<String>,
+        cfg: &GdConfig,
+    ) -> Result<LogisticModel> {
+        self.validate()?;
+        let (scaler, xs) = fit_matrix(x, labels.len(), &feature_names, self.standardize)?;
+        let xt = persist::matrix_tensor(&xs, &Device::Cpu, cfg.dtype)?;
+        self.gd(xt, labels, feature_names, class_names, scaler, cfg)
+    }
+
+    fn gd(
+        &self,
+        x: Tensor,
+        labels: &[usize],
+        feature_names: Vec<String>,
+        class_names: Vec<String>,
+        scaler: Option<StandardScaler>,
+        cfg: &GdConfig,
+    ) -> Result<LogisticModel> {
+        let (classes, names, index) = encode_labels(labels, &class_names)?;
+        let (n, p) = x.dims2()?;
+        let k = classes.len();
+        let (loss, y, rows) = if k == 2 {
+            let y: Vec<f64> = index.iter().map(|&i| i as f64).collect();
+            let y = Tensor::from_vec(y, n, &Device::Cpu)?.to_dtype(cfg.dtype)?;
+            (gd::Loss::Logistic, y, 1)
+        } else {
+            let y: Vec<u32> = index.iter().map(|&i| i as u32).collect();
+            (gd::Loss::Softmax, Tensor::from_vec(y, n, &Device::Cpu)?, k)
+        };
+        let problem = gd::Problem {
+            x,
+            y,
+            loss,
+            coef_shape: vec![rows, p],
+            intercept: self.fit_intercept.then_some((rows, 0.0)),
+            l2: 1.0 / (2.0 * self.c * n as f64),
+        };
+        let trained = gd::train(problem, cfg)?;
+        let mut model = LogisticModel::from_tensors(
+            self.clone(),
+            classes,
+            names,
+            feature_names,
+            scaler,
+            &trained.tensors,
+        )?;
+        model.fitted.n_iter = trained.steps;
+        // `tol` bounds the same per-sample gradient the Newton and L-BFGS solvers stop on.
+        model.fitted.converged = trained.grad_max <= self.tol;
+        Ok(model)
+    }
+}
+
+/// The sorted distinct labels, their names (from `class_names` by label, else the
+/// label itself) and each sample's position among them.
+fn encode_labels(
+    labels: &[usize],
+    class_names: &[String],
+) -> Result<(Vec<usize>, Vec<String>, Vec<usize>)> {
+    let mut classes = labels.to_vec();
+    classes.sort_unstable();
+    classes.dedup();
+    match classes.as_slice() {
+        [] => return Err(Error::EmptyInput { what: "labels" }),
+        [only] => return Err(Error::SingleClass { class: *only }),
+        _ => {}
+    }
+    let names = classes
+        .iter()
+        .map(|&c| class_names.get(c).cloned().unwrap_or_else(|| c.to_string()))
+        .collect();
+    let index = labels
+        .iter()
+        .map(|l| classes.binary_search(l).unwrap_or(0))
+        .collect();
+    Ok((classes, names, index))
 }
 
 struct Fit {
@@ -453,16 +533,15 @@ pub struct LogisticModel {
     settings: LogisticRegression,
     classes: Vec<usize>,
     class_names: Vec<String>,
-    feature_names: Vec<String>,
     coef: DMatrix<f64>,
     intercept: DVector<f64>,
-    scaler: Option<StandardScaler>,
     threshold: f64,
-    n_iter: usize,
-    converged: bool,
+    fitted: Fitted,
 }
 
 impl LogisticModel {
+    fitted_accessors!(LogisticRegression);
+
     /// Class labels seen at fit time, ascending; predictions are drawn from these.
     pub fn classes(&self) -> &[usize] {
         &self.classes
@@ -495,33 +574,8 @@ impl LogisticModel {
 
     /// The column of coefficients for the feature called `name` (one value per coefficient row).
     pub fn coef_of(&self, name: &str) -> Option<Vec<f64>> {
-        let j = self.feature_names.iter().position(|n| n == name)?;
+        let j = self.fitted.column(name)?;
         Some(self.coef.column(j).iter().copied().collect())
-    }
-
-    /// Feature names, one per column the model expects.
-    pub fn feature_names(&self) -> &[String] {
-        &self.feature_names
-    }
-
-    /// The settings the model was fitted with.
-    pub fn settings(&self) -> &LogisticRegression {
-        &self.settings
-    }
-
-    /// The scaler applied to inputs before the coefficients, if `standardize` was on.
-    pub fn scaler(&self) -> Option<&StandardScaler> {
-        self.scaler.as_ref()
-    }
-
-    /// Iterations used by the optimiser.
-    pub fn n_iter(&self) -> usize {
-        self.n_iter
-    }
-
-    /// False when the optimiser hit `max_iter` before the tolerance.
-    pub fn converged(&self) -> bool {
-        self.converged
     }
 
     /// The probability above which a binary model predicts `classes()[1]` (default 0.5).
@@ -554,12 +608,7 @@ impl LogisticModel {
 
     /// Linear scores `xθ + θ0`: one column for binary models (log-odds), else one per class.
     pub fn decision_function(&self, x: &DMatrix<f64>) -> Result<DMatrix<f64>> {
-        check::predict_input(x, self.coef.ncols())?;
-        let xs = match &self.scaler {
-            Some(s) => s.transform(x)?,
-            None => x.clone(),
-        };
-        let mut z = xs * self.coef.transpose();
+        let mut z = self.fitted.prepare(x)? * self.coef.transpose();
         for mut row in z.row_iter_mut() {
             row += self.intercept.transpose();
         }
@@ -627,13 +676,12 @@ impl LogisticModel {
 
     /// Parameters as named tensors: `coef` `[rows, n_features]` and `intercept` `[rows]`.
     pub fn to_tensors(&self, device: &Device, dtype: DType) -> Result<HashMap<String, Tensor>> {
-        let mut m = HashMap::new();
-        m.insert("coef".to_string(), self.coef_tensor(device, dtype)?);
-        m.insert(
-            "intercept".to_string(),
-            persist::vector_tensor(&self.intercept, device, dtype)?,
-        );
-        Ok(m)
+        persist::param_map(
+            self.coef_tensor(device, dtype)?,
+            &self.intercept,
+            device,
+            dtype,
+        )
     }
 
     /// Rebuilds a model from named tensors (as written by [`LogisticModel::to_tensors`]), e.g. after training elsewhere.
@@ -655,94 +703,63 @@ impl LogisticModel {
             ));
         }
         check::same_len("class names and classes", class_names.len(), classes.len())?;
+        let fitted = Fitted::new(feature_names, scaler)?;
         let rows = if classes.len() == 2 { 1 } else { classes.len() };
-        let p = feature_names.len();
+        let p = fitted.feature_names.len();
         let coef = persist::tensor_matrix(tensors, "coef", rows, p)?;
         let intercept = persist::tensor_vector(tensors, "intercept", rows)?;
-        persist::finite_params(coef.as_slice(), "coef")?;
-        persist::finite_params(intercept.as_slice(), "intercept")?;
-        if let Some(s) = &scaler {
-            check::n_features(p, s.n_features())?;
-        }
+        persist::finite_params(coef.as_slice(), intercept.as_slice())?;
         Ok(LogisticModel {
             settings,
             classes,
             class_names,
-            feature_names,
             coef,
             intercept,
-            scaler,
             threshold: 0.5,
-            n_iter: 0,
-            converged: true,
+            fitted,
         })
-    }
-
-    /// Saves the parameters to `path` (safetensors) and the settings beside it (`.json`), each atomically.
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let mut tensors = self.to_tensors(&Device::Cpu, DType::F64)?;
-        let meta = LogisticMeta {
-            format: LOGISTIC_FORMAT.into(),
-            version: 1,
-            settings: self.settings.clone(),
-            classes: self.classes.clone(),
-            class_names: self.class_names.clone(),
-            feature_names: self.feature_names.clone(),
-            scaler: persist::put_scaler(self.scaler.as_ref(), &mut tensors)?,
-            threshold: self.threshold,
-            n_iter: self.n_iter,
-            converged: self.converged,
-        };
-        persist::save_tensors(path, &tensors)?;
-        persist::save_json(&persist::settings_path(path), &meta)
-    }
-
-    /// Loads a model written by [`LogisticModel::save`].
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let json_path = persist::settings_path(path);
-        let meta: LogisticMeta = persist::load_meta(&json_path, LOGISTIC_FORMAT)?;
-        let tensors = persist::load_tensors(path)?;
-        let scaler =
-            persist::take_scaler(meta.scaler.as_ref(), &tensors).map_err(|e| Error::ModelFile {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        let bad = |e: Error| Error::ModelFile {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        let mut model = Self::from_tensors(
-            meta.settings,
-            meta.classes,
-            meta.class_names,
-            meta.feature_names,
-            scaler,
-            &tensors,
-        )
-        .map_err(bad)?;
-        if model.is_binary() {
-            model.set_threshold(meta.threshold).map_err(bad)?;
-        }
-        model.n_iter = meta.n_iter;
-        model.converged = meta.converged;
-        Ok(model)
     }
 }
 
-const LOGISTIC_FORMAT: &str = "taper-regression/logistic";
-
+/// The logistic model's own settings-file fields.
 #[derive(Serialize, Deserialize)]
-struct LogisticMeta {
-    format: String,
-    version: u32,
+pub(crate) struct LogisticExtra {
     settings: LogisticRegression,
     classes: Vec<usize>,
     class_names: Vec<String>,
-    feature_names: Vec<String>,
-    scaler: Option<persist::ScalerMeta>,
     threshold: f64,
-    n_iter: usize,
-    converged: bool,
+}
+
+impl persist::Persist for LogisticModel {
+    const FORMAT: &'static str = "taper-regression/logistic";
+    type Extra = LogisticExtra;
+
+    fn parts(&self) -> Result<(&Fitted, HashMap<String, Tensor>, LogisticExtra)> {
+        let extra = LogisticExtra {
+            settings: self.settings.clone(),
+            classes: self.classes.clone(),
+            class_names: self.class_names.clone(),
+            threshold: self.threshold,
+        };
+        Ok((
+            &self.fitted,
+            self.to_tensors(&Device::Cpu, DType::F64)?,
+            extra,
+        ))
+    }
+
+    fn restore(
+        e: LogisticExtra,
+        fitted: Fitted,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<Self> {
+        let (names, scaler) = (fitted.feature_names.clone(), fitted.scaler.clone());
+        let mut model =
+            Self::from_tensors(e.settings, e.classes, e.class_names, names, scaler, tensors)?;
+        model.fitted = fitted;
+        if model.is_binary() {
+            model.set_threshold(e.threshold)?;
+        }
+        Ok(model)
+    }
 }

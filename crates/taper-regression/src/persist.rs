@@ -1,123 +1,106 @@
-//! Crash-safe file output and tensor conversion shared by the models' save/load.
+//! Saving and loading fitted models, and the tensor conversions both model kinds share.
 //!
-//! Every file is written to a temporary name in its destination folder,
-//! flushed to disk, then renamed over the target: a crash leaves either the
-//! old file or the new one, never a torn mix.
+//! A model is two files: its parameters (and scaler) in safetensors, its settings
+//! beside them in JSON with the same stem. Each is written with
+//! [`taper_train::checkpoint::atomic_write`], so a crash leaves the old file or the
+//! new one, never a torn mix.
 
 use crate::error::{Error, Result};
+use crate::fitted::Fitted;
 use crate::preprocessing::StandardScaler;
 use candle_core::{DType, Device, Tensor};
 use nalgebra::{DMatrix, DVector};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn tmp_path(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    // pid + counter keeps concurrent writers (threads or processes) from sharing a temp file.
-    let unique = format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    target.with_file_name(unique)
-}
-
-/// Writes `target` atomically: `write` fills a temp file beside it, which is fsynced and renamed.
-pub fn atomic_write<F>(target: &Path, write: F) -> Result<()>
-where
-    F: FnOnce(&Path) -> Result<()>,
-{
-    let tmp = tmp_path(target);
-    let result = (|| {
-        write(&tmp)?;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, target).map_err(|e| Error::io(target, e))?;
-        // The rename itself must reach the disk too; some platforms cannot open folders, so this is best effort.
-        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Atomically writes `bytes` to `target`.
-pub fn atomic_write_bytes(target: &Path, bytes: &[u8]) -> Result<()> {
-    atomic_write(target, |tmp| {
-        std::fs::write(tmp, bytes).map_err(|e| Error::io(tmp, e))
-    })
-}
+use taper_train::checkpoint::{atomic_write, read_tensors};
 
 /// The JSON file that accompanies a safetensors file: same stem, `.json` extension.
 pub fn settings_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")
 }
 
-pub(crate) fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    atomic_write(path, |tmp| {
-        // safetensors writes through its own private (0600) temp file; creating ours first
-        // records the umask-respecting mode an ordinary new file gets, restored afterwards.
-        let perms = std::fs::File::create(tmp)
-            .and_then(|f| f.metadata())
-            .map(|m| m.permissions())
-            .map_err(|e| Error::io(tmp, e))?;
-        candle_core::safetensors::save(tensors, tmp).map_err(|e| Error::ModelFile {
-            path: path.to_path_buf(),
-            message: format!("writing safetensors: {e}"),
-        })?;
-        std::fs::set_permissions(tmp, perms).map_err(|e| Error::io(tmp, e))
-    })
+/// What a model kind adds to the shared save/load code.
+pub(crate) trait Persist: Sized {
+    /// The `format` tag of its settings file.
+    const FORMAT: &'static str;
+    /// Its own settings-file fields, beside the shared ones.
+    type Extra: Serialize + DeserializeOwned;
+    /// The shared state, the parameters as host f64 tensors, and the model's own fields.
+    fn parts(&self) -> Result<(&Fitted, HashMap<String, Tensor>, Self::Extra)>;
+    /// Rebuilds the model from what [`save`] wrote.
+    fn restore(
+        extra: Self::Extra,
+        fitted: Fitted,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<Self>;
 }
 
-pub(crate) fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    if !path.exists() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        ));
-    }
-    candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::ModelFile {
-        path: path.to_path_buf(),
-        message: format!("not a readable safetensors file: {e}"),
-    })
+/// The settings file: the fields every model has, then the model's own.
+#[derive(Serialize, Deserialize)]
+struct Saved<E> {
+    format: String,
+    version: u32,
+    feature_names: Vec<String>,
+    scaler: Option<ScalerMeta>,
+    n_iter: usize,
+    converged: bool,
+    #[serde(flatten)]
+    extra: E,
 }
 
-pub(crate) fn save_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
+/// Writes `model` to `path` (safetensors) and its settings beside it (JSON).
+pub(crate) fn save<M: Persist>(model: &M, path: &Path) -> Result<()> {
+    let (f, mut tensors, extra) = model.parts()?;
+    let saved = Saved {
+        format: M::FORMAT.into(),
+        version: 1,
+        feature_names: f.feature_names.clone(),
+        scaler: put_scaler(f.scaler.as_ref(), &mut tensors)?,
+        n_iter: f.n_iter,
+        converged: f.converged,
+        extra,
+    };
+    // Tensors from `parts` are host-resident and contiguous, which safetensors' views need.
+    let bytes = safetensors::serialize(&tensors, None).map_err(|e| Error::ModelFile {
         path: path.to_path_buf(),
+        message: format!("writing safetensors: {e}"),
+    })?;
+    atomic_write(path, &bytes)?;
+    let json_path = settings_path(path);
+    let text = serde_json::to_vec_pretty(&saved).map_err(|source| Error::Json {
+        path: json_path.clone(),
         source,
     })?;
-    atomic_write_bytes(path, &text)
+    Ok(atomic_write(&json_path, &text)?)
 }
 
-pub(crate) fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&text).map_err(|source| Error::Json {
+/// Reads a model written by [`save`].
+pub(crate) fn load<M: Persist>(path: &Path) -> Result<M> {
+    let saved: Saved<M::Extra> = load_meta(&settings_path(path), M::FORMAT)?;
+    let tensors = read_tensors(path, &Device::Cpu)?;
+    // Past this point anything inconsistent is the file's fault, so name the file.
+    let bad = |e: Error| Error::ModelFile {
         path: path.to_path_buf(),
-        source,
-    })
+        message: e.to_string(),
+    };
+    let scaler = take_scaler(saved.scaler.as_ref(), &tensors).map_err(bad)?;
+    let mut fitted = Fitted::new(saved.feature_names, scaler).map_err(bad)?;
+    fitted.n_iter = saved.n_iter;
+    fitted.converged = saved.converged;
+    M::restore(saved.extra, fitted, &tensors).map_err(bad)
 }
 
 /// Reads a settings file, checking its `format` tag and `version` before the fields,
 /// so loading the wrong kind of model says so instead of reporting a missing field.
-pub(crate) fn load_meta<T: serde::de::DeserializeOwned>(path: &Path, format: &str) -> Result<T> {
-    let value: serde_json::Value = load_json(path)?;
+fn load_meta<T: DeserializeOwned>(path: &Path, format: &str) -> Result<T> {
+    let json = |source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let value: serde_json::Value = serde_json::from_slice(&text).map_err(json)?;
     let found = value
         .get("format")
         .and_then(|f| f.as_str())
@@ -131,10 +114,34 @@ pub(crate) fn load_meta<T: serde::de::DeserializeOwned>(path: &Path, format: &st
             ),
         });
     }
-    serde_json::from_value(value).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })
+    serde_json::from_value(value).map_err(json)
+}
+
+/// The `coef` and `intercept` tensors every model exposes.
+pub(crate) fn param_map(
+    coef: Tensor,
+    intercept: &DVector<f64>,
+    device: &Device,
+    dtype: DType,
+) -> Result<HashMap<String, Tensor>> {
+    let intercept = vector_tensor(intercept, device, dtype)?;
+    Ok(HashMap::from([
+        ("coef".to_string(), coef),
+        ("intercept".to_string(), intercept),
+    ]))
+}
+
+/// Rejects non-finite parameters, which would otherwise surface only as NaN predictions.
+pub(crate) fn finite_params(coef: &[f64], intercept: &[f64]) -> Result<()> {
+    for (what, values) in [("coef", coef), ("intercept", intercept)] {
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::param(
+                "tensors",
+                format!("{what} holds NaN or infinity"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn vector_tensor(v: &DVector<f64>, device: &Device, dtype: DType) -> Result<Tensor> {
@@ -147,9 +154,26 @@ pub(crate) fn matrix_tensor(m: &DMatrix<f64>, device: &Device, dtype: DType) -> 
     Ok(Tensor::from_vec(row_major, (m.nrows(), m.ncols()), device)?.to_dtype(dtype)?)
 }
 
-fn get<'a>(map: &'a HashMap<String, Tensor>, name: &str) -> Result<&'a Tensor> {
-    map.get(name)
-        .ok_or_else(|| Error::param("tensors", format!("no tensor named {name:?}")))
+/// The tensor called `name`, read back as host f64 values once its shape is checked.
+fn host_values(
+    map: &HashMap<String, Tensor>,
+    name: &str,
+    shape_ok: impl Fn(&Tensor) -> bool,
+    expected: &str,
+) -> Result<Vec<f64>> {
+    let t = map
+        .get(name)
+        .ok_or_else(|| Error::param("tensors", format!("no tensor named {name:?}")))?;
+    if !shape_ok(t) {
+        return Err(Error::param(
+            "tensors",
+            format!("{name:?} has shape {:?}, expected {expected}", t.dims()),
+        ));
+    }
+    Ok(t.to_dtype(DType::F64)?
+        .to_device(&Device::Cpu)?
+        .flatten_all()?
+        .to_vec1()?)
 }
 
 pub(crate) fn tensor_vector(
@@ -157,18 +181,8 @@ pub(crate) fn tensor_vector(
     name: &str,
     len: usize,
 ) -> Result<DVector<f64>> {
-    let t = get(map, name)?;
-    if t.elem_count() != len || t.rank() > 1 {
-        return Err(Error::param(
-            "tensors",
-            format!("{name:?} has shape {:?}, expected [{len}]", t.dims()),
-        ));
-    }
-    let v: Vec<f64> = t
-        .to_dtype(DType::F64)?
-        .to_device(&Device::Cpu)?
-        .flatten_all()?
-        .to_vec1()?;
+    let ok = |t: &Tensor| t.elem_count() == len && t.rank() <= 1;
+    let v = host_values(map, name, ok, &format!("[{len}]"))?;
     Ok(DVector::from_vec(v))
 }
 
@@ -178,28 +192,15 @@ pub(crate) fn tensor_matrix(
     rows: usize,
     cols: usize,
 ) -> Result<DMatrix<f64>> {
-    let t = get(map, name)?;
-    if t.dims() != [rows, cols] {
-        return Err(Error::param(
-            "tensors",
-            format!(
-                "{name:?} has shape {:?}, expected [{rows}, {cols}]",
-                t.dims()
-            ),
-        ));
-    }
-    let v: Vec<f64> = t
-        .to_dtype(DType::F64)?
-        .to_device(&Device::Cpu)?
-        .flatten_all()?
-        .to_vec1()?;
+    let ok = |t: &Tensor| t.dims() == [rows, cols];
+    let v = host_values(map, name, ok, &format!("[{rows}, {cols}]"))?;
     Ok(DMatrix::from_row_slice(rows, cols, &v))
 }
 
 /// How the JSON settings file records a model's scaler; its numbers live in the
 /// safetensors file, because JSON's decimal round trip is not guaranteed bit-exact.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct ScalerMeta {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ScalerMeta {
     kind: String,
     n_features: usize,
     tensors: [String; 2],
@@ -209,19 +210,17 @@ const SCALER_MEAN: &str = "scaler.mean";
 const SCALER_SCALE: &str = "scaler.scale";
 
 /// Adds the scaler's tensors to `tensors` and returns its JSON description.
-pub(crate) fn put_scaler(
+fn put_scaler(
     scaler: Option<&StandardScaler>,
     tensors: &mut HashMap<String, Tensor>,
 ) -> Result<Option<ScalerMeta>> {
     let Some(s) = scaler else { return Ok(None) };
-    let dev = Device::Cpu;
-    let mean = DVector::from_column_slice(s.mean());
-    let scale = DVector::from_column_slice(s.scale());
-    tensors.insert(SCALER_MEAN.into(), vector_tensor(&mean, &dev, DType::F64)?);
-    tensors.insert(
-        SCALER_SCALE.into(),
-        vector_tensor(&scale, &dev, DType::F64)?,
-    );
+    for (name, values) in [(SCALER_MEAN, s.mean()), (SCALER_SCALE, s.scale())] {
+        tensors.insert(
+            name.into(),
+            Tensor::from_slice(values, values.len(), &Device::Cpu)?,
+        );
+    }
     Ok(Some(ScalerMeta {
         kind: "standard".into(),
         n_features: s.n_features(),
@@ -230,7 +229,7 @@ pub(crate) fn put_scaler(
 }
 
 /// Reads back the scaler described by `meta` from `tensors`.
-pub(crate) fn take_scaler(
+fn take_scaler(
     meta: Option<&ScalerMeta>,
     tensors: &HashMap<String, Tensor>,
 ) -> Result<Option<StandardScaler>> {
@@ -247,15 +246,4 @@ pub(crate) fn take_scaler(
         mean.as_slice().to_vec(),
         scale.as_slice().to_vec(),
     )?))
-}
-
-/// Rejects non-finite parameters, which would otherwise surface only as NaN predictions.
-pub(crate) fn finite_params(values: &[f64], what: &str) -> Result<()> {
-    if values.iter().any(|v| !v.is_finite()) {
-        return Err(Error::param(
-            "tensors",
-            format!("{what} holds NaN or infinity"),
-        ));
-    }
-    Ok(())
 }

@@ -21,6 +21,7 @@ pub mod device;
 mod error;
 pub mod gradcheck;
 pub mod group;
+pub mod kernels;
 pub mod metrics;
 pub mod nn;
 pub mod optim;

@@ -101,9 +101,20 @@ pub fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
 ///
 /// candle 0.11.1's `max_pool2d` backward multiplies the gradient by the fraction
 /// of window elements equal to the maximum instead of dividing by their count, so
-/// a unique maximum receives 1/k² of its gradient. Built from reshapes and `max`
-/// reductions, this one's gradient is exact (checked in `tests/gradcheck.rs`).
+/// a unique maximum receives 1/k² of its gradient. This one's gradient is exact
+/// (checked in `tests/gradcheck.rs`): a custom kernel on the CPU, reshapes and
+/// `max` reductions elsewhere.
 pub fn max_pool2d(xs: &Tensor, k: usize) -> Result<Tensor> {
+    crate::kernels::max_pool2d(xs, k)
+}
+
+/// ReLU with a one-pass backward on the CPU.
+pub fn relu(xs: &Tensor) -> Result<Tensor> {
+    crate::kernels::relu(xs)
+}
+
+/// [`max_pool2d`] from reshapes and `max` reductions (any device).
+pub fn max_pool2d_reshape(xs: &Tensor, k: usize) -> Result<Tensor> {
     let (n, c, h, w) = xs.dims4()?;
     let (ho, wo) = (h / k, w / k);
     if ho == 0 || wo == 0 {
@@ -115,4 +126,99 @@ pub fn max_pool2d(xs: &Tensor, k: usize) -> Result<Tensor> {
         xs.clone()
     };
     xs.reshape((n, c, ho, k, wo, k))?.max(5)?.max(3)
+}
+
+/// Settings of a [`Conv2d`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Zero padding on each side.
+    pub padding: usize,
+    /// Stride.
+    pub stride: usize,
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Self {
+            padding: 0,
+            stride: 1,
+        }
+    }
+}
+
+/// A 2-D convolution layer on [`crate::kernels::conv2d`] (fast CPU path, candle's
+/// kernel on other devices). Weights `weight` `(Co, C, k, k)` and `bias` `(Co,)`,
+/// initialised like PyTorch's `nn.Conv2d`.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    cfg: Conv2dConfig,
+}
+
+impl Conv2d {
+    /// From explicit tensors.
+    pub fn new(weight: Tensor, bias: Option<Tensor>, cfg: Conv2dConfig) -> Self {
+        Self { weight, bias, cfg }
+    }
+
+    /// The weight.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let y = crate::kernels::conv2d(xs, &self.weight, self.cfg.stride, self.cfg.padding)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+fn conv_weight(cin: usize, cout: usize, k: usize, vb: &VarBuilder) -> Result<Tensor> {
+    // PyTorch's default: kaiming-uniform with a = sqrt(5), i.e. bound 1/sqrt(fan_in).
+    let bound = 1.0 / ((cin * k * k) as f64).sqrt();
+    vb.get_with_hints(
+        (cout, cin, k, k),
+        "weight",
+        candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    )
+}
+
+/// A `k`x`k` convolution from `cin` to `cout` channels with bias.
+pub fn conv2d(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    cfg: Conv2dConfig,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    let weight = conv_weight(cin, cout, k, &vb)?;
+    let bound = 1.0 / ((cin * k * k) as f64).sqrt();
+    let bias = vb.get_with_hints(
+        cout,
+        "bias",
+        candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    )?;
+    Ok(Conv2d::new(weight, Some(bias), cfg))
+}
+
+/// A `k`x`k` convolution without bias (before batch norm).
+pub fn conv2d_no_bias(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    cfg: Conv2dConfig,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    Ok(Conv2d::new(conv_weight(cin, cout, k, &vb)?, None, cfg))
 }

@@ -236,3 +236,94 @@ fn the_check_catches_candles_silent_gradient_cuts() {
         .unwrap();
     assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
 }
+
+#[test]
+fn taper_conv2d_matches_candle_and_has_exact_gradients() {
+    use taper_train::kernels;
+    for (stride, padding) in [(1, 0), (1, 1), (2, 1), (2, 0)] {
+        let x = randn(&[2, 3, 7, 6], 30);
+        let w = randn(&[4, 3, 3, 3], 31);
+        let ours = kernels::conv2d(&x, &w, stride, padding).unwrap();
+        let theirs = x.conv2d(&w, padding, stride, 1, 1).unwrap();
+        assert_eq!(ours.dims(), theirs.dims());
+        let diff = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
+        assert!(
+            diff.to_scalar::<f64>().unwrap() < 1e-12,
+            "stride {stride} padding {padding}"
+        );
+        assert_grads(
+            "taper conv2d",
+            |xs| kernels::conv2d(&xs[0], &xs[1], stride, padding),
+            &[x.clone(), w.clone()],
+        );
+    }
+    // A batch larger than the im2col budget is convolved in slices: same values.
+    let big = randn(&[3, 4, 700, 700], 32);
+    let w1 = randn(&[2, 4, 3, 3], 33);
+    const { assert!(4 * 9 * 700 * 700 > kernels::IM2COL_BUDGET) };
+    let sliced = kernels::conv2d(&big, &w1, 1, 1).unwrap();
+    let whole = big.conv2d(&w1, 1, 1, 1, 1).unwrap();
+    let diff = (sliced - whole)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap();
+    assert!(diff.to_scalar::<f64>().unwrap() < 1e-10);
+    let e = kernels::conv2d(&randn(&[1, 2, 5, 5], 1), &randn(&[4, 3, 3, 3], 2), 1, 0).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("input has 2 channels, weight expects 3"),
+        "{e}"
+    );
+    let e = kernels::conv2d(&randn(&[1, 3, 2, 2], 1), &randn(&[4, 3, 3, 3], 2), 1, 0).unwrap_err();
+    assert!(e.to_string().contains("does not fit"), "{e}");
+}
+
+#[test]
+fn taper_kernels_for_pooling_and_relu() {
+    // A small offset keeps ReLU inputs away from 0, where it has no derivative.
+    let x = (randn(&[2, 3, 6, 5], 40) + 0.01).unwrap();
+    assert_grads(
+        "kernel relu",
+        |xs| nn::relu(&xs[0]),
+        std::slice::from_ref(&x),
+    );
+    let a = nn::relu(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let b = x
+        .relu()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    assert_eq!(a, b);
+    let p1 = nn::max_pool2d(&x, 2).unwrap();
+    let p2 = nn::max_pool2d_reshape(&x, 2).unwrap();
+    assert_eq!(p1.dims(), &[2, 3, 3, 2]);
+    assert_eq!(
+        p1.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+        p2.flatten_all().unwrap().to_vec1::<f64>().unwrap()
+    );
+    assert_grads(
+        "kernel max_pool2d",
+        |xs| nn::max_pool2d(&xs[0], 2),
+        std::slice::from_ref(&x),
+    );
+    assert_grads("kernel max_pool2d k3", |xs| nn::max_pool2d(&xs[0], 3), &[x]);
+    assert!(nn::max_pool2d(&randn(&[1, 1, 1, 4], 1), 2).is_err());
+}

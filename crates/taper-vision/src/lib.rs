@@ -4,5 +4,6 @@
 
 pub mod datasets;
 pub mod models;
+pub mod transforms;
 
 pub use taper_train::{Error, Result};

@@ -156,3 +156,113 @@ fn embedded_digits() {
         "{e}"
     );
 }
+
+#[test]
+fn cifar_binary_written_here() {
+    use taper_vision::datasets::{load_cifar10, read_cifar_file};
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    for label in [3u8, 9] {
+        bytes.push(label);
+        bytes.extend((0..3072).map(|i| (i % 251) as u8));
+    }
+    let p = dir.path().join("test_batch.bin");
+    std::fs::write(&p, &bytes).unwrap();
+    let (x, y) = read_cifar_file(&p).unwrap();
+    assert_eq!(x.dims(), &[2, 3, 32, 32]);
+    assert_eq!(y.to_vec1::<u32>().unwrap(), vec![3, 9]);
+    // Red plane first, then green: pixel (c=1, 0, 0) is byte 1024.
+    let v = x
+        .get(0)
+        .unwrap()
+        .get(1)
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!((v - (1024 % 251) as f32 / 255.0).abs() < 1e-6);
+    let (x2, _) = load_cifar10(dir.path(), false).unwrap();
+    assert_eq!(x2.dims(), x.dims());
+    let e = load_cifar10(dir.path(), true).unwrap_err().to_string();
+    assert!(e.contains("data_batch_1.bin"), "{e}");
+    std::fs::write(&p, &bytes[..5000]).unwrap();
+    let e = read_cifar_file(&p).unwrap_err().to_string();
+    assert!(e.contains("not a whole number of 3073-byte"), "{e}");
+    bytes[0] = 10;
+    std::fs::write(&p, &bytes).unwrap();
+    let e = read_cifar_file(&p).unwrap_err().to_string();
+    assert!(e.contains("record 0 has label 10"), "{e}");
+}
+
+#[test]
+fn image_folder_with_a_bad_file() {
+    use taper_train::data::{DataLoader, Dataset, LoaderConfig, StackBatcher};
+    use taper_vision::datasets::{ImageFolder, OnBadFile};
+    use taper_vision::transforms::{Compose, RandomCrop, Resize};
+    let dir = tempfile::tempdir().unwrap();
+    let e = ImageFolder::open(dir.path(), 3, OnBadFile::Fail)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no class folders"), "{e}");
+    for (class, n) in [("cat", 3), ("dog", 2)] {
+        std::fs::create_dir(dir.path().join(class)).unwrap();
+        for i in 0..n {
+            let img = image::RgbImage::from_fn(20 + i, 16, |x, y| {
+                image::Rgb([x as u8 * 10, y as u8 * 10, 100])
+            });
+            img.save(dir.path().join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("dog/broken.jpg"), b"").unwrap();
+    std::fs::write(dir.path().join("dog/notes.txt"), b"not an image").unwrap();
+    let e = ImageFolder::open(dir.path(), 3, OnBadFile::Fail)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("broken.jpg") && e.contains("empty file"), "{e}");
+    let folder = ImageFolder::open(dir.path(), 3, OnBadFile::Skip).unwrap();
+    assert_eq!(folder.classes(), &["cat".to_string(), "dog".to_string()]);
+    assert_eq!(folder.len(), 5);
+    assert_eq!(folder.skipped().len(), 1);
+    let folder = folder.with_transform(
+        Compose::new().then(Resize::new(16, 16)).then(RandomCrop {
+            width: 12,
+            height: 12,
+            padding: 0,
+        }),
+        3,
+    );
+    let item = folder.get(4).unwrap();
+    assert_eq!(item[0].dims(), &[3, 12, 12]);
+    assert_eq!(item[1].to_scalar::<u32>().unwrap(), 1);
+    // Augmentation differs between epochs and repeats within one.
+    let e0 = folder.get_in_epoch(0, 0).unwrap()[0]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let e0b = folder.get_in_epoch(0, 0).unwrap()[0]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let e1 = folder.get_in_epoch(0, 1).unwrap()[0]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(e0, e0b);
+    assert_ne!(e0, e1);
+    let loader = DataLoader::from_dataset(
+        folder,
+        StackBatcher::new(&candle_core::Device::Cpu),
+        LoaderConfig::train(2, 0),
+    )
+    .unwrap();
+    let batches: Vec<_> = loader.epoch(0, 0).map(|b| b.unwrap()).collect();
+    assert_eq!(batches.len(), 3);
+    assert_eq!(batches[0].inputs().dims(), &[2, 3, 12, 12]);
+}

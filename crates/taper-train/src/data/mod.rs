@@ -23,6 +23,11 @@ pub trait Dataset: Send + Sync {
     }
     /// The item at `index` (< `len()`).
     fn get(&self, index: usize) -> Result<Self::Item>;
+    /// The item at `index` as served in `epoch`: data sets with random
+    /// augmentation override this to draw from `(seed, epoch, index)`.
+    fn get_in_epoch(&self, index: usize, _epoch: usize) -> Result<Self::Item> {
+        self.get(index)
+    }
 }
 
 /// Turns a list of items into one batch (stacking, padding, moving to a device).
@@ -48,6 +53,11 @@ pub trait BatchSource: Send + Sync {
     }
     /// Builds the batch of the items at `indices`.
     fn batch(&self, indices: &[usize]) -> Result<Self::Batch>;
+    /// Builds the batch of the items at `indices` as served in `epoch`
+    /// (see [`Dataset::get_in_epoch`]); the loader calls this one.
+    fn batch_in_epoch(&self, indices: &[usize], _epoch: usize) -> Result<Self::Batch> {
+        self.batch(indices)
+    }
 }
 
 /// A [`Dataset`] paired with a [`Batcher`].
@@ -68,9 +78,12 @@ where
         self.dataset.len()
     }
     fn batch(&self, indices: &[usize]) -> Result<C::Batch> {
+        self.batch_in_epoch(indices, 0)
+    }
+    fn batch_in_epoch(&self, indices: &[usize], epoch: usize) -> Result<C::Batch> {
         let items = indices
             .iter()
-            .map(|&i| self.dataset.get(i))
+            .map(|&i| self.dataset.get_in_epoch(i, epoch))
             .collect::<Result<Vec<_>>>()?;
         self.batcher.batch(items)
     }
@@ -404,6 +417,7 @@ impl<B: Send + 'static> DataLoader<B> {
                 inner: BatchesInner::Inline {
                     source: self.source.clone(),
                     chunks: chunks.into_iter(),
+                    epoch,
                 },
             };
         }
@@ -412,7 +426,7 @@ impl<B: Send + 'static> DataLoader<B> {
         let handle = std::thread::spawn(move || {
             for c in chunks {
                 // A closed receiver means the consumer stopped early: just end.
-                if tx.send(source.batch(&c)).is_err() {
+                if tx.send(source.batch_in_epoch(&c, epoch)).is_err() {
                     break;
                 }
             }
@@ -435,6 +449,7 @@ enum BatchesInner<B> {
     Inline {
         source: Arc<dyn BatchSource<Batch = B>>,
         chunks: std::vec::IntoIter<Vec<usize>>,
+        epoch: usize,
     },
     Thread {
         rx: Option<Receiver<Result<B>>>,
@@ -446,7 +461,11 @@ impl<B: Send> Iterator for Batches<B> {
     type Item = Result<B>;
     fn next(&mut self) -> Option<Result<B>> {
         match &mut self.inner {
-            BatchesInner::Inline { source, chunks } => chunks.next().map(|c| source.batch(&c)),
+            BatchesInner::Inline {
+                source,
+                chunks,
+                epoch,
+            } => chunks.next().map(|c| source.batch_in_epoch(&c, *epoch)),
             BatchesInner::Thread { rx, .. } => rx.as_ref()?.recv().ok(),
         }
     }

@@ -1,4 +1,4 @@
-//! Vision models.
+//! The seed's multi-layer perceptron.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
@@ -37,9 +37,9 @@ impl Mlp {
 impl ModuleT for Mlp {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let xs = xs.flatten_from(1)?;
-        let xs = self.h1.forward(&xs)?.relu()?;
+        let xs = self.h1.forward(&xs)?.apply(&taper_train::nn::relu)?;
         let xs = self.dropout.forward_t(&xs, train)?;
-        let xs = self.h2.forward(&xs)?.relu()?;
+        let xs = self.h2.forward(&xs)?.apply(&taper_train::nn::relu)?;
         let xs = self.dropout.forward_t(&xs, train)?;
         self.out.forward(&xs)
     }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# make bench: Taper beside its peers (PyTorch, torchvision, scikit-learn, gensim) on
+# the same cases, threads and data; prints a table and writes docs/BENCHMARKS.md.
+# Usage: bench/run.sh [--threads N] [--quick]   (--quick skips the MNIST epoch)
+set -u
+cd "$(dirname "$0")/.."
+threads=2
+mnist=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) threads="$2"; shift 2 ;;
+    --quick) mnist=0; shift ;;
+    *) echo "unknown option $1"; exit 2 ;;
+  esac
+done
+export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
+out=bench/out
+mkdir -p "$out"
+rm -f "$out"/*.json
+
+cargo build --release --examples || exit 1
+
+data_root="${TAPER_DATA:-}"
+[ -z "$data_root" ] && for d in ../shared/data data; do [ -d "$d/mnist" ] && data_root="$d" && break; done
+mnist_flag=""
+if [ "$mnist" = 1 ] && [ -n "$data_root" ]; then mnist_flag="--mnist"; fi
+
+echo "== Taper"
+./target/release/examples/bench_steps --threads "$threads" $mnist_flag ${data_root:+--data "$data_root"} | tail -n 1 > "$out/taper.json" || echo '{"error": "taper bench failed"}' > "$out/taper.json"
+[ -x ./target/release/examples/regression_bench ] && ./target/release/examples/regression_bench --threads "$threads" 2>/dev/null | tail -n 1 > "$out/taper_regression.json"
+
+venv=bench/.venv
+if [ ! -x "$venv/bin/python" ]; then
+  echo "== creating $venv from PyPI (bench/requirements.txt)"
+  python3 -m venv "$venv" && "$venv/bin/pip" install -q -r bench/requirements.txt || echo "peers could not be installed: reporting Taper's figures only"
+fi
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  echo "== PyTorch"
+  "$venv/bin/python" bench/torch_peer.py --threads "$threads" ${mnist_flag:+--mnist "$data_root/mnist"} | tail -n 1 > "$out/torch.json"
+else
+  echo "PyTorch is not installed in $venv: no peer figures for the neural-network cases"
+fi
+if [ -x "$venv/bin/python" ] && [ -f bench/regression_vs_sklearn.py ] && "$venv/bin/python" -c "import sklearn" 2>/dev/null; then
+  echo "== scikit-learn"
+  "$venv/bin/python" bench/regression_vs_sklearn.py --threads "$threads" 2>/dev/null | tail -n 1 > "$out/sklearn.json"
+fi
+if [ -x ./target/release/examples/word2vec ] && [ -n "$data_root" ] && [ -f "$data_root/text/ptb.train.txt" ]; then
+  echo "== word2vec"
+  ./target/release/examples/word2vec --threads "$threads" --data "$data_root" --out "$out/w2v-run" 2>/dev/null | tail -n 1 > "$out/taper_word2vec.json"
+  if [ -x "$venv/bin/python" ] && [ -f bench/word2vec_gensim.py ] && "$venv/bin/python" -c "import gensim" 2>/dev/null; then
+    "$venv/bin/python" bench/word2vec_gensim.py --threads "$threads" --data "$data_root" 2>/dev/null | tail -n 1 > "$out/gensim.json"
+  fi
+fi
+python3 bench/report.py "$out" docs/BENCHMARKS.md --threads "$threads"

@@ -1,0 +1,145 @@
+"""PyTorch / torchvision side of `make bench`: the same cases as
+examples/bench_steps.rs, same shapes, batch sizes, optimizer and thread count.
+Prints one JSON object."""
+import argparse, gzip, json, resource, statistics, time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+p = argparse.ArgumentParser()
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--reps", type=int, default=20)
+p.add_argument("--mnist", default=None, help="MNIST folder: also time an epoch and time to 98.5 %")
+args = p.parse_args()
+torch.set_num_threads(args.threads)
+torch.manual_seed(0)
+out = {"threads": args.threads, "torch": torch.__version__}
+
+
+def median_ms(f, warmup, reps):
+    for _ in range(warmup):
+        f()
+    t = []
+    for _ in range(reps):
+        s = time.perf_counter()
+        f()
+        t.append((time.perf_counter() - s) * 1e3)
+    return statistics.median(t)
+
+
+a = torch.randn(1024, 1024)
+out["matmul_gflops"] = 2 * 1024**3 / (median_ms(lambda: (a @ a).sum().item(), 2, 10) / 1e3) / 1e9
+
+
+class LeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 32, 5), nn.Conv2d(32, 64, 5)
+        self.fc1, self.fc2, self.drop = nn.Linear(1024, 128), nn.Linear(128, 10), nn.Dropout(0.25)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(self.drop(F.relu(self.fc1(x.flatten(1)))))
+
+
+def conv_bn(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Cnn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.Sequential(conv_bn(1, 32), conv_bn(32, 32), nn.MaxPool2d(2), conv_bn(32, 64), conv_bn(64, 64), nn.MaxPool2d(2))
+        self.drop1, self.fc1, self.drop2, self.fc2 = nn.Dropout(0.15), nn.Linear(64 * 7 * 7, 256), nn.Dropout(0.3), nn.Linear(256, 10)
+
+    def forward(self, x):
+        x = self.drop1(self.blocks(x)).flatten(1)
+        return self.fc2(self.drop2(F.relu(self.fc1(x))))
+
+
+def step_case(model, x, y, reps):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return median_ms(step, 5, reps)
+
+
+mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+lab = lambda n: torch.arange(n) % 10
+out["step_mlp_ms"] = step_case(mlp, torch.randn(128, 784), lab(128), args.reps)
+out["step_lenet_ms"] = step_case(LeNet(), torch.randn(64, 1, 28, 28), lab(64), args.reps)
+out["step_cnn_bn_ms"] = step_case(Cnn(), torch.randn(64, 1, 28, 28), lab(64), min(args.reps, 10))
+
+cnn = Cnn().eval()
+with torch.no_grad():
+    for b in (1, 256):
+        x = torch.randn(b, 1, 28, 28)
+        ms = median_ms(lambda: cnn(x).sum().item(), 3, 50 if b == 1 else 5)
+        out[f"infer_cnn_b{b}_images_per_s"] = b / (ms / 1e3)
+
+try:
+    import torchvision.transforms.v2 as T
+    from torchvision.io import decode_image, ImageReadMode
+
+    assets = Path(__file__).resolve().parent.parent / "assets"
+    photos = [decode_image(str(assets / n), mode=ImageReadMode.RGB) for n in ("china.jpg", "flower.jpg")]
+    pipe = T.Compose([T.Resize((256, 256), antialias=True), T.RandomCrop(224), T.RandomRotation(15), T.RandomHorizontalFlip(),
+                      T.ToDtype(torch.float32, scale=True), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    batch = [photos[i % 2] for i in range(32)]
+    ms = median_ms(lambda: torch.stack([pipe(im) for im in batch]), 1, 5)
+    out["preprocess_images_per_s"] = 32 / (ms / 1e3)
+except Exception as e:  # torchvision missing or incompatible: report the rest
+    out["preprocess_error"] = str(e)
+
+
+def idx(path):
+    raw = gzip.open(path).read()
+    nd = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(nd)]
+    return torch.frombuffer(bytearray(raw[4 + 4 * nd:]), dtype=torch.uint8).reshape(dims)
+
+
+if args.mnist:
+    d = Path(args.mnist)
+    norm = lambda t: ((t.float() / 255.0) - 0.1307) / 0.3081
+    x, y = norm(idx(d / "train-images-idx3-ubyte.gz")).unsqueeze(1), idx(d / "train-labels-idx1-ubyte.gz").long()
+    tx, ty = norm(idx(d / "t10k-images-idx3-ubyte.gz")).unsqueeze(1), idx(d / "t10k-labels-idx1-ubyte.gz").long()
+    model = LeNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=len(loader))
+
+    def evaluate():
+        model.eval()
+        with torch.no_grad():
+            acc = sum((model(tx[i:i + 1000]).argmax(1) == ty[i:i + 1000]).sum().item() for i in range(0, 10000, 1000)) / 10000
+        model.train()
+        return acc
+
+    t0, eval_s, reached = time.perf_counter(), 0.0, None
+    model.train()
+    for i, (bx, by) in enumerate(loader):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(bx), by).backward()
+        opt.step()
+        sched.step()
+        if reached is None and (i + 1) % 100 == 0:
+            e = time.perf_counter()
+            acc = evaluate()
+            eval_s += time.perf_counter() - e
+            if acc >= 0.985:
+                reached = time.perf_counter() - t0 - eval_s
+    out["mnist_lenet_epoch_s"] = time.perf_counter() - t0 - eval_s
+    out["mnist_lenet_epoch_test_accuracy"] = evaluate()
+    out["mnist_lenet_seconds_to_98_5"] = reached
+
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))

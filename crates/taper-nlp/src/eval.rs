@@ -1,0 +1,150 @@
+//! Word-similarity evaluation (WordSim-353 and files like it).
+
+use crate::corpus::read_text;
+use crate::vectors::WordVectors;
+use crate::{Error, Result};
+use std::path::Path;
+
+/// Two words and the similarity people gave them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WordPair {
+    /// First word.
+    pub a: String,
+    /// Second word.
+    pub b: String,
+    /// Human score.
+    pub score: f64,
+}
+
+/// Reads word pairs: `word,word,score` (comma or tab separated), a header line
+/// whose score is not a number is skipped, `#` lines are comments.
+pub fn load_word_pairs(path: &Path) -> Result<Vec<WordPair>> {
+    let text = read_text(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = if line.contains('\t') {
+            line.split('\t').collect()
+        } else {
+            line.split(',').collect()
+        };
+        let bad = |msg: String| Error::VectorFormat {
+            path: path.to_path_buf(),
+            line: i + 1,
+            msg,
+        };
+        if fields.len() < 3 {
+            return Err(bad(format!("expected 'word,word,score', got '{line}'")));
+        }
+        match fields[2].trim().parse::<f64>() {
+            Ok(score) => out.push(WordPair {
+                a: fields[0].trim().to_string(),
+                b: fields[1].trim().to_string(),
+                score,
+            }),
+            Err(_) if i == 0 => continue,
+            Err(_) => return Err(bad(format!("score '{}' is not a number", fields[2]))),
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::EmptyCorpus {
+            source_name: path.display().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// The outcome of a word-similarity evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimilarityReport {
+    /// Spearman rank correlation between cosine and human scores over the pairs
+    /// whose both words are known (NaN when fewer than two are).
+    pub spearman: f64,
+    /// Pairs evaluated.
+    pub pairs: usize,
+    /// Pairs skipped because a word is out of vocabulary.
+    pub oov: usize,
+}
+
+/// Spearman correlation of the vectors' cosines with human scores. With
+/// `lowercase`, the pair's words are lower-cased before lookup (as for vectors
+/// trained on a lower-cased corpus).
+pub fn evaluate_word_pairs(
+    vectors: &WordVectors,
+    pairs: &[WordPair],
+    lowercase: bool,
+) -> SimilarityReport {
+    let mut model = Vec::new();
+    let mut human = Vec::new();
+    let mut oov = 0;
+    for p in pairs {
+        let (a, b) = if lowercase {
+            (p.a.to_lowercase(), p.b.to_lowercase())
+        } else {
+            (p.a.clone(), p.b.clone())
+        };
+        match vectors.similarity(&a, &b) {
+            Ok(s) => {
+                model.push(s as f64);
+                human.push(p.score);
+            }
+            Err(_) => oov += 1,
+        }
+    }
+    SimilarityReport {
+        spearman: spearman(&model, &human),
+        pairs: model.len(),
+        oov,
+    }
+}
+
+/// Spearman's rank correlation (ties get their average rank); NaN for fewer than
+/// two values or a constant input.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    if x.len() != y.len() || x.len() < 2 {
+        return f64::NAN;
+    }
+    pearson(&ranks(x), &ranks(y))
+}
+
+/// Pearson's correlation; NaN when an input is constant.
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len()) as f64;
+    if n < 2.0 {
+        return f64::NAN;
+    }
+    let mx = x.iter().sum::<f64>() / n;
+    let my = y.iter().sum::<f64>() / n;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return f64::NAN;
+    }
+    sxy / (sxx * syy).sqrt()
+}
+
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}

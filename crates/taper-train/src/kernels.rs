@@ -1,0 +1,482 @@
+//! CPU kernels that candle lacks or runs slowly, as candle custom ops.
+//!
+//! Convolution here is im2col + one large matrix product. candle 0.11.1's CPU
+//! conv2d computes its input gradient with a plain loop (5-7x the forward) and
+//! computes it even for data that needs none; built from [`Im2Col`] and a matmul,
+//! the weight gradient is a matmul, the input gradient a matmul and a [`Col2Im`],
+//! and nothing is computed for an input that is not a variable. Other devices keep
+//! candle's own kernels.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Geometry of a 2-D convolution window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Kernel height and width.
+    pub kernel: (usize, usize),
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+}
+
+impl Window {
+    /// Output height and width for an input of `h` x `w`.
+    pub fn output(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        let (kh, kw) = self.kernel;
+        let (ph, pw) = (h + 2 * self.padding, w + 2 * self.padding);
+        if ph < kh || pw < kw || self.stride == 0 {
+            candle_core::bail!(
+                "conv window {kh}x{kw} (padding {}) does not fit a {h}x{w} input",
+                self.padding
+            );
+        }
+        Ok(((ph - kh) / self.stride + 1, (pw - kw) / self.stride + 1))
+    }
+}
+
+/// `(N, C, H, W)` → `(C·kh·kw, N·Ho·Wo)`: row `c·kh·kw + i·kw + j` holds input
+/// pixel `(c, oh·s - p + i, ow·s - p + j)` for each output position, zero outside.
+/// Its backward is [`Col2Im`].
+#[derive(Debug, Clone, Copy)]
+pub struct Im2Col(pub Window);
+
+/// The adjoint of [`Im2Col`]: sums columns back into an `(N, C, H, W)` image.
+#[derive(Debug, Clone, Copy)]
+pub struct Col2Im {
+    /// The window.
+    pub window: Window,
+    /// Shape of the image to rebuild.
+    pub image: (usize, usize, usize, usize),
+}
+
+fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+fn im2col<T: WithDType>(
+    x: &[T],
+    (n, c, h, w): (usize, usize, usize, usize),
+    win: Window,
+) -> Result<(Vec<T>, usize)> {
+    let (ho, wo) = win.output(h, w)?;
+    let (kh, kw) = win.kernel;
+    let cols = n * ho * wo;
+    let mut out = vec![T::zero(); c * kh * kw * cols];
+    let (s, p) = (win.stride as isize, win.padding as isize);
+    out.par_chunks_mut(cols).enumerate().for_each(|(row, dst)| {
+        let ci = row / (kh * kw);
+        let ki = ((row / kw) % kh) as isize;
+        let kj = (row % kw) as isize;
+        for b in 0..n {
+            let plane = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
+            for oh in 0..ho {
+                let ih = oh as isize * s - p + ki;
+                let d = &mut dst[(b * ho + oh) * wo..(b * ho + oh + 1) * wo];
+                if ih < 0 || ih >= h as isize {
+                    continue; // already zero
+                }
+                let src = &plane[ih as usize * w..(ih as usize + 1) * w];
+                for (ow, v) in d.iter_mut().enumerate() {
+                    let iw = ow as isize * s - p + kj;
+                    if iw >= 0 && iw < w as isize {
+                        *v = src[iw as usize];
+                    }
+                }
+            }
+        }
+    });
+    Ok((out, cols))
+}
+
+fn col2im<T: WithDType>(
+    cols: &[T],
+    (n, c, h, w): (usize, usize, usize, usize),
+    win: Window,
+) -> Result<Vec<T>> {
+    let (ho, wo) = win.output(h, w)?;
+    let (kh, kw) = win.kernel;
+    let ncols = n * ho * wo;
+    if cols.len() != c * kh * kw * ncols {
+        candle_core::bail!(
+            "col2im: {} values for a {c}x{kh}x{kw} by {ncols} matrix",
+            cols.len()
+        );
+    }
+    let mut out = vec![T::zero(); n * c * h * w];
+    let (s, p) = (win.stride as isize, win.padding as isize);
+    // Each (image, channel) plane receives from its own rows only: no write races.
+    out.par_chunks_mut(h * w)
+        .enumerate()
+        .for_each(|(plane, dst)| {
+            let (b, ci) = (plane / c, plane % c);
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    let row = (ci * kh + ki) * kw + kj;
+                    let src_row = &cols[row * ncols + b * ho * wo..row * ncols + (b + 1) * ho * wo];
+                    for oh in 0..ho {
+                        let ih = oh as isize * s - p + ki as isize;
+                        if ih < 0 || ih >= h as isize {
+                            continue;
+                        }
+                        let d = &mut dst[ih as usize * w..(ih as usize + 1) * w];
+                        let srow = &src_row[oh * wo..(oh + 1) * wo];
+                        for (ow, v) in srow.iter().enumerate() {
+                            let iw = ow as isize * s - p + kj as isize;
+                            if iw >= 0 && iw < w as isize {
+                                d[iw as usize] += *v;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    Ok(out)
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "taper-im2col"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = l.shape().dims4()?;
+        let (kh, kw) = self.0.kernel;
+        let rows = dims.1 * kh * kw;
+        let (data, cols) = match s.dtype() {
+            DType::F32 => {
+                let (v, c) = im2col(contiguous::<f32>(s, l, "im2col")?, dims, self.0)?;
+                (CpuStorage::F32(v), c)
+            }
+            DType::F64 => {
+                let (v, c) = im2col(contiguous::<f64>(s, l, "im2col")?, dims, self.0)?;
+                (CpuStorage::F64(v), c)
+            }
+            d => candle_core::bail!("im2col: unsupported dtype {d:?}"),
+        };
+        Ok((data, Shape::from((rows, cols))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let image = arg.dims4()?;
+        Ok(Some(grad_res.contiguous()?.apply_op1_no_bwd(&Col2Im {
+            window: self.0,
+            image,
+        })?))
+    }
+}
+
+impl CustomOp1 for Col2Im {
+    fn name(&self) -> &'static str {
+        "taper-col2im"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = match s.dtype() {
+            DType::F32 => CpuStorage::F32(col2im(
+                contiguous::<f32>(s, l, "col2im")?,
+                self.image,
+                self.window,
+            )?),
+            DType::F64 => CpuStorage::F64(col2im(
+                contiguous::<f64>(s, l, "col2im")?,
+                self.image,
+                self.window,
+            )?),
+            d => candle_core::bail!("col2im: unsupported dtype {d:?}"),
+        };
+        Ok((out, Shape::from(self.image)))
+    }
+}
+
+/// Largest im2col buffer built at once, in elements (16 Mi floats, 64 MB in f32).
+pub const IM2COL_BUDGET: usize = 16 << 20;
+
+/// 2-D convolution (no groups, no dilation) of `x` `(N, C, H, W)` with `weight`
+/// `(Co, C, kh, kw)`: im2col and one matrix product on the CPU, candle's
+/// `conv2d` elsewhere.
+pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (co, ci, kh, kw) = weight.dims4()?;
+    if c != ci {
+        candle_core::bail!(
+            "conv2d: input has {c} channels, weight expects {ci} (weight {:?})",
+            weight.dims()
+        );
+    }
+    if !x.device().is_cpu() {
+        return x.conv2d(weight, padding, stride, 1, 1);
+    }
+    let win = Window {
+        kernel: (kh, kw),
+        stride,
+        padding,
+    };
+    let (ho, wo) = win.output(h, w)?;
+    // Bound the im2col buffer: a large batch is convolved in slices, so memory
+    // stays flat whatever the batch size (a 256-image batch of 32-channel 28x28
+    // maps would otherwise need 230 MB of columns per layer).
+    let per_image = c * kh * kw * ho * wo;
+    let chunk = (IM2COL_BUDGET / per_image.max(1)).max(1);
+    if n > chunk {
+        let parts = (0..n)
+            .step_by(chunk)
+            .map(|s| conv2d(&x.narrow(0, s, chunk.min(n - s))?, weight, stride, padding))
+            .collect::<Result<Vec<_>>>()?;
+        return Tensor::cat(&parts, 0);
+    }
+    let cols = x.contiguous()?.apply_op1(Im2Col(win))?;
+    let out = weight.reshape((co, ci * kh * kw))?.matmul(&cols)?;
+    out.reshape((co, n, ho, wo))?.transpose(0, 1)?.contiguous()
+}
+
+/// Max pooling with a `k`x`k` window and stride `k` over `(N, C, H, W)` (rows and
+/// columns beyond a multiple of `k` are dropped). The gradient goes to the first
+/// maximum of each window, as in PyTorch.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxPool(pub usize);
+
+/// The backward of [`MaxPool`]: `(input, output gradient)` → input gradient.
+#[derive(Debug, Clone, Copy)]
+struct MaxPoolGrad(usize);
+
+fn pool_dims(l: &Layout, k: usize) -> Result<(usize, usize, usize, usize, usize, usize)> {
+    let (n, c, h, w) = l.shape().dims4()?;
+    if k == 0 || h < k || w < k {
+        candle_core::bail!("max_pool2d: window {k} does not fit a {h}x{w} input");
+    }
+    Ok((n, c, h, w, h / k, w / k))
+}
+
+fn maxpool_fwd<T: WithDType>(x: &[T], l: &Layout, k: usize) -> Result<Vec<T>> {
+    let (n, c, h, w, ho, wo) = pool_dims(l, k)?;
+    let mut out = vec![T::zero(); n * c * ho * wo];
+    out.par_chunks_mut(ho * wo)
+        .enumerate()
+        .for_each(|(p, dst)| {
+            let src = &x[p * h * w..(p + 1) * h * w];
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let mut m = src[oh * k * w + ow * k];
+                    for i in 0..k {
+                        for v in &src[(oh * k + i) * w + ow * k..(oh * k + i) * w + ow * k + k] {
+                            if *v > m {
+                                m = *v;
+                            }
+                        }
+                    }
+                    dst[oh * wo + ow] = m;
+                }
+            }
+        });
+    Ok(out)
+}
+
+fn maxpool_bwd<T: WithDType>(x: &[T], g: &[T], l: &Layout, k: usize) -> Result<Vec<T>> {
+    let (n, c, h, w, ho, wo) = pool_dims(l, k)?;
+    if g.len() != n * c * ho * wo {
+        candle_core::bail!(
+            "max_pool2d backward: gradient of {} values for {n}x{c}x{ho}x{wo}",
+            g.len()
+        );
+    }
+    let mut out = vec![T::zero(); n * c * h * w];
+    out.par_chunks_mut(h * w).enumerate().for_each(|(p, dst)| {
+        let src = &x[p * h * w..(p + 1) * h * w];
+        let gp = &g[p * ho * wo..(p + 1) * ho * wo];
+        for oh in 0..ho {
+            for ow in 0..wo {
+                let mut best = oh * k * w + ow * k;
+                for i in 0..k {
+                    for j in 0..k {
+                        let idx = (oh * k + i) * w + ow * k + j;
+                        if src[idx] > src[best] {
+                            best = idx;
+                        }
+                    }
+                }
+                dst[best] += gp[oh * wo + ow];
+            }
+        }
+    });
+    Ok(out)
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "taper-maxpool"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, _, _, ho, wo) = pool_dims(l, self.0)?;
+        let out = match s.dtype() {
+            DType::F32 => CpuStorage::F32(maxpool_fwd(
+                contiguous::<f32>(s, l, "max_pool2d")?,
+                l,
+                self.0,
+            )?),
+            DType::F64 => CpuStorage::F64(maxpool_fwd(
+                contiguous::<f64>(s, l, "max_pool2d")?,
+                l,
+                self.0,
+            )?),
+            d => candle_core::bail!("max_pool2d: unsupported dtype {d:?}"),
+        };
+        Ok((out, Shape::from((n, c, ho, wo))))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(
+            &grad_res.contiguous()?,
+            &MaxPoolGrad(self.0),
+        )?))
+    }
+}
+
+impl candle_core::CustomOp2 for MaxPoolGrad {
+    fn name(&self) -> &'static str {
+        "taper-maxpool-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = match s1.dtype() {
+            DType::F32 => CpuStorage::F32(maxpool_bwd(
+                contiguous::<f32>(s1, l1, "max_pool2d")?,
+                contiguous::<f32>(s2, l2, "max_pool2d")?,
+                l1,
+                self.0,
+            )?),
+            DType::F64 => CpuStorage::F64(maxpool_bwd(
+                contiguous::<f64>(s1, l1, "max_pool2d")?,
+                contiguous::<f64>(s2, l2, "max_pool2d")?,
+                l1,
+                self.0,
+            )?),
+            d => candle_core::bail!("max_pool2d: unsupported dtype {d:?}"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// `max(x, 0)` whose backward is one pass over (output, gradient) instead of
+/// candle's compare, convert and multiply.
+#[derive(Debug, Clone, Copy)]
+pub struct Relu;
+
+#[derive(Debug, Clone, Copy)]
+struct ReluGrad;
+
+fn map_contig<T: WithDType>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(1 << 14)
+        .zip(x.par_chunks(1 << 14))
+        .for_each(|(d, s)| {
+            for (o, v) in d.iter_mut().zip(s) {
+                *o = f(*v);
+            }
+        });
+    out
+}
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "taper-relu"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = match s.dtype() {
+            DType::F32 => CpuStorage::F32(map_contig(contiguous::<f32>(s, l, "relu")?, |v| {
+                if v > 0.0 {
+                    v
+                } else {
+                    0.0
+                }
+            })),
+            DType::F64 => CpuStorage::F64(map_contig(contiguous::<f64>(s, l, "relu")?, |v| {
+                if v > 0.0 {
+                    v
+                } else {
+                    0.0
+                }
+            })),
+            d => candle_core::bail!("relu: unsupported dtype {d:?}"),
+        };
+        Ok((out, l.shape().clone()))
+    }
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            res.apply_op2_no_bwd(&grad_res.contiguous()?, &ReluGrad)?,
+        ))
+    }
+}
+
+fn relu_grad<T: WithDType>(y: &[T], g: &[T]) -> Vec<T> {
+    let mut out = vec![T::zero(); y.len()];
+    out.par_chunks_mut(1 << 14)
+        .zip(y.par_chunks(1 << 14).zip(g.par_chunks(1 << 14)))
+        .for_each(|(d, (ys, gs))| {
+            for ((o, y), g) in d.iter_mut().zip(ys).zip(gs) {
+                *o = if *y > T::zero() { *g } else { T::zero() };
+            }
+        });
+    out
+}
+
+impl candle_core::CustomOp2 for ReluGrad {
+    fn name(&self) -> &'static str {
+        "taper-relu-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!(
+                "relu backward: shapes {:?} and {:?} differ",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let out = match s1.dtype() {
+            DType::F32 => CpuStorage::F32(relu_grad(
+                contiguous::<f32>(s1, l1, "relu")?,
+                contiguous::<f32>(s2, l2, "relu")?,
+            )),
+            DType::F64 => CpuStorage::F64(relu_grad(
+                contiguous::<f64>(s1, l1, "relu")?,
+                contiguous::<f64>(s2, l2, "relu")?,
+            )),
+            d => candle_core::bail!("relu: unsupported dtype {d:?}"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// ReLU: the one-pass kernel on the CPU, candle's elsewhere.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?.apply_op1(Relu)
+    } else {
+        x.relu()
+    }
+}
+
+/// `k`x`k` max pooling with stride `k`: the kernel above on the CPU, candle's
+/// (with a corrected gradient, see [`crate::nn::max_pool2d`]) elsewhere.
+pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?.apply_op1(MaxPool(k))
+    } else {
+        crate::nn::max_pool2d_reshape(x, k)
+    }
+}

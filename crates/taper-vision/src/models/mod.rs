@@ -1,0 +1,37 @@
+//! Vision models, each built from a `VarBuilder` (so weights save and load through
+//! `taper-train` checkpoints under PyTorch-style names) and run with `ModuleT`
+//! (training mode switches dropout and batch norm).
+
+pub mod cnn;
+pub mod lenet;
+pub mod mlp;
+pub mod resnet;
+
+pub use cnn::{Cnn, CnnConfig};
+pub use lenet::{LeNet, LeNetConfig};
+pub use mlp::Mlp;
+pub use resnet::{ResNet, ResNetConfig};
+
+use candle_core::{Result, Tensor};
+
+/// Output side of a convolution (PyTorch's formula).
+pub fn conv_out(size: usize, kernel: usize, padding: usize, stride: usize) -> Result<usize> {
+    let padded = size + 2 * padding;
+    if padded < kernel || stride == 0 {
+        candle_core::bail!(
+            "a {kernel}x{kernel} kernel does not fit a side of {size} with padding {padding}"
+        );
+    }
+    Ok((padded - kernel) / stride + 1)
+}
+
+/// Checks that a batch is `(N, channels, height, width)` before the first layer, so
+/// a mismatch names the expected image shape rather than a matmul.
+pub fn check_input(xs: &Tensor, channels: usize, height: usize, width: usize) -> Result<()> {
+    match xs.dims() {
+        [_, c, h, w] if *c == channels && *h == height && *w == width => Ok(()),
+        d => {
+            candle_core::bail!("model expects images (N, {channels}, {height}, {width}), got {d:?}")
+        }
+    }
+}

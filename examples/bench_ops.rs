@@ -1,0 +1,90 @@
+//! Times single operations (forward + backward) in Taper's kernels against candle's
+//! own, on the shapes of the LeNet benchmark. `--threads` sets the thread count.
+//! Prints one line per case and a final JSON object of medians in milliseconds.
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor, Var};
+use clap::Parser;
+use std::time::Instant;
+use taper::train::cli::ExampleArgs;
+use taper::train::{kernels, nn};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    common: ExampleArgs,
+    /// Timed repetitions per case (after 3 warm-up runs).
+    #[arg(long, default_value_t = 15)]
+    reps: usize,
+}
+
+fn median_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..3 {
+        f()?;
+    }
+    let mut t = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let s = Instant::now();
+        f()?;
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(|a, b| a.total_cmp(b));
+    Ok(t[t.len() / 2])
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    args.common.device()?;
+    let dev = Device::Cpu;
+    let mut out = serde_json::Map::new();
+    let cases = [
+        ("conv1", (64, 1, 28, 28), (32, 1, 5, 5)),
+        ("conv2", (64, 32, 12, 12), (64, 32, 5, 5)),
+    ];
+    for (name, xs, ws) in cases {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, xs, &dev)?)?;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, ws, &dev)?)?;
+        let candle = median_ms(args.reps, || {
+            let y = x.as_tensor().conv2d(w.as_tensor(), 0, 1, 1, 1)?;
+            y.sum_all()?.backward()?;
+            Ok(())
+        })?;
+        let taper = median_ms(args.reps, || {
+            let y = kernels::conv2d(x.as_tensor(), w.as_tensor(), 1, 0)?;
+            y.sum_all()?.backward()?;
+            Ok(())
+        })?;
+        println!("{name} fwd+bwd: candle {candle:.2} ms, taper {taper:.2} ms");
+        out.insert(format!("{name}_candle_ms"), candle.into());
+        out.insert(format!("{name}_taper_ms"), taper.into());
+    }
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (64, 32, 24, 24), &dev)?)?;
+    let candle = median_ms(args.reps, || {
+        x.as_tensor().max_pool2d(2)?.sum_all()?.backward()?;
+        Ok(())
+    })?;
+    let taper = median_ms(args.reps, || {
+        nn::max_pool2d(x.as_tensor(), 2)?.sum_all()?.backward()?;
+        Ok(())
+    })?;
+    println!("max_pool 2x2 (64,32,24,24) fwd+bwd: candle {candle:.2} ms, taper {taper:.2} ms");
+    out.insert("maxpool_candle_ms".into(), candle.into());
+    out.insert("maxpool_taper_ms".into(), taper.into());
+    let relu = median_ms(args.reps, || {
+        x.as_tensor().relu()?.sum_all()?.backward()?;
+        Ok(())
+    })?;
+    let taper = median_ms(args.reps, || {
+        nn::relu(x.as_tensor())?.sum_all()?.backward()?;
+        Ok(())
+    })?;
+    println!("relu (64,32,24,24) fwd+bwd: candle {relu:.2} ms, taper {taper:.2} ms");
+    out.insert("relu_candle_ms".into(), relu.into());
+    out.insert("relu_taper_ms".into(), taper.into());
+    let _ = DType::F32;
+    println!("{}", serde_json::Value::Object(out));
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! Taper's side of `make bench`: training-step times, an MNIST epoch, inference
+//! throughput, preprocessing throughput and the matmul ceiling, each the median of
+//! repeated timings after a warm-up. Prints one JSON object (the harness reads it);
+//! `bench/torch_peer.py` measures the same cases in PyTorch.
+
+use anyhow::Result;
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_nn::{linear, Linear, VarMap};
+use clap::Parser;
+use serde_json::{json, Map, Value};
+use std::time::Instant;
+use taper::train::cli::ExampleArgs;
+use taper::train::data::{root::require_dir, DataLoader, LoaderConfig};
+use taper::train::optim::{named_vars, Adam, AdamConfig};
+use taper::train::schedule::OneCycle;
+use taper::train::{clip::Clip, seed, Classifier, Optimizers, TrainStep, Trainer};
+use taper::vision::datasets::{load_mnist, InMemoryImages, Split};
+use taper::vision::models::{Cnn, CnnConfig, LeNet, LeNetConfig};
+use taper::vision::transforms::*;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    common: ExampleArgs,
+    /// Timed repetitions per case.
+    #[arg(long, default_value_t = 20)]
+    reps: usize,
+    /// Also train LeNet on MNIST: one epoch's time and the time to 98.5 % test accuracy.
+    #[arg(long)]
+    mnist: bool,
+}
+
+fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f().map(|_| s.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<Result<_>>()?;
+    t.sort_by(|a, b| a.total_cmp(b));
+    Ok(t[t.len() / 2])
+}
+
+struct Mlp(Linear, Linear, Linear);
+
+impl ModuleT for Mlp {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
+        let h = taper::train::nn::relu(&self.0.forward(&xs.flatten_from(1)?)?)?;
+        let h = taper::train::nn::relu(&self.1.forward(&h)?)?;
+        self.2.forward(&h)
+    }
+}
+
+fn step_case<M: ModuleT>(model: M, vm: VarMap, x: Tensor, y: Tensor, reps: usize) -> Result<f64> {
+    let mut clf = Classifier::new(model, vm.clone());
+    let mut opt = Optimizers::single(Adam::new(named_vars(&vm, ""), AdamConfig::adamw(1e-3)));
+    let batch = taper::train::data::TensorBatch { fields: vec![x, y] };
+    let mut it = 0u64;
+    median_ms(5, reps, || {
+        seed::set_iteration(it);
+        it += 1;
+        clf.train_step(&batch, &mut opt)?;
+        Ok(())
+    })
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let c = &args.common;
+    let dev = c.device()?;
+    let mut out = Map::new();
+    let vbf = |vm: &VarMap| seed::seeded_var_builder(vm, 0, DType::F32, &dev);
+    let labels =
+        |n: usize| Tensor::from_vec((0..n as u32).map(|i| i % 10).collect::<Vec<_>>(), n, &dev);
+
+    // Matmul ceiling.
+    let a = Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?;
+    let ms = median_ms(2, 10, || {
+        a.matmul(&a)?.sum_all()?.to_scalar::<f32>()?;
+        Ok(())
+    })?;
+    let gflops = 2.0 * 1024f64.powi(3) / (ms / 1e3) / 1e9;
+    out.insert("matmul_gflops".into(), json!(gflops));
+
+    // Training steps.
+    let vm = VarMap::new();
+    let vb = vbf(&vm);
+    let mlp = Mlp(
+        linear(784, 256, vb.pp("fc1"))?,
+        linear(256, 256, vb.pp("fc2"))?,
+        linear(256, 10, vb.pp("fc3"))?,
+    );
+    let mlp_ms = step_case(
+        mlp,
+        vm,
+        Tensor::randn(0f32, 1.0, (128, 784), &dev)?,
+        labels(128)?,
+        args.reps,
+    )?;
+    out.insert("step_mlp_ms".into(), json!(mlp_ms));
+    // 3 matmuls forward, 6 backward, of the MLP's sizes: its share of the ceiling.
+    let mlp_flops = 3.0 * 2.0 * 128.0 * (784.0 * 256.0 + 256.0 * 256.0 + 256.0 * 10.0);
+    out.insert(
+        "step_mlp_fraction_of_matmul_ceiling".into(),
+        json!(mlp_flops / (mlp_ms / 1e3) / 1e9 / gflops),
+    );
+    let vm = VarMap::new();
+    let lenet = LeNet::new(LeNetConfig::mnist(), vbf(&vm))?;
+    out.insert(
+        "step_lenet_ms".into(),
+        json!(step_case(
+            lenet,
+            vm,
+            Tensor::randn(0f32, 1.0, (64, 1, 28, 28), &dev)?,
+            labels(64)?,
+            args.reps
+        )?),
+    );
+    let vm = VarMap::new();
+    let cnn = Cnn::new(CnnConfig::mnist(), vbf(&vm))?;
+    out.insert(
+        "step_cnn_bn_ms".into(),
+        json!(step_case(
+            cnn,
+            vm,
+            Tensor::randn(0f32, 1.0, (64, 1, 28, 28), &dev)?,
+            labels(64)?,
+            args.reps.min(10)
+        )?),
+    );
+
+    // Inference throughput of the CNN.
+    let vm = VarMap::new();
+    let cnn = Cnn::new(CnnConfig::mnist(), vbf(&vm))?;
+    for b in [1usize, 256] {
+        let x = Tensor::randn(0f32, 1.0, (b, 1, 28, 28), &dev)?;
+        let ms = median_ms(3, if b == 1 { 50 } else { 5 }, || {
+            cnn.forward_t(&x, false)?.sum_all()?.to_scalar::<f32>()?;
+            Ok(())
+        })?;
+        out.insert(
+            format!("infer_cnn_b{b}_images_per_s"),
+            json!(b as f64 / (ms / 1e3)),
+        );
+    }
+
+    // Preprocessing: resize, random crop, rotate, flip, normalize on the asset photos.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let photos = [
+        open_image(&root.join("china.jpg"))?,
+        open_image(&root.join("flower.jpg"))?,
+    ];
+    let pipeline = Compose::new()
+        .then(Resize::new(256, 256))
+        .then(RandomCrop {
+            width: 224,
+            height: 224,
+            padding: 0,
+        })
+        .then(RandomRotation { max_degrees: 15.0 })
+        .then(HorizontalFlip { p: 0.5 });
+    let norm = Normalize::imagenet();
+    let n = 32usize;
+    let batch: Vec<_> = (0..n).map(|i| photos[i % 2].clone()).collect();
+    let mut round = 0u64;
+    let ms = median_ms(1, 5, || {
+        let seeds: Vec<u64> = (0..n as u64).map(|i| round * 1000 + i).collect();
+        round += 1;
+        let imgs = pipeline.apply_batch(batch.clone(), &seeds)?;
+        let ts = imgs
+            .iter()
+            .map(|i| to_tensor(i, 3, &Device::Cpu))
+            .collect::<taper::train::Result<Vec<_>>>()?;
+        norm.apply(&Tensor::stack(&ts, 0)?)?;
+        Ok(())
+    })?;
+    out.insert(
+        "preprocess_images_per_s".into(),
+        json!(n as f64 / (ms / 1e3)),
+    );
+
+    if args.mnist {
+        let dir = require_dir(&c.data_root(), "mnist")?;
+        let (x, y) = load_mnist(&dir, Split::Train)?;
+        let (tx, ty) = load_mnist(&dir, Split::Test)?;
+        let norm = Normalize::mnist();
+        let train = DataLoader::new(
+            InMemoryImages::from_tensors(&x, &y, &dev)?.with_normalize(norm.clone()),
+            LoaderConfig::train(64, 0),
+        )?;
+        let test = DataLoader::new(
+            InMemoryImages::from_tensors(&tx, &ty, &dev)?.with_normalize(norm),
+            LoaderConfig::eval(1000),
+        )?;
+        let vm = VarMap::new();
+        let mut clf = Classifier::new(LeNet::new(LeNetConfig::mnist(), vbf(&vm))?, vm.clone());
+        let steps = train.num_batches();
+        let mut opt = Optimizers::new().with_group(
+            "model",
+            Adam::new(named_vars(&vm, ""), AdamConfig::adamw(3e-3)),
+            OneCycle::new(3e-3, steps),
+            Clip::None,
+        );
+        // Time to 98.5 %: evaluate every 100 steps (evaluation time excluded).
+        let t0 = Instant::now();
+        let mut eval_secs = 0.0;
+        let mut reached: Option<f64> = None;
+        for (i, b) in train.epoch(0, 0).enumerate() {
+            seed::set_iteration(i as u64);
+            clf.train_step(&b?, &mut opt)?;
+            if reached.is_none() && (i + 1) % 100 == 0 {
+                let e = Instant::now();
+                let acc = Trainer::evaluate(&mut clf, &test)?
+                    .mean("accuracy")
+                    .unwrap_or(0.0);
+                eval_secs += e.elapsed().as_secs_f64();
+                if acc >= 0.985 {
+                    reached = Some(t0.elapsed().as_secs_f64() - eval_secs);
+                }
+            }
+        }
+        out.insert(
+            "mnist_lenet_epoch_s".into(),
+            json!(t0.elapsed().as_secs_f64() - eval_secs),
+        );
+        let acc = Trainer::evaluate(&mut clf, &test)?
+            .mean("accuracy")
+            .unwrap_or(0.0);
+        out.insert("mnist_lenet_epoch_test_accuracy".into(), json!(acc));
+        out.insert("mnist_lenet_seconds_to_98_5".into(), json!(reached));
+    }
+    out.insert("peak_rss_mb".into(), json!(peak_rss_mb()));
+    out.insert(
+        "threads".into(),
+        json!(candle_core::utils::get_num_threads()),
+    );
+    println!("{}", Value::Object(out));
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! word2vec (skip-gram or CBOW, negative sampling) on Penn Treebank or any
+//! one-sentence-a-line text file, evaluated on WordSim-353.
+//!
+//! `cargo run --release --example word2vec` (native Hogwild loops, seconds) or
+//! `cargo run --release --example word2vec -- --engine candle` (candle-nn
+//! embeddings through taper-train's Trainer: checkpoints, `--resume`).
+
+use anyhow::Result;
+use clap::Parser;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use taper::nlp::eval::{evaluate_word_pairs, load_word_pairs, SimilarityReport};
+use taper::nlp::word2vec::{
+    train_candle, train_native, CandleOptimizer, CandleOptions, PreparedCorpus,
+};
+use taper::nlp::{Architecture, Corpus, CorpusOptions, Word2VecConfig, WordVectors};
+use taper::train::cli::ExampleArgs;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(about = "Train word2vec on Penn Treebank (or --corpus) and score it on WordSim-353")]
+struct Args {
+    #[command(flatten)]
+    common: ExampleArgs,
+    /// Text file, one sentence a line (default DATA/text/ptb.train.txt).
+    #[arg(long, value_name = "FILE")]
+    corpus: Option<PathBuf>,
+    /// native (hand-written Hogwild loops) or candle (Embedding + Trainer).
+    #[arg(long, default_value = "native")]
+    engine: String,
+    /// sg (skip-gram) or cbow.
+    #[arg(long, default_value = "sg")]
+    arch: String,
+    /// Vector dimension.
+    #[arg(long, default_value_t = 100)]
+    dim: usize,
+    /// Context window (each word draws its own in 1..=window).
+    #[arg(long, default_value_t = 5)]
+    window: usize,
+    /// Noise words per pair.
+    #[arg(long, default_value_t = 5)]
+    negative: usize,
+    /// Words seen fewer times are dropped.
+    #[arg(long, default_value_t = 5)]
+    min_count: u64,
+    /// Subsampling threshold of frequent words (0: off).
+    #[arg(long, default_value_t = 1e-3)]
+    sample: f64,
+    /// Final learning rate (the rate decays linearly from --lr).
+    #[arg(long, default_value_t = 1e-4)]
+    min_lr: f64,
+    /// Lower-case the corpus (and the WordSim words).
+    #[arg(long)]
+    lowercase: bool,
+    /// Word-similarity file (default DATA/wordsim/combined.csv; skipped when absent).
+    #[arg(long, value_name = "FILE")]
+    wordsim: Option<PathBuf>,
+    /// Where to write the vectors in word2vec text format (default RUN/vectors.txt).
+    #[arg(long, value_name = "FILE")]
+    vectors: Option<PathBuf>,
+    /// Optimizer of the candle engine: adam (default, lr --adam-lr) or sgd (lr --lr).
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    /// Initial learning rate of Adam in the candle engine.
+    #[arg(long, default_value_t = 0.005)]
+    adam_lr: f64,
+    /// Train nothing: read vectors in word2vec text format (e.g. saved by gensim)
+    /// and print their neighbours and WordSim score.
+    #[arg(long, value_name = "FILE")]
+    score: Option<PathBuf>,
+    /// Words whose nearest neighbours are printed.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "money,stock,president,japan,car,computer"
+    )]
+    show: Vec<String>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let c = &args.common;
+    let device = c.device()?;
+    let root = c.data_root();
+    if let Some(path) = &args.score {
+        let vectors = WordVectors::load_text(path)?;
+        println!(
+            "{}: {} words of dimension {}",
+            path.display(),
+            vectors.len(),
+            vectors.dim()
+        );
+        show(&args, &vectors);
+        let ws = wordsim(&args, &root, &vectors)?;
+        println!(
+            "{}",
+            serde_json::json!({"example": "word2vec", "vectors": path, "vocab_size": vectors.len(),
+                "dim": vectors.dim(), "words_per_second": null,
+                "wordsim_spearman": ws.as_ref().and_then(|r| finite(r.spearman)),
+                "wordsim_pairs": ws.as_ref().map(|r| r.pairs),
+                "wordsim_oov": ws.as_ref().map(|r| r.oov)})
+        );
+        return Ok(());
+    }
+    let corpus_path = args
+        .corpus
+        .clone()
+        .unwrap_or_else(|| root.join("text").join("ptb.train.txt"));
+    if !corpus_path.is_file() {
+        anyhow::bail!(
+            "corpus {} not found (pass --corpus FILE, or --data DIR holding text/ptb.train.txt; `make data` downloads it)",
+            corpus_path.display()
+        );
+    }
+    let cfg = Word2VecConfig {
+        arch: args.arch.parse::<Architecture>()?,
+        dim: args.dim,
+        window: args.window,
+        negative: args.negative,
+        epochs: c.epochs.unwrap_or(5),
+        min_count: args.min_count,
+        sample: args.sample,
+        alpha: c.lr.unwrap_or(0.025),
+        min_alpha: args.min_lr,
+        threads: c.threads,
+        seed: c.seed,
+        verbose: true,
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let corpus = Corpus::from_file(
+        &corpus_path,
+        &CorpusOptions {
+            lowercase: args.lowercase,
+            ..Default::default()
+        },
+    )?;
+    let prep = PreparedCorpus::new(&corpus, &cfg)?;
+    eprintln!(
+        "corpus {}: {} words, {} sentences, vocabulary {} (min count {}), read in {:.2} s",
+        corpus_path.display(),
+        corpus.num_words(),
+        corpus.num_sentences(),
+        prep.vocab.len(),
+        cfg.min_count,
+        t0.elapsed().as_secs_f64()
+    );
+    drop(corpus);
+    let run_dir = c.run_dir("word2vec");
+    std::fs::create_dir_all(&run_dir)?;
+    let (vectors, stats, batch_size) = match args.engine.as_str() {
+        "native" => {
+            let (v, s) = train_native(&prep, &cfg)?;
+            (v, s, None)
+        }
+        "candle" => {
+            let batch = c.batch_size.unwrap_or(1024);
+            let optimizer = match args.optimizer.as_str() {
+                "adam" => CandleOptimizer::Adam(args.adam_lr),
+                "sgd" => CandleOptimizer::Sgd,
+                other => anyhow::bail!("unknown --optimizer '{other}' (adam or sgd)"),
+            };
+            let opts = CandleOptions {
+                optimizer,
+                batch_size: batch,
+                device: device.clone(),
+                run_dir: Some(run_dir.clone()),
+                resume: c.resume.is_some(),
+                progress: true,
+                checkpoint_every: None,
+                stop_after: None,
+            };
+            let (v, s, _) = train_candle(&prep, &cfg, &opts)?;
+            (v, s, Some(batch))
+        }
+        other => anyhow::bail!("unknown --engine '{other}' (native or candle)"),
+    };
+    let wps = stats.words_per_second();
+    println!(
+        "trained {} epochs in {:.2} s: {:.0} words/s ({} corpus words, {} after subsampling)",
+        cfg.epochs, stats.seconds, wps, stats.words, stats.effective_words
+    );
+    show(&args, &vectors);
+    let ws = wordsim(&args, &root, &vectors)?;
+    let vec_path = args
+        .vectors
+        .clone()
+        .unwrap_or_else(|| run_dir.join("vectors.txt"));
+    vectors.save_text(&vec_path)?;
+    println!("vectors written to {}", vec_path.display());
+    println!(
+        "{}",
+        serde_json::json!({"example": "word2vec", "engine": args.engine, "arch": args.arch,
+            "corpus": corpus_path, "vocab_size": prep.vocab.len(), "dim": cfg.dim,
+            "window": cfg.window, "negative": cfg.negative, "epochs": cfg.epochs,
+            "min_count": cfg.min_count, "sample": cfg.sample, "lr": cfg.alpha,
+            "batch_size": batch_size, "seed": cfg.seed,
+            "threads": if cfg.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { cfg.threads },
+            "train_seconds": stats.seconds, "words_per_second": wps,
+            "corpus_words": prep.raw_words, "effective_words": stats.effective_words,
+            "wordsim_spearman": ws.as_ref().and_then(|r| finite(r.spearman)),
+            "wordsim_pairs": ws.as_ref().map(|r| r.pairs),
+            "wordsim_oov": ws.as_ref().map(|r| r.oov),
+            "vectors": vec_path, "run_dir": run_dir})
+    );
+    Ok(())
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// Prints the neighbours of `--show` words and two analogies.
+fn show(args: &Args, vectors: &WordVectors) {
+    for w in &args.show {
+        match vectors.most_similar(w, 8) {
+            Ok(nn) => {
+                let list: Vec<String> = nn.iter().map(|(w, s)| format!("{w} {s:.3}")).collect();
+                println!("nearest to {w}: {}", list.join(", "));
+            }
+            Err(e) => println!("{e}"),
+        }
+    }
+    for (a, b, c) in [("man", "king", "woman"), ("stock", "stocks", "bond")] {
+        if let Ok(r) = vectors.analogy(a, b, c, 5) {
+            let list: Vec<String> = r.iter().map(|(w, s)| format!("{w} {s:.3}")).collect();
+            println!("{b} - {a} + {c}: {}", list.join(", "));
+        }
+    }
+}
+
+/// WordSim-353 Spearman of `vectors`, when the file is there.
+fn wordsim(args: &Args, root: &Path, vectors: &WordVectors) -> Result<Option<SimilarityReport>> {
+    let path = args
+        .wordsim
+        .clone()
+        .unwrap_or_else(|| root.join("wordsim").join("combined.csv"));
+    if !path.is_file() {
+        println!("WordSim skipped: {} not found", path.display());
+        return Ok(None);
+    }
+    let pairs = load_word_pairs(&path)?;
+    let r = evaluate_word_pairs(vectors, &pairs, args.lowercase);
+    println!(
+        "WordSim ({}): Spearman {:.4} over {} pairs, {} pairs out of vocabulary",
+        path.display(),
+        r.spearman,
+        r.pairs,
+        r.oov
+    );
+    Ok(Some(r))
+}

@@ -1,0 +1,117 @@
+//! The `mnist_cnn` example end to end: the embedded digits, then `--predict` on a
+//! picture made from a held-out digit, then bad command lines.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(example("mnist_cnn"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn last_json(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "last line is not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn digits_train_then_predict_a_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let r = run_dir.to_str().unwrap();
+    let out = run(&["--epochs", "12", "--out", r]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acc = last_json(&out)["test_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.95, "held-out accuracy {acc}");
+
+    // A digit "7" drawn dark on light paper at 64x64 (the example inverts and resizes it).
+    let digits =
+        taper_vision::datasets::load_digits(&taper_vision::datasets::digits::default_digits_path())
+            .unwrap();
+    let labels = digits.1.to_vec1::<u32>().unwrap();
+    let idx = labels.iter().rposition(|&l| l == 7).unwrap();
+    let px = digits
+        .0
+        .get(idx)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let img = image::GrayImage::from_fn(64, 64, |x, y| {
+        image::Luma([255 - (px[(y / 8 * 8 + x / 8) as usize] * 255.0) as u8])
+    });
+    let pic = dir.path().join("seven.png");
+    img.save(&pic).unwrap();
+    let out = run(&["--resume", r, "--predict", pic.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = last_json(&out);
+    assert_eq!(j["prediction"], 7, "{j}");
+    let p: f64 = j["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!((p - 1.0).abs() < 1e-4);
+}
+
+#[test]
+fn bad_inputs_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.png");
+    std::fs::write(&junk, b"nope").unwrap();
+    let out = run(&[
+        "--resume",
+        dir.path().to_str().unwrap(),
+        "--predict",
+        junk.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && !err.contains("panicked") && err.contains("no checkpoint"),
+        "{err}"
+    );
+    let out = run(&["--model", "vgg"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("unknown --model 'vgg'"),
+        "{err}"
+    );
+    let out = run(&[
+        "--dataset",
+        "fashion-mnist",
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("fashion-mnist") && err.contains("make data"),
+        "{err}"
+    );
+}
