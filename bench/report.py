@@ -30,9 +30,11 @@ rows = [
     ("CNN inference, batch 256", taper, "infer_cnn_b256_images_per_s", torch_, "infer_cnn_b256_images_per_s", "img/s", False, "PyTorch"),
     ("preprocessing (resize, crop, rotate, flip, normalize)", taper, "preprocess_images_per_s", torch_, "preprocess_images_per_s", "img/s", False, "torchvision"),
     ("f32 matmul 1024^3", taper, "matmul_gflops", torch_, "matmul_gflops", "GFLOP/s", False, "PyTorch"),
-    ("OLS fit, diabetes", treg, "ols_ms", skl, "ols_ms", "ms", True, "scikit-learn"),
-    ("ridge fit, diabetes", treg, "ridge_ms", skl, "ridge_ms", "ms", True, "scikit-learn"),
-    ("logistic fit, breast cancer", treg, "logistic_ms", skl, "logistic_ms", "ms", True, "scikit-learn"),
+    ("OLS fit, diabetes", treg, "ols_diabetes", skl, "ols_diabetes", "s", True, "scikit-learn"),
+    ("ridge fit, diabetes", treg, "ridge_diabetes", skl, "ridge_diabetes", "s", True, "scikit-learn"),
+    ("lasso fit, diabetes", treg, "lasso_diabetes", skl, "lasso_diabetes", "s", True, "scikit-learn"),
+    ("logistic fit, breast cancer", treg, "logistic_breast_cancer", skl, "logistic_breast_cancer", "s", True, "scikit-learn"),
+    ("multinomial logistic fit, digits", treg, "logistic_digits", skl, "logistic_digits", "s", True, "scikit-learn"),
     ("word2vec training (PTB)", tw2v, "words_per_second", gensim, "words_per_second", "words/s", False, "gensim"),
 ]
 not_built = [

@@ -27,7 +27,7 @@ if [ "$mnist" = 1 ] && [ -n "$data_root" ]; then mnist_flag="--mnist"; fi
 
 echo "== Taper"
 ./target/release/examples/bench_steps --threads "$threads" $mnist_flag ${data_root:+--data "$data_root"} | tail -n 1 > "$out/taper.json" || echo '{"error": "taper bench failed"}' > "$out/taper.json"
-[ -x ./target/release/examples/regression_bench ] && ./target/release/examples/regression_bench --threads "$threads" 2>/dev/null | tail -n 1 > "$out/taper_regression.json"
+[ -x ./target/release/examples/regression_bench ] && ./target/release/examples/regression_bench --repeats 30 2>/dev/null | tail -n 1 > "$out/taper_regression.json"
 
 venv=bench/.venv
 if [ ! -x "$venv/bin/python" ]; then
@@ -42,13 +42,13 @@ else
 fi
 if [ -x "$venv/bin/python" ] && [ -f bench/regression_vs_sklearn.py ] && "$venv/bin/python" -c "import sklearn" 2>/dev/null; then
   echo "== scikit-learn"
-  "$venv/bin/python" bench/regression_vs_sklearn.py --threads "$threads" 2>/dev/null | tail -n 1 > "$out/sklearn.json"
+  "$venv/bin/python" bench/regression_vs_sklearn.py --repeats 30 2>/dev/null | tail -n 1 > "$out/sklearn.json"
 fi
 if [ -x ./target/release/examples/word2vec ] && [ -n "$data_root" ] && [ -f "$data_root/text/ptb.train.txt" ]; then
   echo "== word2vec"
   ./target/release/examples/word2vec --threads "$threads" --data "$data_root" --out "$out/w2v-run" 2>/dev/null | tail -n 1 > "$out/taper_word2vec.json"
   if [ -x "$venv/bin/python" ] && [ -f bench/word2vec_gensim.py ] && "$venv/bin/python" -c "import gensim" 2>/dev/null; then
-    "$venv/bin/python" bench/word2vec_gensim.py --threads "$threads" --data "$data_root" 2>/dev/null | tail -n 1 > "$out/gensim.json"
+    "$venv/bin/python" bench/word2vec_gensim.py --workers "$threads" --data "$data_root" 2>/dev/null | tail -n 1 > "$out/gensim.json"
   fi
 fi
 python3 bench/report.py "$out" docs/BENCHMARKS.md --threads "$threads"
