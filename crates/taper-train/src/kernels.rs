@@ -59,11 +59,49 @@ fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Resu
     }
 }
 
+/// Binds the contiguous f32 or f64 slices of one or two storages and wraps the
+/// `Vec` the body returns in the matching `CpuStorage`: each kernel is written
+/// once, generically, and dispatched here.
+macro_rules! float_op {
+    ($op:expr, $s:expr, $l:expr, |$x:ident| $body:expr) => {
+        match $s.dtype() {
+            DType::F32 => {
+                let $x = contiguous::<f32>($s, $l, $op)?;
+                CpuStorage::F32($body)
+            }
+            DType::F64 => {
+                let $x = contiguous::<f64>($s, $l, $op)?;
+                CpuStorage::F64($body)
+            }
+            d => candle_core::bail!("{}: unsupported dtype {d:?}", $op),
+        }
+    };
+    ($op:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$x:ident, $y:ident| $body:expr) => {
+        match $s1.dtype() {
+            DType::F32 => {
+                let ($x, $y) = (
+                    contiguous::<f32>($s1, $l1, $op)?,
+                    contiguous::<f32>($s2, $l2, $op)?,
+                );
+                CpuStorage::F32($body)
+            }
+            DType::F64 => {
+                let ($x, $y) = (
+                    contiguous::<f64>($s1, $l1, $op)?,
+                    contiguous::<f64>($s2, $l2, $op)?,
+                );
+                CpuStorage::F64($body)
+            }
+            d => candle_core::bail!("{}: unsupported dtype {d:?}", $op),
+        }
+    };
+}
+
 fn im2col<T: WithDType>(
     x: &[T],
     (n, c, h, w): (usize, usize, usize, usize),
     win: Window,
-) -> Result<(Vec<T>, usize)> {
+) -> Result<Vec<T>> {
     let (ho, wo) = win.output(h, w)?;
     let (kh, kw) = win.kernel;
     let cols = n * ho * wo;
@@ -91,7 +129,7 @@ fn im2col<T: WithDType>(
             }
         }
     });
-    Ok((out, cols))
+    Ok(out)
 }
 
 fn col2im<T: WithDType>(
@@ -148,17 +186,9 @@ impl CustomOp1 for Im2Col {
         let dims = l.shape().dims4()?;
         let (kh, kw) = self.0.kernel;
         let rows = dims.1 * kh * kw;
-        let (data, cols) = match s.dtype() {
-            DType::F32 => {
-                let (v, c) = im2col(contiguous::<f32>(s, l, "im2col")?, dims, self.0)?;
-                (CpuStorage::F32(v), c)
-            }
-            DType::F64 => {
-                let (v, c) = im2col(contiguous::<f64>(s, l, "im2col")?, dims, self.0)?;
-                (CpuStorage::F64(v), c)
-            }
-            d => candle_core::bail!("im2col: unsupported dtype {d:?}"),
-        };
+        let (ho, wo) = self.0.output(dims.2, dims.3)?;
+        let cols = dims.0 * ho * wo;
+        let data = float_op!("im2col", s, l, |x| im2col(x, dims, self.0)?);
         Ok((data, Shape::from((rows, cols))))
     }
 
@@ -177,19 +207,7 @@ impl CustomOp1 for Col2Im {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match s.dtype() {
-            DType::F32 => CpuStorage::F32(col2im(
-                contiguous::<f32>(s, l, "col2im")?,
-                self.image,
-                self.window,
-            )?),
-            DType::F64 => CpuStorage::F64(col2im(
-                contiguous::<f64>(s, l, "col2im")?,
-                self.image,
-                self.window,
-            )?),
-            d => candle_core::bail!("col2im: unsupported dtype {d:?}"),
-        };
+        let out = float_op!("col2im", s, l, |x| col2im(x, self.image, self.window)?);
         Ok((out, Shape::from(self.image)))
     }
 }
@@ -313,19 +331,7 @@ impl CustomOp1 for MaxPool {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, _, _, ho, wo) = pool_dims(l, self.0)?;
-        let out = match s.dtype() {
-            DType::F32 => CpuStorage::F32(maxpool_fwd(
-                contiguous::<f32>(s, l, "max_pool2d")?,
-                l,
-                self.0,
-            )?),
-            DType::F64 => CpuStorage::F64(maxpool_fwd(
-                contiguous::<f64>(s, l, "max_pool2d")?,
-                l,
-                self.0,
-            )?),
-            d => candle_core::bail!("max_pool2d: unsupported dtype {d:?}"),
-        };
+        let out = float_op!("max_pool2d", s, l, |x| maxpool_fwd(x, l, self.0)?);
         Ok((out, Shape::from((n, c, ho, wo))))
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -347,21 +353,9 @@ impl candle_core::CustomOp2 for MaxPoolGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(maxpool_bwd(
-                contiguous::<f32>(s1, l1, "max_pool2d")?,
-                contiguous::<f32>(s2, l2, "max_pool2d")?,
-                l1,
-                self.0,
-            )?),
-            DType::F64 => CpuStorage::F64(maxpool_bwd(
-                contiguous::<f64>(s1, l1, "max_pool2d")?,
-                contiguous::<f64>(s2, l2, "max_pool2d")?,
-                l1,
-                self.0,
-            )?),
-            d => candle_core::bail!("max_pool2d: unsupported dtype {d:?}"),
-        };
+        let out = float_op!("max_pool2d", s1, l1, s2, l2, |x, g| maxpool_bwd(
+            x, g, l1, self.0
+        )?);
         Ok((out, l1.shape().clone()))
     }
 }
@@ -391,23 +385,11 @@ impl CustomOp1 for Relu {
         "taper-relu"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match s.dtype() {
-            DType::F32 => CpuStorage::F32(map_contig(contiguous::<f32>(s, l, "relu")?, |v| {
-                if v > 0.0 {
-                    v
-                } else {
-                    0.0
-                }
-            })),
-            DType::F64 => CpuStorage::F64(map_contig(contiguous::<f64>(s, l, "relu")?, |v| {
-                if v > 0.0 {
-                    v
-                } else {
-                    0.0
-                }
-            })),
-            d => candle_core::bail!("relu: unsupported dtype {d:?}"),
-        };
+        let out = float_op!("relu", s, l, |x| map_contig(x, |v| if v > 0.0 {
+            v
+        } else {
+            0.0
+        }));
         Ok((out, l.shape().clone()))
     }
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -447,17 +429,7 @@ impl candle_core::CustomOp2 for ReluGrad {
                 l2.dims()
             );
         }
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(relu_grad(
-                contiguous::<f32>(s1, l1, "relu")?,
-                contiguous::<f32>(s2, l2, "relu")?,
-            )),
-            DType::F64 => CpuStorage::F64(relu_grad(
-                contiguous::<f64>(s1, l1, "relu")?,
-                contiguous::<f64>(s2, l2, "relu")?,
-            )),
-            d => candle_core::bail!("relu: unsupported dtype {d:?}"),
-        };
+        let out = float_op!("relu", s1, l1, s2, l2, |y, g| relu_grad(y, g));
         Ok((out, l1.shape().clone()))
     }
 }

@@ -178,17 +178,18 @@ impl Module for Conv2d {
     }
 }
 
-fn conv_weight(cin: usize, cout: usize, k: usize, vb: &VarBuilder) -> Result<Tensor> {
-    // PyTorch's default: kaiming-uniform with a = sqrt(5), i.e. bound 1/sqrt(fan_in).
+/// PyTorch's default for convolution weights and biases: uniform in ±1/sqrt(fan_in)
+/// (kaiming-uniform with a = sqrt(5) for the weights).
+fn conv_init(cin: usize, k: usize) -> candle_nn::Init {
     let bound = 1.0 / ((cin * k * k) as f64).sqrt();
-    vb.get_with_hints(
-        (cout, cin, k, k),
-        "weight",
-        candle_nn::Init::Uniform {
-            lo: -bound,
-            up: bound,
-        },
-    )
+    candle_nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+fn conv_weight(cin: usize, cout: usize, k: usize, vb: &VarBuilder) -> Result<Tensor> {
+    vb.get_with_hints((cout, cin, k, k), "weight", conv_init(cin, k))
 }
 
 /// A `k`x`k` convolution from `cin` to `cout` channels with bias.
@@ -200,15 +201,7 @@ pub fn conv2d(
     vb: VarBuilder,
 ) -> Result<Conv2d> {
     let weight = conv_weight(cin, cout, k, &vb)?;
-    let bound = 1.0 / ((cin * k * k) as f64).sqrt();
-    let bias = vb.get_with_hints(
-        cout,
-        "bias",
-        candle_nn::Init::Uniform {
-            lo: -bound,
-            up: bound,
-        },
-    )?;
+    let bias = vb.get_with_hints(cout, "bias", conv_init(cin, k))?;
     Ok(Conv2d::new(weight, Some(bias), cfg))
 }
 
