@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RELEASE := --release
 
-.PHONY: demo test lint fmt data bench clean-runs
+.PHONY: demo test lint fmt data bench soak memory fuzz clean-runs
 
 ## Build and run the quick demos on the embedded data (no download needed).
 demo:
@@ -12,13 +12,32 @@ demo:
 		echo "== $$ex"; \
 		./target/release/examples/$$ex --out runs/demo-$$ex || exit 1; \
 	done
+	@echo "== translate (dates)"
+	./target/release/examples/translate --task dates --out runs/demo-translate-dates
 
-DEMOS := mlp mnist_cnn image_transforms $(patsubst examples/%.rs,%,$(filter examples/linear_regression.rs examples/logistic_regression.rs,$(wildcard examples/*.rs)))
+DEMOS := mlp mnist_cnn image_transforms dcgan $(patsubst examples/%.rs,%,$(filter examples/linear_regression.rs examples/logistic_regression.rs,$(wildcard examples/*.rs)))
 
 ## The whole workspace's tests (unit, integration, end-to-end, doc).
 test:
 	$(CARGO) test $(RELEASE) --workspace --all-targets
 	$(CARGO) test $(RELEASE) --workspace --doc
+
+## Kill-and-resume soak: 25 SIGKILLs at random moments, then a bit-exact comparison (tests/soak.rs).
+soak:
+	$(CARGO) build $(RELEASE) --example mlp
+	TAPER_SOAK_KILLS=$${TAPER_SOAK_KILLS:-25} $(CARGO) test $(RELEASE) --test soak -- --nocapture
+
+## Resident memory per epoch over 20 epochs of the CNN example (must stay flat).
+memory:
+	bash bench/memory.sh 20 --model cnn --augment
+	@if [ -d "$${TAPER_DATA:-../shared/data}/mnist" ] || [ -d data/mnist ]; then \
+		bash bench/memory.sh 20 --dataset mnist --limit 10000; \
+	else echo "memory: MNIST not found (make data), only the digits run was measured"; fi
+
+## Every fuzz target for FUZZ_SECONDS (default 60) each; needs nightly and cargo-fuzz (tools/fuzz.sh).
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash tools/fuzz.sh $(FUZZ_SECONDS)
 
 ## Clippy with warnings as errors, and formatting.
 lint:

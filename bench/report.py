@@ -24,6 +24,7 @@ rows = [
     ("MLP 784-256-256-10 step, b128 (AdamW)", taper, "step_mlp_ms", torch_, "step_mlp_ms", "ms", True, "PyTorch"),
     ("LeNet step, b64 (AdamW)", taper, "step_lenet_ms", torch_, "step_lenet_ms", "ms", True, "PyTorch"),
     ("CNN + batch norm step, b64 (AdamW)", taper, "step_cnn_bn_ms", torch_, "step_cnn_bn_ms", "ms", True, "PyTorch"),
+    ("DCGAN step (D then G), b64, widths 32 (Adam)", taper, "step_dcgan_ms", torch_, "step_dcgan_ms", "ms", True, "PyTorch"),
     ("MNIST epoch, LeNet b64, with data loading", taper, "mnist_lenet_epoch_s", torch_, "mnist_lenet_epoch_s", "s", True, "PyTorch"),
     ("time to 98.5 % MNIST test accuracy (LeNet)", taper, "mnist_lenet_seconds_to_98_5", torch_, "mnist_lenet_seconds_to_98_5", "s", True, "PyTorch"),
     ("CNN inference, batch 1", taper, "infer_cnn_b1_images_per_s", torch_, "infer_cnn_b1_images_per_s", "img/s", False, "PyTorch"),

@@ -78,6 +78,54 @@ out["step_mlp_ms"] = step_case(mlp, torch.randn(128, 784), lab(128), args.reps)
 out["step_lenet_ms"] = step_case(LeNet(), torch.randn(64, 1, 28, 28), lab(64), args.reps)
 out["step_cnn_bn_ms"] = step_case(Cnn(), torch.randn(64, 1, 28, 28), lab(64), min(args.reps, 10))
 
+
+class Gen(nn.Module):
+    """Taper's DcganConfig::mnist(): noise 100, widths 32."""
+
+    def __init__(self, z=100, w=32):
+        super().__init__()
+        self.w = w
+        self.fc, self.bn0 = nn.Linear(z, 2 * w * 49, bias=False), nn.BatchNorm2d(2 * w)
+        self.up1, self.bn1 = nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w)
+        self.up2 = nn.ConvTranspose2d(w, 1, 4, 2, 1, bias=False)
+
+    def forward(self, z):
+        x = F.relu(self.bn0(self.fc(z).view(-1, 2 * self.w, 7, 7)))
+        return torch.tanh(self.up2(F.relu(self.bn1(self.up1(x)))))
+
+
+class Disc(nn.Module):
+    def __init__(self, w=32):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, w, 4, 2, 1), nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False)
+        self.bn2, self.fc = nn.BatchNorm2d(2 * w), nn.Linear(2 * w * 49, 1)
+
+    def forward(self, x):
+        x = F.leaky_relu(self.conv1(x), 0.2)
+        return self.fc(F.leaky_relu(self.bn2(self.conv2(x)), 0.2).flatten(1)).squeeze(1)
+
+
+def dcgan_step_ms(reps):
+    g, d = Gen(), Disc()
+    og = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real, ones, zeros = torch.rand(64, 1, 28, 28) * 2 - 1, torch.ones(64), torch.zeros(64)
+    bce = F.binary_cross_entropy_with_logits
+
+    def step():
+        fake = g(torch.randn(64, 100))
+        od.zero_grad(set_to_none=True)
+        (bce(d(real), ones) + bce(d(fake.detach()), zeros)).backward()
+        od.step()
+        og.zero_grad(set_to_none=True)
+        bce(d(fake), ones).backward()
+        og.step()
+
+    return median_ms(step, 3, reps)
+
+
+out["step_dcgan_ms"] = dcgan_step_ms(min(args.reps, 10))
+
 cnn = Cnn().eval()
 with torch.no_grad():
     for b in (1, 256):

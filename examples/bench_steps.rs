@@ -15,7 +15,8 @@ use taper::train::optim::{named_vars, Adam, AdamConfig};
 use taper::train::schedule::OneCycle;
 use taper::train::{clip::Clip, seed, Classifier, Optimizers, TrainStep, Trainer};
 use taper::vision::datasets::{load_mnist, InMemoryImages, Split};
-use taper::vision::models::{Cnn, CnnConfig, LeNet, LeNetConfig};
+use taper::vision::models::dcgan::GanOptimConfig;
+use taper::vision::models::{Cnn, CnnConfig, Dcgan, DcganConfig, LeNet, LeNetConfig};
 use taper::vision::transforms::*;
 
 #[global_allocator]
@@ -151,6 +152,23 @@ fn main() -> Result<()> {
             args.reps.min(10)
         )?),
     );
+
+    // A DCGAN step: discriminator update, then generator update (MNIST shapes).
+    let vm = VarMap::new();
+    let mut gan = Dcgan::new(DcganConfig::mnist(), &vm, 0, &dev)?;
+    let mut gopt = gan.optimizers(GanOptimConfig::default());
+    let real = Tensor::rand(0f32, 1.0, (64, 1, 28, 28), &dev)?.affine(2.0, -1.0)?;
+    let batch = taper::train::data::TensorBatch {
+        fields: vec![real, labels(64)?],
+    };
+    let mut it = 0u64;
+    let ms = median_ms(3, args.reps.min(10), || {
+        seed::set_iteration(it);
+        it += 1;
+        gan.train_step(&batch, &mut gopt)?;
+        Ok(())
+    })?;
+    out.insert("step_dcgan_ms".into(), json!(ms));
 
     // Inference throughput of the CNN.
     let vm = VarMap::new();

@@ -82,7 +82,8 @@ fn main() -> Result<()> {
         TensorDataset::new(vec![test_x, test_y], &device)?,
         LoaderConfig::eval(1024),
     )?;
-    let steps = epochs * train.num_batches();
+    // Schedules count updates; with accumulation an epoch makes ceil(batches / K).
+    let steps = epochs * train.num_batches().div_ceil(c.accumulate.max(1));
     let adam = Adam::new(
         named_vars(&varmap, ""),
         AdamConfig {
@@ -90,12 +91,14 @@ fn main() -> Result<()> {
             ..Default::default()
         },
     );
-    let mut opt = Optimizers::new().with_group(
-        "model",
-        adam,
-        WarmupCosine::cosine(lr, lr * 0.01, steps),
-        Clip::GlobalNorm(5.0),
-    );
+    let mut opt = Optimizers::new()
+        .with_group(
+            "model",
+            adam,
+            WarmupCosine::cosine(lr, lr * 0.01, steps),
+            Clip::GlobalNorm(5.0),
+        )
+        .with_accumulation(c.accumulate);
     let run_dir = c.run_dir("mlp");
     let mut trainer = Trainer::new(TrainerConfig {
         epochs,
@@ -103,6 +106,7 @@ fn main() -> Result<()> {
         seed: c.seed,
         monitor: Some(("valid.accuracy".into(), taper::train::schedule::Mode::Max)),
         resume: c.resume.is_some(),
+        checkpoint_every: c.checkpoint_every,
         config: serde_json::json!({"example": "mlp", "dataset": args.dataset, "lr": lr,
             "batch_size": batch, "epochs": epochs, "hidden1": args.hidden1,
             "hidden2": args.hidden2, "dropout": args.dropout}),

@@ -41,6 +41,9 @@ struct Args {
     /// Classify this image with the run in --resume (or --out) instead of training.
     #[arg(long, value_name = "IMAGE")]
     predict: Option<std::path::PathBuf>,
+    /// Train on the first N training images only (quick runs, memory checks).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
 }
 
 fn build(model: &str, dataset: &str, vb: candle_nn::VarBuilder) -> Result<Box<dyn ModuleT>> {
@@ -157,6 +160,11 @@ fn main() -> Result<()> {
     let epochs = c.epochs.unwrap_or(epochs);
     let batch = c.batch_size.unwrap_or(batch);
     let lr = c.lr.unwrap_or(3e-3);
+    let (train_x, train_y) = match args.limit {
+        Some(0) => bail!("--limit must be at least 1"),
+        Some(n) if n < train_x.dim(0)? => (train_x.narrow(0, 0, n)?, train_y.narrow(0, 0, n)?),
+        _ => (train_x, train_y),
+    };
 
     seed::manual_seed(c.seed);
     let varmap = VarMap::new();
@@ -181,7 +189,8 @@ fn main() -> Result<()> {
         InMemoryImages::from_tensors(&test_x, &test_y, &device)?.with_normalize(Normalize::mnist());
     let test = DataLoader::new(test_src, LoaderConfig::eval(500))?;
 
-    let steps = epochs * train.num_batches();
+    // Schedules count updates; with accumulation an epoch makes ceil(batches / K).
+    let steps = epochs * train.num_batches().div_ceil(c.accumulate.max(1));
     let adam = Adam::new(
         named_vars(&varmap, ""),
         AdamConfig {
@@ -191,12 +200,14 @@ fn main() -> Result<()> {
             ..Default::default()
         },
     );
-    let mut opt = Optimizers::new().with_group(
-        "model",
-        adam,
-        OneCycle::new(lr, steps),
-        Clip::GlobalNorm(5.0),
-    );
+    let mut opt = Optimizers::new()
+        .with_group(
+            "model",
+            adam,
+            OneCycle::new(lr, steps),
+            Clip::GlobalNorm(5.0),
+        )
+        .with_accumulation(c.accumulate);
     let run_dir = c.run_dir("mnist_cnn");
     let mut trainer = Trainer::new(TrainerConfig {
         epochs,
@@ -204,8 +215,9 @@ fn main() -> Result<()> {
         seed: c.seed,
         monitor: Some(("valid.accuracy".into(), Mode::Max)),
         resume: c.resume.is_some(),
+        checkpoint_every: c.checkpoint_every,
         config: serde_json::json!({"example": "mnist_cnn", "dataset": args.dataset, "model": args.model,
-            "augment": args.augment, "lr": lr, "batch_size": batch, "epochs": epochs}),
+            "augment": args.augment, "limit": args.limit, "lr": lr, "batch_size": batch, "epochs": epochs}),
         ..Default::default()
     });
     let report = trainer.fit(&mut clf, &mut opt, &train, Some(&test))?;

@@ -168,8 +168,8 @@ fn main() -> Result<()> {
                 device: device.clone(),
                 run_dir: Some(run_dir.clone()),
                 resume: c.resume.is_some(),
+                checkpoint_every: c.checkpoint_every,
                 progress: true,
-                checkpoint_every: None,
                 stop_after: None,
             };
             let (v, s, _) = train_candle(&prep, &cfg, &opts)?;

@@ -72,6 +72,26 @@ pub enum Error {
         msg: String,
     },
 
+    /// A line of a data file is malformed (a parallel corpus line without a tab,
+    /// an empty side).
+    #[error("{}: line {line}: {msg}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong with it.
+        msg: String,
+    },
+
+    /// Nothing is left to train or evaluate on (every pair filtered out).
+    #[error("no data: {0}")]
+    NoData(String),
+
+    /// A checkpoint does not fit the vocabulary it is loaded with.
+    #[error("vocabulary mismatch: {0}")]
+    VocabMismatch(String),
+
     /// A setting is invalid.
     #[error("config: {0}")]
     Config(String),

@@ -8,11 +8,18 @@
 //! - [`word2vec`]: skip-gram and CBOW with negative sampling, trained either by
 //!   fast native loops or as a candle model through taper-train's `Trainer`;
 //! - [`vectors`]: [`WordVectors`] with nearest neighbours, analogies, similarity
-//!   and the word2vec text format; [`eval`]: WordSim-style Spearman evaluation.
+//!   and the word2vec text format; [`eval`]: WordSim-style Spearman evaluation;
+//! - [`seq2seq`]: attention modules, LSTM/GRU encoder–decoders, the Transformer,
+//!   greedy and beam-search decoding, training through taper-train's `Trainer`;
+//! - [`data`]: parallel corpora, the generated date task, padded and bucketed
+//!   batches; [`metrics`]: corpus BLEU and chrF equal to sacreBLEU's, perplexity.
 
 pub mod corpus;
+pub mod data;
 mod error;
 pub mod eval;
+pub mod metrics;
+pub mod seq2seq;
 pub mod tokenizer;
 pub mod vectors;
 pub mod vocab;

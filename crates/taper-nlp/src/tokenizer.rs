@@ -370,9 +370,17 @@ impl Tokenizer {
     /// Loads a Hugging Face `tokenizer.json`.
     pub fn load(path: &Path) -> Result<Self> {
         let text = read_text(path)?;
-        let inner: tokenizers::Tokenizer = text
-            .parse()
-            .map_err(|e| Error::tokenizer(path.display().to_string(), e))?;
+        let name = path.display().to_string();
+        // tokenizers 0.23 panics (`expect("Helper")`) on some malformed JSON inside
+        // the decoder section, found by fuzzing: check the syntax first, and turn
+        // any panic left into an error.
+        serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|e| Error::tokenizer(name.clone(), format!("not valid JSON: {e}")))?;
+        let parsed =
+            std::panic::catch_unwind(|| text.parse::<tokenizers::Tokenizer>()).map_err(|_| {
+                Error::tokenizer(name.clone(), "the tokenizers crate could not read it")
+            })?;
+        let inner = parsed.map_err(|e| Error::tokenizer(name, e))?;
         Ok(Self::from_inner(inner))
     }
 

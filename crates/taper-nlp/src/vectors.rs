@@ -253,11 +253,18 @@ impl WordVectors {
                 ))
             }
         };
-        let mut words = Vec::with_capacity(count);
+        // The header is only a claim: reserve no more than the file's size can hold
+        // (each value takes at least two bytes), so a lying header cannot exhaust memory.
+        let file_len = std::fs::metadata(path)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0);
+        let mut words = Vec::with_capacity(count.min(file_len / 2));
         let mut seen = std::collections::HashSet::new();
-        let mut data = Vec::with_capacity(count.saturating_mul(dim).min(1 << 28));
+        let mut data = Vec::with_capacity(count.saturating_mul(dim).min(file_len / 2));
+        let mut last_line = 1;
         for (i, line) in lines.enumerate() {
             let n = i + 2;
+            last_line = n;
             let line = line.map_err(|e| read_err(path, n, e))?;
             if line.trim().is_empty() {
                 continue;
@@ -269,6 +276,12 @@ impl WordVectors {
                 let v: f32 = tok
                     .parse()
                     .map_err(|_| bad(n, format!("'{tok}' is not a number (word '{word}')")))?;
+                if !v.is_finite() {
+                    return Err(bad(
+                        n,
+                        format!("value '{tok}' of word '{word}' is not finite"),
+                    ));
+                }
                 data.push(v);
             }
             let got = data.len() - before;
@@ -290,8 +303,9 @@ impl WordVectors {
             words.push(word);
         }
         if words.len() != count {
+            // Where the next word was expected: just past the last line read.
             return Err(bad(
-                count + 1,
+                last_line + 1,
                 format!(
                     "the header announces {count} words, the file holds {}",
                     words.len()

@@ -403,3 +403,20 @@ fn bpe_on_ptb_compresses_text() {
         assert_eq!(tok.decode(&ids, false).unwrap(), *l);
     }
 }
+
+/// Found by `make fuzz`: malformed JSON inside the decoder section made the
+/// tokenizers crate panic; loading it must be a clear error naming the file.
+#[test]
+fn fuzzed_tokenizer_json_is_an_error_not_a_panic() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fuzz_tokenizer_decoder_panic.json");
+    let e = match taper_nlp::Tokenizer::load(&p) {
+        Ok(_) => panic!("must be refused"),
+        Err(e) => e,
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.contains("fuzz_tokenizer_decoder_panic.json") && msg.contains("not valid JSON"),
+        "{msg}"
+    );
+}

@@ -301,6 +301,11 @@ fn csv_error(source: &Path, e: csv::Error) -> Error {
     let line = e.position().map_or(0, |p| p.line());
     match e.into_kind() {
         csv::ErrorKind::Io(io) => Error::io(source, io),
+        csv::ErrorKind::Utf8 { err, .. } => Error::Csv {
+            path: source.to_path_buf(),
+            line,
+            message: format!("field {} is not valid UTF-8", err.field() + 1),
+        },
         other => Error::Csv {
             path: source.to_path_buf(),
             line,

@@ -170,6 +170,10 @@ pub struct EpochRecord {
     pub lr: BTreeMap<String, f64>,
     /// Seconds the epoch took.
     pub seconds: f64,
+    /// Resident memory of the process at the epoch's end, and its peak so far, in
+    /// MiB (Linux; absent elsewhere): the per-epoch record that shows a leak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<crate::runlog::MemoryUse>,
 }
 
 /// Saved state of one optimizer group.

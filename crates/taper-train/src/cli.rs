@@ -37,6 +37,12 @@ pub struct ExampleArgs {
     /// Continue the run stored in this run directory.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
+    /// Also checkpoint every N training steps within an epoch (epochs always end with one).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Average the gradients of K batches per update (an effective batch K times larger).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub accumulate: usize,
 }
 
 impl ExampleArgs {

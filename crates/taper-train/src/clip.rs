@@ -31,6 +31,40 @@ pub fn grad_norm(vars: &[&Var], grads: &GradStore) -> Result<f64> {
     Ok(total.sqrt())
 }
 
+/// True when every gradient of `vars` is free of NaN and infinity: one host
+/// read for the whole set (a sum propagates any NaN or infinity it meets).
+pub fn grads_finite(vars: &[&Var], grads: &GradStore) -> Result<bool> {
+    let mut total: Option<candle_core::Tensor> = None;
+    for v in vars {
+        if let Some(g) = grads.get(v) {
+            let s = g.sum_all()?.to_dtype(candle_core::DType::F32)?;
+            total = Some(match total {
+                None => s,
+                Some(t) => (t + s)?,
+            });
+        }
+    }
+    match total {
+        None => Ok(true),
+        // An overflow of the sum itself to infinity is treated as non-finite too:
+        // gradients that large are as unusable as a NaN.
+        Some(t) => Ok(t.to_scalar::<f32>()?.is_finite()),
+    }
+}
+
+/// The name of the first variable whose gradient holds a NaN or infinity.
+pub fn first_non_finite(vars: &[(String, Var)], grads: &GradStore) -> Result<Option<String>> {
+    for (name, v) in vars {
+        if let Some(g) = grads.get(v) {
+            let s = g.to_dtype(candle_core::DType::F64)?.abs()?.sum_all()?;
+            if !s.to_scalar::<f64>()?.is_finite() {
+                return Ok(Some(name.clone()));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Scales the gradients of `vars` so their joint norm is at most `max_norm`
 /// (PyTorch `clip_grad_norm_`); returns the norm before clipping.
 pub fn clip_grad_norm(vars: &[&Var], grads: &mut GradStore, max_norm: f64) -> Result<f64> {

@@ -51,6 +51,20 @@ pub enum Error {
         /// The offending value.
         value: f64,
     },
+
+    /// The loss was finite but a gradient was not (a NaN or infinity in the data
+    /// that an operation such as ReLU hid from the loss); nothing was updated.
+    #[error("non-finite gradient of '{param}' at epoch {epoch}, step {step} (group '{group}'): a NaN or infinity in the input batch is the usual cause; the last good checkpoint is kept")]
+    NonFiniteGradient {
+        /// Global optimizer step at which it happened.
+        step: usize,
+        /// Epoch (0-based) at which it happened.
+        epoch: usize,
+        /// Optimizer group of the parameter.
+        group: String,
+        /// The first parameter whose gradient holds a NaN or infinity.
+        param: String,
+    },
 }
 
 impl Error {

@@ -322,6 +322,12 @@ impl Trainer {
                         group,
                         value,
                     },
+                    Error::NonFiniteGradient { group, param, .. } => Error::NonFiniteGradient {
+                        step: state.iteration as usize,
+                        epoch,
+                        group,
+                        param,
+                    },
                     other => other,
                 })?;
                 state.epoch_train.merge(&m);
@@ -339,13 +345,20 @@ impl Trainer {
                     cb.on_step_end(&info)?;
                 }
                 if let (Some(k), Some(dir)) = (cfg.checkpoint_every, &cfg.run_dir) {
-                    if k > 0 && state.iteration % k as u64 == 0 && state.batch_in_epoch < nb {
+                    // Accumulated gradients are not part of a checkpoint: write
+                    // mid-epoch ones only between updates.
+                    if k > 0
+                        && state.iteration % k as u64 == 0
+                        && state.batch_in_epoch < nb
+                        && !opt.pending()
+                    {
                         let tag = format!("step-{:09}", state.iteration);
                         checkpoint::save(dir, &tag, model.varmap(), &opt.states(), &state, false)?;
                     }
                 }
             }
             progress.finish();
+            opt.flush()?;
             let mut vm = Metrics::new();
             if let Some(v) = valid {
                 for batch in v.epoch(0, 0) {
@@ -358,6 +371,7 @@ impl Trainer {
                 valid: vm.means(),
                 lr: opt.lrs().into_iter().collect(),
                 seconds: t0.elapsed().as_secs_f64(),
+                memory_mib: crate::runlog::memory_use(),
             };
             let monitored = monitor.as_ref().and_then(|(key, _)| lookup(&record, key));
             opt.on_epoch_end(monitored);

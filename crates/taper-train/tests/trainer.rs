@@ -265,6 +265,72 @@ fn nan_loss_stops_with_step_and_keeps_last_checkpoint() {
         .all(|(_, v)| v.iter().all(|x| x.is_finite())));
 }
 
+/// Serves the blobs, but from epoch 1 on the batch holding item 0 carries a NaN
+/// feature: a record corrupted mid-run.
+struct PoisonedFromEpoch1(TensorDataset);
+
+impl taper_train::data::BatchSource for PoisonedFromEpoch1 {
+    type Batch = TensorBatch;
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn batch(&self, indices: &[usize]) -> taper_train::Result<TensorBatch> {
+        self.0.batch(indices)
+    }
+    fn batch_in_epoch(&self, indices: &[usize], epoch: usize) -> taper_train::Result<TensorBatch> {
+        let mut b = self.0.batch(indices)?;
+        if epoch >= 1 {
+            if let Some(row) = indices.iter().position(|&i| i == 0) {
+                let x = b.fields[0].to_vec2::<f32>()?;
+                let mut x = x.concat();
+                x[row * 4 + 2] = f32::NAN;
+                b.fields[0] = Tensor::from_vec(x, (indices.len(), 4), &Device::Cpu)?;
+            }
+        }
+        Ok(b)
+    }
+}
+
+#[test]
+fn nan_in_the_data_mid_run_stops_with_a_clear_message() {
+    use taper_train::data::BatchSource;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut m, vm) = model(3);
+    let (x, y) = blobs(300, 1);
+    let ds = TensorDataset::new(vec![x, y], &Device::Cpu).unwrap();
+    assert_eq!(PoisonedFromEpoch1(ds.clone()).len(), 300);
+    let train = DataLoader::new(PoisonedFromEpoch1(ds), LoaderConfig::train(16, 5)).unwrap();
+    let mut opt = optimizers(&vm);
+    let err = Trainer::new(quiet(4, Some(dir.path())))
+        .fit(&mut m, &mut opt, &train, None)
+        .unwrap_err();
+    // ReLU maps the NaN to 0, so the loss stays finite: the gradient guard catches it.
+    let Error::NonFiniteGradient {
+        epoch, step, param, ..
+    } = &err
+    else {
+        panic!("expected NonFiniteGradient, got {err}");
+    };
+    assert_eq!(param, "a.weight", "{err}");
+    assert_eq!(*epoch, 1, "{err}");
+    assert!(
+        (19..38).contains(step),
+        "epoch 1 runs global steps 19..38: {err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("epoch 1") && msg.contains("last good checkpoint"),
+        "{msg}"
+    );
+    // The checkpoint written at the end of epoch 0 is the latest, intact, finite.
+    let ck = checkpoint::read(dir.path(), "latest").unwrap().unwrap();
+    assert_eq!((ck.state.epoch, ck.state.batch_in_epoch), (1, 0));
+    ck.load_weights(&vm).unwrap();
+    assert!(weights(&vm)
+        .iter()
+        .all(|(_, v)| v.iter().all(|x| x.is_finite())));
+}
+
 #[test]
 fn early_stopping_and_keep_best() {
     let dir = tempfile::tempdir().unwrap();
@@ -478,4 +544,55 @@ fn checkpoint_pointer_survives_partial_write() {
     let ck = checkpoint::read(dir.path(), "latest").unwrap().unwrap();
     assert_eq!(ck.dir.file_name().unwrap(), "epoch-00001");
     ck.load_weights(&vm).unwrap();
+}
+
+/// Two epochs of SGD with momentum on 288 blob points: (weights, updates made).
+fn train_accumulated(batch: usize, accumulate: usize) -> (Vec<(String, Vec<f32>)>, usize) {
+    let vm = VarMap::new();
+    let vb = seeded_var_builder(&vm, 4, DType::F32, &Device::Cpu);
+    let net = Net {
+        a: linear(4, 16, vb.pp("a")).unwrap(),
+        b: linear(16, 3, vb.pp("b")).unwrap(),
+        drop: Dropout::new(0.0, "drop"),
+    };
+    let mut m = Classifier::new(net, vm.clone());
+    let (x, y) = blobs(288, 1);
+    let train = DataLoader::new(
+        TensorDataset::new(vec![x, y], &Device::Cpu).unwrap(),
+        LoaderConfig::train(batch, 5),
+    )
+    .unwrap();
+    let sgd = Sgd::new(
+        named_vars(&vm, ""),
+        SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            ..Default::default()
+        },
+    );
+    let mut opt = Optimizers::single(sgd).with_accumulation(accumulate);
+    Trainer::new(quiet(2, None))
+        .fit(&mut m, &mut opt, &train, None)
+        .unwrap();
+    assert!(!opt.pending(), "the epoch end applies what is left");
+    (weights(&vm), opt.groups()[0].steps)
+}
+
+#[test]
+fn accumulating_four_batches_of_8_equals_batches_of_32() {
+    let (plain, n_plain) = train_accumulated(32, 1);
+    let (accumulated, n_acc) = train_accumulated(8, 4);
+    assert_eq!((n_plain, n_acc), (18, 18), "updates made");
+    for ((name, a), (_, b)) in plain.iter().zip(&accumulated) {
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{name}: differs by {worst}");
+    }
+    // Accumulation really changes something: batches of 8 without it differ.
+    let (small, n_small) = train_accumulated(8, 1);
+    assert_eq!(n_small, 72);
+    assert!(small.iter().zip(&plain).any(|((_, a), (_, b))| a != b));
 }

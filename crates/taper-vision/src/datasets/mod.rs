@@ -7,6 +7,7 @@ pub mod folder;
 pub mod idx;
 pub mod memory;
 pub mod mnist;
+pub mod moving;
 
 pub use cifar::{load_cifar10, read_cifar_file};
 pub use digits::load_digits;
@@ -14,3 +15,4 @@ pub use folder::{ImageFolder, OnBadFile};
 pub use idx::{read_idx, Idx};
 pub use memory::InMemoryImages;
 pub use mnist::{load_mnist, Split};
+pub use moving::{clip_from_frames, MovingDigits, MovingDigitsConfig};

@@ -112,16 +112,50 @@ impl LeNet {
     }
 }
 
-impl ModuleT for LeNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+impl LeNet {
+    /// The penultimate layer: `fc1` after ReLU, `(N, hidden)` (the features a
+    /// Fréchet distance compares).
+    pub fn features(&self, xs: &Tensor) -> Result<Tensor> {
         let (h, w) = self.cfg.image_size;
         check_input(xs, self.cfg.in_channels, h, w)?;
         let xs = max_pool2d(&self.conv1.forward(xs)?.apply(&taper_train::nn::relu)?, 2)?;
         let xs = max_pool2d(&self.conv2.forward(&xs)?.apply(&taper_train::nn::relu)?, 2)?;
+        self.fc1
+            .forward(&xs.flatten_from(1)?)?
+            .apply(&taper_train::nn::relu)
+    }
+
+    /// Logits from [`LeNet::features`] (evaluation mode: no dropout).
+    pub fn logits_from_features(&self, features: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(features)
+    }
+}
+
+impl ModuleT for LeNet {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = self.features(xs)?;
+        self.fc2.forward(&self.dropout.forward_t(&xs, train)?)
+    }
+}
+
+/// The split Grad-CAM needs (`taper_train::explain::grad_cam`): the last
+/// convolutional layer's activations, and the rest of the network from them.
+impl LeNet {
+    /// `conv2` after ReLU, before its pooling: `(N, channels.1, h, w)`.
+    pub fn conv_features(&self, xs: &Tensor) -> Result<Tensor> {
+        let (h, w) = self.cfg.image_size;
+        check_input(xs, self.cfg.in_channels, h, w)?;
+        let xs = max_pool2d(&self.conv1.forward(xs)?.apply(&taper_train::nn::relu)?, 2)?;
+        self.conv2.forward(&xs)?.apply(&taper_train::nn::relu)
+    }
+
+    /// Logits from [`LeNet::conv_features`] (evaluation mode: no dropout).
+    pub fn head_from_conv(&self, conv: &Tensor) -> Result<Tensor> {
+        let xs = max_pool2d(conv, 2)?;
         let xs = self
             .fc1
             .forward(&xs.flatten_from(1)?)?
             .apply(&taper_train::nn::relu)?;
-        self.fc2.forward(&self.dropout.forward_t(&xs, train)?)
+        self.fc2.forward(&xs)
     }
 }

@@ -3,14 +3,19 @@
 //! (training mode switches dropout and batch norm).
 
 pub mod cnn;
+pub mod dcgan;
+pub mod layers;
 pub mod lenet;
 pub mod mlp;
 pub mod resnet;
+pub mod video;
 
 pub use cnn::{Cnn, CnnConfig};
+pub use dcgan::{Dcgan, DcganConfig, Discriminator, GanOptimConfig, Generator};
 pub use lenet::{LeNet, LeNetConfig};
 pub use mlp::Mlp;
 pub use resnet::{ResNet, ResNetConfig};
+pub use video::{FrameClassifier, RnnCell, VideoClassifier, VideoConfig};
 
 use candle_core::{Result, Tensor};
 

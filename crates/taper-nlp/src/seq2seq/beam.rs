@@ -1,0 +1,250 @@
+//! Batched decoding: greedy and beam search over any [`Seq2Seq`] model.
+
+use super::{DecodeState, Seq2Seq, Source};
+use crate::data::codec::{BOS, EOS};
+use crate::{Error, Result};
+use candle_core::{Tensor, D};
+
+/// Settings of [`beam_search`].
+#[derive(Debug, Clone, Copy)]
+pub struct BeamConfig {
+    /// Hypotheses kept per sentence.
+    pub width: usize,
+    /// Length normalisation: a finished hypothesis scores
+    /// `log p / len^alpha` (`len` counts the end marker; 0 = raw log-probability).
+    pub alpha: f64,
+    /// Most ids generated per sentence, end marker included.
+    pub max_len: usize,
+}
+
+impl Default for BeamConfig {
+    fn default() -> Self {
+        Self {
+            width: 5,
+            alpha: 1.0,
+            max_len: 50,
+        }
+    }
+}
+
+/// Decoded ids (without markers) per sentence; with greedy decoding also the
+/// attention weights of each generated id over the source.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// Ids per sentence.
+    pub ids: Vec<Vec<u32>>,
+    /// Attention `[sentence][output step][source position]` (greedy only).
+    pub attention: Option<Vec<Vec<Vec<f32>>>>,
+}
+
+fn check(src: &Source, max_len: usize, model: &dyn Seq2Seq) -> Result<usize> {
+    let (b, s) = src.ids.dims2()?;
+    if s > model.max_source_len() {
+        return Err(Error::Config(format!(
+            "source of {s} ids is longer than the model's maximum of {}; cut it first",
+            model.max_source_len()
+        )));
+    }
+    if max_len == 0 {
+        return Err(Error::Config(
+            "maximum output length must be positive".into(),
+        ));
+    }
+    Ok(b)
+}
+
+/// Greedy decoding of a batch: the most probable id at each step, until every
+/// sentence has produced the end marker or `max_len` ids.
+pub fn greedy(
+    model: &dyn Seq2Seq,
+    src: Source,
+    max_len: usize,
+    keep_attention: bool,
+) -> Result<Decoded> {
+    let b = check(&src, max_len, model)?;
+    let max_len = max_len.min(model.max_target_len());
+    let device = src.ids.device();
+    let mut state = model.start(src)?;
+    let mut prev = Tensor::from_vec(vec![BOS; b], b, device)?;
+    let mut ids = vec![Vec::new(); b];
+    let mut done = vec![false; b];
+    let mut attn: Vec<Vec<Vec<f32>>> = vec![Vec::new(); b];
+    for _ in 0..max_len {
+        let (logp, next_state, w) = model.step(&state, &prev)?;
+        state = next_state;
+        let next = logp.argmax(D::Minus1)?.to_dtype(candle_core::DType::U32)?;
+        let host: Vec<u32> = next.to_vec1()?;
+        let w_host: Option<Vec<Vec<f32>>> = if keep_attention {
+            Some(w.to_dtype(candle_core::DType::F32)?.to_vec2()?)
+        } else {
+            None
+        };
+        for (i, &tok) in host.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            if let Some(w) = &w_host {
+                attn[i].push(w[i].clone());
+            }
+            if tok == EOS {
+                done[i] = true;
+            } else {
+                ids[i].push(tok);
+            }
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        prev = next;
+    }
+    Ok(Decoded {
+        ids,
+        attention: keep_attention.then_some(attn),
+    })
+}
+
+#[derive(Debug, Clone)]
+struct Hyp {
+    tokens: Vec<u32>,
+    score: f64,
+}
+
+/// Beam search over a batch: `width` hypotheses per sentence, extended by the
+/// `2·width` best (hypothesis, id) pairs at each step; a pair ending in the end
+/// marker becomes a finished hypothesis scored with length normalisation, the
+/// best others stay in the beam. A sentence is done when it has `width`
+/// finished hypotheses (or at `max_len`, when the beam's survivors count as
+/// finished). With width 1 this is greedy decoding.
+pub fn beam_search(model: &dyn Seq2Seq, src: Source, cfg: &BeamConfig) -> Result<Decoded> {
+    let b = check(&src, cfg.max_len, model)?;
+    if cfg.width == 0 {
+        return Err(Error::Config("beam width must be at least 1".into()));
+    }
+    let k = cfg.width;
+    let max_len = cfg.max_len.min(model.max_target_len());
+    let device = src.ids.device().clone();
+    let expand: Vec<u32> = (0..b * k).map(|i| (i / k) as u32).collect();
+    let mut state: DecodeState =
+        model
+            .start(src)?
+            .select(&Tensor::from_vec(expand, b * k, &device)?)?;
+    // Only the first copy of each sentence is live at the start, so that the
+    // first step does not fill the beam with k copies of one hypothesis.
+    let mut beams: Vec<Vec<Hyp>> = (0..b)
+        .map(|_| {
+            let mut v = vec![
+                Hyp {
+                    tokens: Vec::new(),
+                    score: f64::NEG_INFINITY,
+                };
+                k
+            ];
+            v[0].score = 0.0;
+            v
+        })
+        .collect();
+    let mut finished: Vec<Vec<(f64, Vec<u32>)>> = vec![Vec::new(); b];
+    let mut done = vec![false; b];
+    let mut prev_tokens = vec![BOS; b * k];
+    let v = model.target_vocab();
+    for step in 0..max_len {
+        let prev = Tensor::from_vec(prev_tokens.clone(), b * k, &device)?;
+        let (logp, next_state, _) = model.step(&state, &prev)?;
+        let lp: Vec<f32> = logp
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        let mut order = Vec::with_capacity(b * k);
+        for i in 0..b {
+            if done[i] {
+                order.extend((0..k).map(|j| (i * k + j) as u32));
+                continue;
+            }
+            let mut cands: Vec<(f64, usize, u32)> = Vec::with_capacity(k * v);
+            for (j, h) in beams[i].iter().enumerate() {
+                if h.score == f64::NEG_INFINITY {
+                    continue;
+                }
+                let row = &lp[(i * k + j) * v..(i * k + j + 1) * v];
+                cands.extend(
+                    row.iter()
+                        .enumerate()
+                        .map(|(t, &l)| (h.score + l as f64, j, t as u32)),
+                );
+            }
+            let keep = (2 * k).min(cands.len());
+            if keep < cands.len() {
+                cands.select_nth_unstable_by(keep - 1, |a, b| b.0.total_cmp(&a.0));
+                cands.truncate(keep);
+            }
+            // Ties by beam then id, so that width 1 picks what arg-max picks.
+            cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            let mut next: Vec<Hyp> = Vec::with_capacity(k);
+            let mut src_rows = Vec::with_capacity(k);
+            for (score, j, t) in cands {
+                if t == EOS {
+                    let toks = beams[i][j].tokens.clone();
+                    let len = (toks.len() + 1) as f64;
+                    finished[i].push((score / len.powf(cfg.alpha), toks));
+                    if finished[i].len() >= k {
+                        break;
+                    }
+                } else if next.len() < k {
+                    let mut toks = beams[i][j].tokens.clone();
+                    toks.push(t);
+                    next.push(Hyp {
+                        tokens: toks,
+                        score,
+                    });
+                    src_rows.push(j);
+                }
+                if next.len() >= k && finished[i].len() + next.len() >= k {
+                    break;
+                }
+            }
+            if finished[i].len() >= k || next.is_empty() {
+                done[i] = true;
+            }
+            while next.len() < k {
+                next.push(Hyp {
+                    tokens: Vec::new(),
+                    score: f64::NEG_INFINITY,
+                });
+                src_rows.push(0);
+            }
+            for (j, h) in next.iter().enumerate() {
+                prev_tokens[i * k + j] = h.tokens.last().copied().unwrap_or(BOS);
+            }
+            order.extend(src_rows.iter().map(|&j| (i * k + j) as u32));
+            beams[i] = next;
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        state = next_state.select(&Tensor::from_vec(order, b * k, &device)?)?;
+        if step + 1 == max_len {
+            break;
+        }
+    }
+    let ids = (0..b)
+        .map(|i| {
+            if !done[i] {
+                for h in &beams[i] {
+                    if h.score > f64::NEG_INFINITY {
+                        let len = (h.tokens.len() + 1) as f64;
+                        finished[i].push((h.score / len.powf(cfg.alpha), h.tokens.clone()));
+                    }
+                }
+            }
+            finished[i]
+                .iter()
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|f| f.1.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    Ok(Decoded {
+        ids,
+        attention: None,
+    })
+}

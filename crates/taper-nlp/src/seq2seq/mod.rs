@@ -1,0 +1,81 @@
+//! Sequence-to-sequence models: recurrent encoder–decoders with attention, the
+//! Transformer, greedy and beam-search decoding, and their training step.
+//!
+//! - [`attention`]: additive, Luong (dot, general) and multi-head attention with
+//!   padding and causal masks; [`rnn`]: stacked, bidirectional LSTM/GRU;
+//! - [`encoder`] + [`decoder`]: [`RnnSeq2Seq`]; [`transformer`]: [`Transformer`];
+//! - [`beam`]: batched greedy and beam-search decoding over any [`Seq2Seq`];
+//! - [`train`]: masked, label-smoothed loss, scheduled teacher forcing and the
+//!   [`taper_train::TrainStep`] implementation;
+//! - [`kernels`]: the fused CPU ops (whole-sequence LSTM, token losses).
+
+pub mod attention;
+pub mod beam;
+pub mod decoder;
+pub mod encoder;
+pub mod kernels;
+pub mod rnn;
+pub mod train;
+pub mod transformer;
+
+pub use attention::{Attention, AttentionKind, Memory};
+pub use beam::{beam_search, greedy, BeamConfig, Decoded};
+pub use decoder::{rnn_seq2seq, RnnSeq2Seq, RnnSeq2SeqConfig};
+pub use rnn::{CellKind, Rnn, RnnConfig, RnnState};
+pub use train::{Seq2SeqTrainer, TeacherForcing};
+pub use transformer::{transformer, Positions, Transformer, TransformerConfig};
+
+use crate::Result;
+use candle_core::Tensor;
+
+/// What decoding carries from step to step: tensors whose first dimension is the
+/// batch (encoder memory, recurrent state, the prefix so far), so that beam
+/// search can reorder them all with one index.
+#[derive(Debug, Clone)]
+pub struct DecodeState {
+    /// The tensors, each batch-first.
+    pub tensors: Vec<Tensor>,
+}
+
+impl DecodeState {
+    /// The rows `idx` (`u32`) of every tensor.
+    pub fn select(&self, idx: &Tensor) -> Result<Self> {
+        Ok(Self {
+            tensors: self
+                .tensors
+                .iter()
+                .map(|t| t.index_select(idx, 0))
+                .collect::<candle_core::Result<_>>()?,
+        })
+    }
+}
+
+/// A source batch: ids `(B, S)` (`u32`), mask `(B, S)` (`f32`, 1 real, 0
+/// padding) and real lengths.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// Ids.
+    pub ids: &'a Tensor,
+    /// Mask.
+    pub mask: &'a Tensor,
+    /// Lengths.
+    pub lens: &'a [usize],
+}
+
+/// An encoder–decoder that can be trained with teacher forcing and decoded one
+/// step at a time.
+pub trait Seq2Seq: Send {
+    /// Logits `(B, T, V)` for decoder inputs `tgt_in (B, T)` (teacher forcing).
+    fn logits(&self, src: Source, tgt_in: &Tensor, train: bool) -> Result<Tensor>;
+    /// Encodes a source batch into the initial decoding state.
+    fn start(&self, src: Source) -> Result<DecodeState>;
+    /// One decoding step from the previous tokens `prev (B,)` (`u32`):
+    /// `(log-probabilities (B, V), next state, attention weights (B, S))`.
+    fn step(&self, state: &DecodeState, prev: &Tensor) -> Result<(Tensor, DecodeState, Tensor)>;
+    /// Source ids the model accepts at most (positions, for a Transformer).
+    fn max_source_len(&self) -> usize;
+    /// Target ids (end marker included) the model produces at most.
+    fn max_target_len(&self) -> usize;
+    /// Target vocabulary size.
+    fn target_vocab(&self) -> usize;
+}

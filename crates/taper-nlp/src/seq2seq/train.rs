@@ -1,0 +1,179 @@
+//! Training a [`Seq2Seq`] model through taper-train's `Trainer`: the masked,
+//! label-smoothed loss and scheduled teacher forcing.
+
+use super::kernels::token_losses;
+use super::{Seq2Seq, Source};
+use crate::data::Seq2SeqBatch;
+use crate::Result;
+use candle_core::{DType, Tensor, D};
+use candle_nn::VarMap;
+use rand::{Rng, SeedableRng};
+use taper_train::{Metrics, Optimizers, TrainStep};
+
+/// Token counts behind a batch's loss.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LossStats {
+    /// Real target tokens.
+    pub tokens: usize,
+    /// Sum of their negative log-likelihoods (no smoothing).
+    pub nll_sum: f64,
+    /// Tokens whose arg-max is the target.
+    pub correct: usize,
+}
+
+/// Mean over real target tokens of the label-smoothed cross-entropy of `logits
+/// (B, T, V)`: padded positions contribute nothing, to the value or the gradient.
+pub fn sequence_loss(
+    logits: &Tensor,
+    batch: &Seq2SeqBatch,
+    label_smoothing: f64,
+) -> Result<(Tensor, LossStats)> {
+    let (b, t, v) = logits.dims3()?;
+    let per = token_losses(
+        &logits.reshape((b * t, v))?,
+        &batch.tgt_out_host,
+        label_smoothing,
+    )?; // (B·T, 3)
+    let mask = batch.tgt_mask.reshape((b * t, 1))?.to_dtype(per.dtype())?;
+    let masked = per.broadcast_mul(&mask)?;
+    let tokens = batch.tokens.max(1);
+    let loss = (masked.narrow(1, 0, 1)?.sum_all()? / tokens as f64)?;
+    let sums: Vec<f64> = masked.detach().sum(0)?.to_dtype(DType::F64)?.to_vec1()?;
+    Ok((
+        loss,
+        LossStats {
+            tokens: batch.tokens,
+            nll_sum: sums[1],
+            correct: sums[2].round() as usize,
+        },
+    ))
+}
+
+/// Perplexity from a mean negative log-likelihood per token.
+pub fn perplexity(mean_nll: f64) -> f64 {
+    mean_nll.exp()
+}
+
+/// The probability of feeding the gold previous token rather than the model's
+/// own prediction, falling linearly from `start` to `end` over `steps` batches.
+#[derive(Debug, Clone, Copy)]
+pub struct TeacherForcing {
+    /// Ratio at the first batch.
+    pub start: f64,
+    /// Ratio from batch `steps` on.
+    pub end: f64,
+    /// Batches over which it falls.
+    pub steps: u64,
+}
+
+impl TeacherForcing {
+    /// Always the gold token.
+    pub fn always() -> Self {
+        Self {
+            start: 1.0,
+            end: 1.0,
+            steps: 1,
+        }
+    }
+
+    /// The ratio at training iteration `it`.
+    pub fn ratio(&self, it: u64) -> f64 {
+        let f = (it as f64 / self.steps.max(1) as f64).min(1.0);
+        self.start + (self.end - self.start) * f
+    }
+}
+
+/// A [`Seq2Seq`] model, its variables and its training settings, as a
+/// [`TrainStep`] over [`Seq2SeqBatch`]es.
+///
+/// Scheduled sampling is done in parallel (Duckworth et al. 2019): a first,
+/// gradient-free teacher-forced pass predicts every position; each decoder input
+/// after the first is then the gold token with probability `ratio`, else that
+/// prediction; the second pass trains on the mixed inputs. It keeps the
+/// recurrence over whole sequences instead of one step at a time.
+pub struct Seq2SeqTrainer {
+    /// The model.
+    pub model: Box<dyn Seq2Seq>,
+    /// Its variables.
+    pub varmap: VarMap,
+    /// Label smoothing of the training loss (0: plain cross-entropy).
+    pub label_smoothing: f64,
+    /// Teacher-forcing schedule.
+    pub teacher_forcing: TeacherForcing,
+    /// Seed of the teacher-forcing draws.
+    pub seed: u64,
+}
+
+impl Seq2SeqTrainer {
+    fn metrics(loss: &Tensor, stats: &LossStats) -> Result<Metrics> {
+        let n = stats.tokens.max(1) as f64;
+        let l = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        Ok(Metrics::new()
+            .with("loss", l, n)
+            .with("nll", stats.nll_sum / n, n)
+            .with("token_accuracy", stats.correct as f64 / n, n))
+    }
+
+    fn mixed_inputs(&self, batch: &Seq2SeqBatch, src: Source, ratio: f64) -> Result<Tensor> {
+        let logits = self.model.logits(src, &batch.tgt_in, false)?.detach();
+        let pred: Vec<u32> = logits
+            .argmax(D::Minus1)?
+            .to_dtype(DType::U32)?
+            .flatten_all()?
+            .to_vec1()?;
+        let (b, t) = batch.tgt_in.dims2()?;
+        let it = taper_train::seed::iteration();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(taper_train::seed::mix(
+            &[self.seed, it],
+            "teacher-forcing",
+        ));
+        let mut mixed = batch.tgt_in_host.clone();
+        for r in 0..b {
+            for s in 1..t {
+                if rng.random::<f64>() >= ratio {
+                    mixed[r * t + s] = pred[r * t + s - 1];
+                }
+            }
+        }
+        Ok(Tensor::from_vec(mixed, (b, t), batch.tgt_in.device())?)
+    }
+}
+
+impl TrainStep<Seq2SeqBatch> for Seq2SeqTrainer {
+    fn train_step(
+        &mut self,
+        batch: &Seq2SeqBatch,
+        opt: &mut Optimizers,
+    ) -> taper_train::Result<Metrics> {
+        let src = Source {
+            ids: &batch.src,
+            mask: &batch.src_mask,
+            lens: &batch.src_lens,
+        };
+        let ratio = self.teacher_forcing.ratio(taper_train::seed::iteration());
+        let tgt_in = if ratio < 1.0 {
+            self.mixed_inputs(batch, src, ratio)?
+        } else {
+            batch.tgt_in.clone()
+        };
+        let logits = self.model.logits(src, &tgt_in, true)?;
+        let (loss, stats) = sequence_loss(&logits, batch, self.label_smoothing)?;
+        opt.step_single(&loss)?;
+        Ok(Self::metrics(&loss, &stats)?)
+    }
+
+    fn valid_step(&mut self, batch: &Seq2SeqBatch) -> taper_train::Result<Metrics> {
+        let src = Source {
+            ids: &batch.src,
+            mask: &batch.src_mask,
+            lens: &batch.src_lens,
+        };
+        let logits = self.model.logits(src, &batch.tgt_in, false)?;
+        let (loss, stats) = sequence_loss(&logits, batch, self.label_smoothing)?;
+        Ok(Self::metrics(&loss, &stats)?)
+    }
+
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+}

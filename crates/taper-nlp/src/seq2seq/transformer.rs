@@ -1,0 +1,336 @@
+//! The Transformer encoder–decoder (Vaswani et al. 2017) with pre-norm layers
+//! (layer norm before each sub-layer, as in most later implementations: it
+//! trains without a long warm-up), sinusoidal or learned positions, built on
+//! [`MultiHeadAttention`] and taper-train's differentiable layer norm.
+
+use super::attention::{
+    causal_bias, linear, multi_head, Attention, Linear, Memory, MultiHeadAttention,
+};
+use super::{DecodeState, Seq2Seq, Source};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, Init, VarBuilder};
+use taper_train::nn::{layer_norm, LayerNorm};
+use taper_train::seed::Dropout;
+
+/// How positions are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// Fixed sines and cosines of geometrically spaced frequencies.
+    Sinusoidal,
+    /// A learned embedding per position.
+    Learned,
+}
+
+impl std::str::FromStr for Positions {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sinusoidal" => Ok(Self::Sinusoidal),
+            "learned" => Ok(Self::Learned),
+            o => Err(Error::Config(format!(
+                "unknown positions '{o}' (sinusoidal or learned)"
+            ))),
+        }
+    }
+}
+
+/// Settings of a [`Transformer`].
+#[derive(Debug, Clone, Copy)]
+pub struct TransformerConfig {
+    /// Source vocabulary.
+    pub src_vocab: usize,
+    /// Target vocabulary.
+    pub tgt_vocab: usize,
+    /// Model width.
+    pub d_model: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Feed-forward width.
+    pub ffn: usize,
+    /// Encoder layers.
+    pub enc_layers: usize,
+    /// Decoder layers.
+    pub dec_layers: usize,
+    /// Dropout after embeddings, attention and feed-forward blocks.
+    pub dropout: f32,
+    /// Longest sequence (positions) on either side, end marker included.
+    pub max_len: usize,
+    /// Position encoding.
+    pub positions: Positions,
+}
+
+/// Sinusoidal position table `(max_len, d)`.
+pub fn sinusoidal_table(max_len: usize, d: usize, device: &Device) -> Result<Tensor> {
+    let mut v = vec![0f32; max_len * d];
+    for p in 0..max_len {
+        for i in 0..d {
+            let k = (i / 2 * 2) as f64 / d as f64;
+            let a = p as f64 / 10000f64.powf(k);
+            v[p * d + i] = if i % 2 == 0 { a.sin() } else { a.cos() } as f32;
+        }
+    }
+    Ok(Tensor::from_vec(v, (max_len, d), device)?)
+}
+
+#[derive(Debug, Clone)]
+struct FeedForward {
+    l1: Linear,
+    l2: Linear,
+    drop: Dropout,
+}
+
+impl FeedForward {
+    fn new(d: usize, ffn: usize, p: f32, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            l1: linear(d, ffn, vb.pp("l1"))?,
+            l2: linear(ffn, d, vb.pp("l2"))?,
+            drop: Dropout::new(p, &format!("{}.drop", vb.prefix())),
+        })
+    }
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = taper_train::kernels::relu(&self.l1.forward(x)?)?;
+        Ok(self.l2.forward(&self.drop.forward_t(&h, train)?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    ln1: LayerNorm,
+    attn: MultiHeadAttention,
+    ln2: LayerNorm,
+    ff: FeedForward,
+    drop: Dropout,
+}
+
+impl EncoderLayer {
+    fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+        let xn = self.ln1.forward(x)?;
+        let (a, _) = self.attn.forward(&xn, &xn, &xn, Some(mask))?;
+        let x = (x + self.drop.forward_t(&a, train)?)?;
+        let f = self.ff.forward(&self.ln2.forward(&x)?, train)?;
+        Ok((&x + self.drop.forward_t(&f, train)?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    ln1: LayerNorm,
+    self_attn: MultiHeadAttention,
+    ln2: LayerNorm,
+    cross: MultiHeadAttention,
+    ln3: LayerNorm,
+    ff: FeedForward,
+    drop: Dropout,
+}
+
+impl DecoderLayer {
+    fn forward(
+        &self,
+        y: &Tensor,
+        causal: &Tensor,
+        memory: &Memory,
+        train: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let yn = self.ln1.forward(y)?;
+        // No target padding mask: a real position only sees earlier positions,
+        // which are real; padded positions are never scored.
+        let m = self.self_attn.prepare(&yn, &yn, None)?;
+        let (a, _) = self.self_attn.attend_with(&yn, &m, Some(causal))?;
+        let y = (y + self.drop.forward_t(&a, train)?)?;
+        let (c, w) = self.cross.attend(&self.ln2.forward(&y)?, memory)?;
+        let y = (&y + self.drop.forward_t(&c, train)?)?;
+        let f = self.ff.forward(&self.ln3.forward(&y)?, train)?;
+        Ok(((&y + self.drop.forward_t(&f, train)?)?, w))
+    }
+}
+
+/// Embeddings (scaled by √d) plus positions, pre-norm encoder and decoder stacks
+/// with final layer norms, and the output layer.
+pub struct Transformer {
+    cfg: TransformerConfig,
+    src_emb: Embedding,
+    tgt_emb: Embedding,
+    pos_src: Tensor,
+    pos_tgt: Tensor,
+    enc: Vec<EncoderLayer>,
+    dec: Vec<DecoderLayer>,
+    enc_norm: LayerNorm,
+    dec_norm: LayerNorm,
+    out: Linear,
+    drop: Dropout,
+}
+
+/// A [`Transformer`] with parameters under `vb`.
+pub fn transformer(cfg: TransformerConfig, vb: VarBuilder) -> Result<Transformer> {
+    let d = cfg.d_model;
+    if cfg.max_len == 0 || cfg.enc_layers == 0 || cfg.dec_layers == 0 {
+        return Err(Error::Config(format!(
+            "a Transformer needs layers and a positive max_len: {cfg:?}"
+        )));
+    }
+    let emb = |vocab: usize, vb: VarBuilder| -> Result<Embedding> {
+        let w = vb.get_with_hints(
+            (vocab, d),
+            "weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 1.0 / (d as f64).sqrt(),
+            },
+        )?;
+        Ok(Embedding::new(w, d))
+    };
+    let (pos_src, pos_tgt) = match cfg.positions {
+        Positions::Sinusoidal => {
+            let t = sinusoidal_table(cfg.max_len, d, vb.device())?;
+            (t.clone(), t)
+        }
+        Positions::Learned => {
+            let init = Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            };
+            (
+                vb.get_with_hints((cfg.max_len, d), "pos_src", init)?,
+                vb.get_with_hints((cfg.max_len, d), "pos_tgt", init)?,
+            )
+        }
+    };
+    let ln = |vb: VarBuilder| -> Result<LayerNorm> { Ok(layer_norm(d, 1e-5, vb)?) };
+    let mut enc = Vec::new();
+    for l in 0..cfg.enc_layers {
+        let v = vb.pp(format!("encoder.{l}"));
+        enc.push(EncoderLayer {
+            ln1: ln(v.pp("ln1"))?,
+            attn: multi_head(d, cfg.heads, v.pp("attn"))?,
+            ln2: ln(v.pp("ln2"))?,
+            ff: FeedForward::new(d, cfg.ffn, cfg.dropout, v.pp("ff"))?,
+            drop: Dropout::new(cfg.dropout, &format!("encoder.{l}.drop")),
+        });
+    }
+    let mut dec = Vec::new();
+    for l in 0..cfg.dec_layers {
+        let v = vb.pp(format!("decoder.{l}"));
+        dec.push(DecoderLayer {
+            ln1: ln(v.pp("ln1"))?,
+            self_attn: multi_head(d, cfg.heads, v.pp("self_attn"))?,
+            ln2: ln(v.pp("ln2"))?,
+            cross: multi_head(d, cfg.heads, v.pp("cross"))?,
+            ln3: ln(v.pp("ln3"))?,
+            ff: FeedForward::new(d, cfg.ffn, cfg.dropout, v.pp("ff"))?,
+            drop: Dropout::new(cfg.dropout, &format!("decoder.{l}.drop")),
+        });
+    }
+    Ok(Transformer {
+        src_emb: emb(cfg.src_vocab, vb.pp("src_embedding"))?,
+        tgt_emb: emb(cfg.tgt_vocab, vb.pp("tgt_embedding"))?,
+        pos_src,
+        pos_tgt,
+        enc,
+        dec,
+        enc_norm: ln(vb.pp("encoder_norm"))?,
+        dec_norm: ln(vb.pp("decoder_norm"))?,
+        out: linear(d, cfg.tgt_vocab, vb.pp("out"))?,
+        drop: Dropout::new(cfg.dropout, "embedding.drop"),
+        cfg,
+    })
+}
+
+impl Transformer {
+    /// The settings.
+    pub fn config(&self) -> &TransformerConfig {
+        &self.cfg
+    }
+
+    fn embed(&self, emb: &Embedding, pos: &Tensor, ids: &Tensor, train: bool) -> Result<Tensor> {
+        let t = ids.dim(1)?;
+        if t > self.cfg.max_len {
+            return Err(Error::Config(format!(
+                "sequence of {t} ids is longer than the model's {} positions",
+                self.cfg.max_len
+            )));
+        }
+        let x = (emb.forward(ids)? * (self.cfg.d_model as f64).sqrt())?
+            .broadcast_add(&pos.narrow(0, 0, t)?)?;
+        Ok(self.drop.forward_t(&x, train)?)
+    }
+
+    fn encode(&self, src: Source, train: bool) -> Result<Vec<Memory>> {
+        let mut x = self.embed(&self.src_emb, &self.pos_src, src.ids, train)?;
+        for l in &self.enc {
+            x = l.forward(&x, src.mask, train)?;
+        }
+        let x = self.enc_norm.forward(&x)?;
+        self.dec
+            .iter()
+            .map(|l| l.cross.prepare(&x, &x, Some(src.mask)))
+            .collect()
+    }
+
+    fn decode(
+        &self,
+        tgt_in: &Tensor,
+        memories: &[Memory],
+        train: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let t = tgt_in.dim(1)?;
+        let causal = causal_bias(t, tgt_in.device())?;
+        let mut y = self.embed(&self.tgt_emb, &self.pos_tgt, tgt_in, train)?;
+        let mut w = None;
+        for (l, m) in self.dec.iter().zip(memories) {
+            let (ny, nw) = l.forward(&y, &causal, m, train)?;
+            y = ny;
+            w = Some(nw);
+        }
+        let logits = self.out.forward(&self.dec_norm.forward(&y)?)?;
+        let w = w.ok_or_else(|| Error::Config("no decoder layer".into()))?;
+        Ok((logits, w))
+    }
+}
+
+impl Seq2Seq for Transformer {
+    fn logits(&self, src: Source, tgt_in: &Tensor, train: bool) -> Result<Tensor> {
+        let memories = self.encode(src, train)?;
+        Ok(self.decode(tgt_in, &memories, train)?.0)
+    }
+
+    fn start(&self, src: Source) -> Result<DecodeState> {
+        let memories = self.encode(src, false)?;
+        let b = src.ids.dim(0)?;
+        // The prefix decoded so far; the decoder is re-run over it at each step
+        // (sequences here are short; a key/value cache would save the rest).
+        let mut tensors = vec![Tensor::zeros((b, 0), DType::U32, src.ids.device())?];
+        for m in memories {
+            tensors.extend(m.into_vec());
+        }
+        Ok(DecodeState { tensors })
+    }
+
+    fn step(&self, state: &DecodeState, prev: &Tensor) -> Result<(Tensor, DecodeState, Tensor)> {
+        let prefix = Tensor::cat(&[&state.tensors[0], &prev.unsqueeze(1)?], 1)?;
+        let memories = state.tensors[1..]
+            .chunks(3)
+            .map(Memory::from_slice)
+            .collect::<Result<Vec<_>>>()?;
+        let (logits, w) = self.decode(&prefix, &memories, false)?;
+        let t = prefix.dim(1)?;
+        let last = logits.narrow(1, t - 1, 1)?.squeeze(1)?;
+        let logp = taper_train::nn::log_softmax(&last)?;
+        let w = w.narrow(1, t - 1, 1)?.squeeze(1)?;
+        let mut tensors = state.tensors.clone();
+        tensors[0] = prefix;
+        Ok((logp, DecodeState { tensors }, w))
+    }
+
+    fn max_source_len(&self) -> usize {
+        self.cfg.max_len
+    }
+
+    fn max_target_len(&self) -> usize {
+        self.cfg.max_len
+    }
+
+    fn target_vocab(&self) -> usize {
+        self.cfg.tgt_vocab
+    }
+}

@@ -1,0 +1,99 @@
+//! Image grids (PNG) and their animation over training (GIF).
+
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use image::codecs::gif::{GifEncoder, Repeat};
+use image::{Delay, DynamicImage, Frame, GrayImage, Rgba, RgbaImage};
+use std::path::Path;
+
+/// Tiles images `(N, 1, H, W)` (values in `range`, clamped) into a grey grid of
+/// `columns` columns, each pixel repeated `scale` times, with a 2-pixel border.
+pub fn image_grid(
+    images: &Tensor,
+    columns: usize,
+    scale: u32,
+    range: (f32, f32),
+) -> Result<GrayImage> {
+    let (n, c, h, w) = images.dims4()?;
+    if c != 1 {
+        return Err(Error::Config(format!(
+            "image grid: grey images (N, 1, H, W) expected, got {:?}",
+            images.dims()
+        )));
+    }
+    if n == 0 || columns == 0 || scale == 0 || range.1 <= range.0 {
+        return Err(Error::Config(format!(
+            "image grid: {n} images, {columns} columns, scale {scale}, range {range:?}"
+        )));
+    }
+    let px: Vec<f32> = images
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    let rows = n.div_ceil(columns);
+    let s = scale as usize;
+    let pad = 2usize;
+    let (cw, ch) = (w * s + pad, h * s + pad);
+    let (gw, gh) = (columns * cw + pad, rows * ch + pad);
+    let mut img = GrayImage::new(gw as u32, gh as u32);
+    for (i, im) in px.chunks_exact(h * w).enumerate() {
+        let (ox, oy) = ((i % columns) * cw + pad, (i / columns) * ch + pad);
+        for y in 0..h * s {
+            for x in 0..w * s {
+                let v = im[(y / s) * w + x / s];
+                let v = ((v - range.0) / (range.1 - range.0)).clamp(0.0, 1.0);
+                img.put_pixel(
+                    (ox + x) as u32,
+                    (oy + y) as u32,
+                    image::Luma([(v * 255.0).round() as u8]),
+                );
+            }
+        }
+    }
+    Ok(img)
+}
+
+/// Saves a grid (see [`image_grid`]) as PNG.
+pub fn save_grid(
+    images: &Tensor,
+    columns: usize,
+    scale: u32,
+    range: (f32, f32),
+    path: &Path,
+) -> Result<GrayImage> {
+    let g = image_grid(images, columns, scale, range)?;
+    g.save(path)
+        .map_err(|e| Error::Data(format!("{}: cannot write PNG: {e}", path.display())))?;
+    Ok(g)
+}
+
+/// Writes `frames` (same size) as a looping GIF, `delay_ms` per frame.
+pub fn save_gif(frames: &[GrayImage], delay_ms: u32, path: &Path) -> Result<()> {
+    let Some(first) = frames.first() else {
+        return Err(Error::Config("GIF: no frames".into()));
+    };
+    if frames.iter().any(|f| f.dimensions() != first.dimensions()) {
+        return Err(Error::Config("GIF: frames differ in size".into()));
+    }
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut enc = GifEncoder::new(std::io::BufWriter::new(file));
+    let err =
+        |e: image::ImageError| Error::Data(format!("{}: cannot write GIF: {e}", path.display()));
+    enc.set_repeat(Repeat::Infinite).map_err(err)?;
+    for f in frames {
+        let rgba: RgbaImage = DynamicImage::ImageLuma8(f.clone()).to_rgba8();
+        let rgba = RgbaImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+            let p = rgba.get_pixel(x, y);
+            Rgba([p[0], p[1], p[2], 255])
+        });
+        enc.encode_frame(Frame::from_parts(
+            rgba,
+            0,
+            0,
+            Delay::from_numer_denom_ms(delay_ms, 1),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}

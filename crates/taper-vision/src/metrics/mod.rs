@@ -1,0 +1,7 @@
+//! Evaluation of generative models.
+
+pub mod gan_eval;
+
+pub use gan_eval::{
+    classifier_outputs, frechet_distance, inception_score, GanScores, GaussianStats,
+};
