@@ -17,8 +17,10 @@ demo:
 
 DEMOS := mlp mnist_cnn image_transforms dcgan $(patsubst examples/%.rs,%,$(filter examples/linear_regression.rs examples/logistic_regression.rs,$(wildcard examples/*.rs)))
 
-## The whole workspace's tests (unit, integration, end-to-end, doc).
+## The whole workspace's tests (unit, integration, end-to-end, doc). The end-to-end
+## tests run the example binaries, which `cargo test` builds only as test harnesses.
 test:
+	$(CARGO) build $(RELEASE) --examples
 	$(CARGO) test $(RELEASE) --workspace --all-targets
 	$(CARGO) test $(RELEASE) --workspace --doc
 

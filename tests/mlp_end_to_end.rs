@@ -12,7 +12,11 @@ fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let p = profile_dir.join("examples").join(name);
-    assert!(p.exists(), "example binary {} not built", p.display());
+    assert!(
+        p.exists(),
+        "example binary {} not built (make test runs `cargo build --release --examples` first)",
+        p.display()
+    );
     p
 }
 

@@ -20,7 +20,11 @@ fn example(name: &str) -> PathBuf {
         .unwrap()
         .join("examples")
         .join(name);
-    assert!(p.exists(), "example binary {} not built", p.display());
+    assert!(
+        p.exists(),
+        "example binary {} not built (make test runs `cargo build --release --examples` first)",
+        p.display()
+    );
     p
 }
 
