@@ -52,11 +52,37 @@ pub struct Col2Im {
     pub image: (usize, usize, usize, usize),
 }
 
-fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+/// The typed slice of a contiguous CPU storage; `op` names the kernel in the error.
+/// Shared by every crate's custom ops (with [`float_dispatch!`](crate::float_dispatch)).
+pub fn cpu_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => candle_core::bail!("{op}: input must be contiguous"),
     }
+}
+
+use cpu_slice as contiguous;
+
+/// Runs `$body` with each `$x` bound to the contiguous f32 or f64 slice of its
+/// storage (all of dtype `$dtype`) and wraps the `Vec` it returns in the matching
+/// `CpuStorage`: a custom op's kernel is written once, generically, in any crate.
+///
+/// `float_dispatch!("name", dtype, [(x, s1, l1), (g, s2, l2)], body)`
+#[macro_export]
+macro_rules! float_dispatch {
+    ($op:expr, $dtype:expr, [$(($x:ident, $s:expr, $l:expr)),+], $body:expr) => {
+        match $dtype {
+            ::candle_core::DType::F32 => {
+                $(let $x = $crate::kernels::cpu_slice::<f32>($s, $l, $op)?;)+
+                ::candle_core::CpuStorage::F32($body)
+            }
+            ::candle_core::DType::F64 => {
+                $(let $x = $crate::kernels::cpu_slice::<f64>($s, $l, $op)?;)+
+                ::candle_core::CpuStorage::F64($body)
+            }
+            d => ::candle_core::bail!("{}: unsupported dtype {d:?}", $op),
+        }
+    };
 }
 
 /// Binds the contiguous f32 or f64 slices of one or two storages and wraps the

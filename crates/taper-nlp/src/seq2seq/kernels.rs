@@ -48,12 +48,7 @@ impl Real for f64 {
     }
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
-}
+use taper_train::kernels::cpu_slice as slice;
 
 /// `dst (m, n) = (accumulate ? dst : 0) + a (m, k) · b`, all row-major except
 /// that `b` is read with strides `(b_rs, b_cs)` (so a transposed view costs no

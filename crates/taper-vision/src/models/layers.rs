@@ -262,31 +262,6 @@ pub fn leaky_relu(xs: &Tensor, slope: f64) -> Result<Tensor> {
 // forward and 177 ms forward + backward on two cores, and LeakyReLU (`maximum`)
 // 68 ms; these kernels make one or two passes over the data instead.
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
-}
-
-/// Runs `$body` with `$x` (and `$y`, `$z`) bound to the typed slices of f32 or f64
-/// storages; `$body` returns a `Vec` of the same type.
-macro_rules! dispatch {
-    ($op:expr, [$(($x:ident, $s:expr, $l:expr)),+], $body:expr) => {
-        match $op.1 {
-            DType::F32 => {
-                $(let $x = slice::<f32>($s, $l, $op.0)?;)+
-                CpuStorage::F32($body)
-            }
-            DType::F64 => {
-                $(let $x = slice::<f64>($s, $l, $op.0)?;)+
-                CpuStorage::F64($body)
-            }
-            d => candle_core::bail!("{}: unsupported dtype {d:?}", $op.0),
-        }
-    };
-}
-
 /// `(N, C, rest...)` as (N, C, values per image and channel).
 fn ncs(l: &Layout) -> Result<(usize, usize, usize)> {
     let d = l.dims();
@@ -325,7 +300,7 @@ impl CustomOp1 for ChannelStats {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let dims = ncs(l)?;
-        let out = dispatch!(("bn stats", s.dtype()), [(x, s, l)], {
+        let out = taper_train::float_dispatch!("bn stats", s.dtype(), [(x, s, l)], {
             let st = channel_stats(x, dims);
             st.iter()
                 .map(|p| p.0)
@@ -399,8 +374,9 @@ impl CustomOp3 for BnTrain {
         if l2.shape().elem_count() != c || l3.shape().elem_count() != c {
             candle_core::bail!("batch norm: weight and bias must have {c} values");
         }
-        let out = dispatch!(
-            ("batch norm", s1.dtype()),
+        let out = taper_train::float_dispatch!(
+            "batch norm",
+            s1.dtype(),
             [(x, s1, l1), (w, s2, l2), (bias, s3, l3)],
             {
                 let st = channel_stats(x, (n, c, s));
@@ -454,8 +430,9 @@ impl CustomOp3 for BnGradInput {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, s) = ncs(l1)?;
-        let out = dispatch!(
-            ("batch norm backward", s1.dtype()),
+        let out = taper_train::float_dispatch!(
+            "batch norm backward",
+            s1.dtype(),
             [(x, s1, l1), (g, s2, l2), (w, s3, l3)],
             {
                 let sums = grad_sums(x, g, (n, c, s), self.eps);
@@ -490,8 +467,9 @@ impl CustomOp2 for BnGradParams {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, s) = ncs(l1)?;
-        let out = dispatch!(
-            ("batch norm backward", s1.dtype()),
+        let out = taper_train::float_dispatch!(
+            "batch norm backward",
+            s1.dtype(),
             [(x, s1, l1), (g, s2, l2)],
             {
                 let sums = grad_sums(x, g, (n, c, s), self.eps);
@@ -520,7 +498,7 @@ impl CustomOp1 for LeakyRelu {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let k = self.0;
-        let out = dispatch!(("leaky relu", s.dtype()), [(x, s, l)], {
+        let out = taper_train::float_dispatch!("leaky relu", s.dtype(), [(x, s, l)], {
             let mut out = vec![WithDType::from_f64(0.0); x.len()];
             out.par_chunks_mut(1 << 14)
                 .zip(x.par_chunks(1 << 14))
@@ -565,21 +543,22 @@ impl CustomOp2 for LeakyReluGrad {
             );
         }
         let k = self.0;
-        let out = dispatch!(("leaky relu", s1.dtype()), [(x, s1, l1), (g, s2, l2)], {
-            let mut out = vec![WithDType::from_f64(0.0); x.len()];
-            out.par_chunks_mut(1 << 14)
-                .zip(x.par_chunks(1 << 14).zip(g.par_chunks(1 << 14)))
-                .for_each(|(d, (xs, gs))| {
-                    for ((o, xv), gv) in d.iter_mut().zip(xs).zip(gs) {
-                        *o = if xv.to_f64() > 0.0 {
-                            *gv
-                        } else {
-                            WithDType::from_f64(k * gv.to_f64())
-                        };
-                    }
-                });
-            out
-        });
+        let out =
+            taper_train::float_dispatch!("leaky relu", s1.dtype(), [(x, s1, l1), (g, s2, l2)], {
+                let mut out = vec![WithDType::from_f64(0.0); x.len()];
+                out.par_chunks_mut(1 << 14)
+                    .zip(x.par_chunks(1 << 14).zip(g.par_chunks(1 << 14)))
+                    .for_each(|(d, (xs, gs))| {
+                        for ((o, xv), gv) in d.iter_mut().zip(xs).zip(gs) {
+                            *o = if xv.to_f64() > 0.0 {
+                                *gv
+                            } else {
+                                WithDType::from_f64(k * gv.to_f64())
+                            };
+                        }
+                    });
+                out
+            });
         Ok((out, l1.shape().clone()))
     }
 }
