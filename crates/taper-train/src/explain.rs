@@ -88,7 +88,8 @@ where
             Some(t) => (t + g)?,
         });
     }
-    Ok((total.expect("samples >= 1") / samples as f64)?)
+    let total = total.ok_or_else(|| Error::Config("smooth_grad: no sample drawn".into()))?;
+    Ok((total / samples as f64)?)
 }
 
 /// Integrated Gradients and how well they add up.

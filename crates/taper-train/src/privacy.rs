@@ -287,7 +287,8 @@ impl DpSgd {
             }
             store = store.or(part.store);
         }
-        let mut store = store.expect("n >= 1");
+        let mut store =
+            store.ok_or_else(|| Error::Config("DP-SGD: no example gave gradients".into()))?;
         let std = self.noise_multiplier * self.max_grad_norm;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::seed::mix(
             &[self.seed, step],
