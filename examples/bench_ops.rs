@@ -1,16 +1,18 @@
 //! Times single operations (forward + backward) in Taper's kernels against candle's
-//! own, on the shapes of the LeNet benchmark. `--threads` sets the thread count.
+//! own, on the shapes of the LeNet and batch-norm CNN benchmarks. `--threads` sets the thread count.
 //! Prints one line per case and a final JSON object of medians in milliseconds.
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
 use clap::Parser;
 use std::time::Instant;
 use taper::train::cli::ExampleArgs;
-use taper::train::{kernels, nn};
+use taper::train::{kernels, nn, seed};
+use taper::vision::models::layers::batch_norm;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -84,7 +86,46 @@ fn main() -> Result<()> {
     println!("relu (64,32,24,24) fwd+bwd: candle {relu:.2} ms, taper {taper:.2} ms");
     out.insert("relu_candle_ms".into(), relu.into());
     out.insert("relu_taper_ms".into(), taper.into());
-    let _ = DType::F32;
+    // The batch-norm CNN's shapes: batch norm + ReLU and dropout, candle-nn's
+    // composed ops against Taper's fused kernels.
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (64, 32, 28, 28), &dev)?)?;
+    let vm = VarMap::new();
+    let vb = seed::seeded_var_builder(&vm, 0, DType::F32, &dev);
+    let candle_bn = candle_nn::batch_norm(32, 1e-5, vb.pp("a"))?;
+    let taper_bn = batch_norm(32, vb.pp("b"))?;
+    let candle = median_ms(args.reps, || {
+        use candle_core::ModuleT;
+        candle_bn
+            .forward_t(x.as_tensor(), true)?
+            .relu()?
+            .sum_all()?
+            .backward()?;
+        Ok(())
+    })?;
+    let taper = median_ms(args.reps, || {
+        taper_bn
+            .forward_relu_t(x.as_tensor(), true)?
+            .sum_all()?
+            .backward()?;
+        Ok(())
+    })?;
+    println!("batch norm + relu (64,32,28,28) fwd+bwd: candle {candle:.2} ms, taper {taper:.2} ms");
+    out.insert("bn_relu_candle_ms".into(), candle.into());
+    out.insert("bn_relu_taper_ms".into(), taper.into());
+    let drop = seed::Dropout::new(0.15, "d");
+    let candle = median_ms(args.reps, || {
+        candle_nn::ops::dropout(x.as_tensor(), 0.15)?
+            .sum_all()?
+            .backward()?;
+        Ok(())
+    })?;
+    let taper = median_ms(args.reps, || {
+        drop.forward_t(x.as_tensor(), true)?.sum_all()?.backward()?;
+        Ok(())
+    })?;
+    println!("dropout (64,32,28,28) fwd+bwd: candle {candle:.2} ms, taper {taper:.2} ms");
+    out.insert("dropout_candle_ms".into(), candle.into());
+    out.insert("dropout_taper_ms".into(), taper.into());
     println!("{}", serde_json::Value::Object(out));
     Ok(())
 }

@@ -20,7 +20,7 @@ use taper::vision::models::{Cnn, CnnConfig, Dcgan, DcganConfig, LeNet, LeNetConf
 use taper::vision::transforms::*;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -32,6 +32,10 @@ struct Args {
     /// Also train LeNet on MNIST: one epoch's time and the time to 98.5 % test accuracy.
     #[arg(long)]
     mnist: bool,
+    /// Run only the cases whose names contain one of these (comma-separated:
+    /// matmul, mlp, lenet, cnn_bn, dcgan, infer, preprocess); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -97,128 +101,146 @@ fn main() -> Result<()> {
     let labels =
         |n: usize| Tensor::from_vec((0..n as u32).map(|i| i % 10).collect::<Vec<_>>(), n, &dev);
 
+    let want =
+        |case: &str| args.only.is_empty() || args.only.iter().any(|o| case.contains(o.as_str()));
+
     // Matmul ceiling.
-    let a = Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?;
-    let ms = median_ms(2, 10, || {
-        a.matmul(&a)?.sum_all()?.to_scalar::<f32>()?;
-        Ok(())
-    })?;
-    let gflops = 2.0 * 1024f64.powi(3) / (ms / 1e3) / 1e9;
-    out.insert("matmul_gflops".into(), json!(gflops));
-
-    // Training steps.
-    let vm = VarMap::new();
-    let vb = vbf(&vm);
-    let mlp = Mlp(
-        linear(784, 256, vb.pp("fc1"))?,
-        linear(256, 256, vb.pp("fc2"))?,
-        linear(256, 10, vb.pp("fc3"))?,
-    );
-    let mlp_ms = step_case(
-        mlp,
-        vm,
-        Tensor::randn(0f32, 1.0, (128, 784), &dev)?,
-        labels(128)?,
-        args.reps,
-    )?;
-    out.insert("step_mlp_ms".into(), json!(mlp_ms));
-    // 3 matmuls forward, 6 backward, of the MLP's sizes: its share of the ceiling.
-    let mlp_flops = 3.0 * 2.0 * 128.0 * (784.0 * 256.0 + 256.0 * 256.0 + 256.0 * 10.0);
-    out.insert(
-        "step_mlp_fraction_of_matmul_ceiling".into(),
-        json!(mlp_flops / (mlp_ms / 1e3) / 1e9 / gflops),
-    );
-    let vm = VarMap::new();
-    let lenet = LeNet::new(LeNetConfig::mnist(), vbf(&vm))?;
-    out.insert(
-        "step_lenet_ms".into(),
-        json!(step_case(
-            lenet,
-            vm,
-            Tensor::randn(0f32, 1.0, (64, 1, 28, 28), &dev)?,
-            labels(64)?,
-            args.reps
-        )?),
-    );
-    let vm = VarMap::new();
-    let cnn = Cnn::new(CnnConfig::mnist(), vbf(&vm))?;
-    out.insert(
-        "step_cnn_bn_ms".into(),
-        json!(step_case(
-            cnn,
-            vm,
-            Tensor::randn(0f32, 1.0, (64, 1, 28, 28), &dev)?,
-            labels(64)?,
-            args.reps.min(10)
-        )?),
-    );
-
-    // A DCGAN step: discriminator update, then generator update (MNIST shapes).
-    let vm = VarMap::new();
-    let mut gan = Dcgan::new(DcganConfig::mnist(), &vm, 0, &dev)?;
-    let mut gopt = gan.optimizers(GanOptimConfig::default());
-    let real = Tensor::rand(0f32, 1.0, (64, 1, 28, 28), &dev)?.affine(2.0, -1.0)?;
-    let batch = taper::train::data::TensorBatch {
-        fields: vec![real, labels(64)?],
-    };
-    let mut it = 0u64;
-    let ms = median_ms(3, args.reps.min(10), || {
-        seed::set_iteration(it);
-        it += 1;
-        gan.train_step(&batch, &mut gopt)?;
-        Ok(())
-    })?;
-    out.insert("step_dcgan_ms".into(), json!(ms));
-
-    // Inference throughput of the CNN.
-    let vm = VarMap::new();
-    let cnn = Cnn::new(CnnConfig::mnist(), vbf(&vm))?;
-    for b in [1usize, 256] {
-        let x = Tensor::randn(0f32, 1.0, (b, 1, 28, 28), &dev)?;
-        let ms = median_ms(3, if b == 1 { 50 } else { 5 }, || {
-            cnn.forward_t(&x, false)?.sum_all()?.to_scalar::<f32>()?;
+    let mut gflops = f64::NAN;
+    if want("matmul") || want("mlp") {
+        let a = Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?;
+        let ms = median_ms(2, 10, || {
+            a.matmul(&a)?.sum_all()?.to_scalar::<f32>()?;
             Ok(())
         })?;
+        gflops = 2.0 * 1024f64.powi(3) / (ms / 1e3) / 1e9;
+        out.insert("matmul_gflops".into(), json!(gflops));
+    }
+
+    // Training steps.
+    if want("mlp") {
+        let vm = VarMap::new();
+        let vb = vbf(&vm);
+        let mlp = Mlp(
+            linear(784, 256, vb.pp("fc1"))?,
+            linear(256, 256, vb.pp("fc2"))?,
+            linear(256, 10, vb.pp("fc3"))?,
+        );
+        let mlp_ms = step_case(
+            mlp,
+            vm,
+            Tensor::randn(0f32, 1.0, (128, 784), &dev)?,
+            labels(128)?,
+            args.reps,
+        )?;
+        out.insert("step_mlp_ms".into(), json!(mlp_ms));
+        // 3 matmuls forward, 6 backward, of the MLP's sizes: its share of the ceiling.
+        let mlp_flops = 3.0 * 2.0 * 128.0 * (784.0 * 256.0 + 256.0 * 256.0 + 256.0 * 10.0);
         out.insert(
-            format!("infer_cnn_b{b}_images_per_s"),
-            json!(b as f64 / (ms / 1e3)),
+            "step_mlp_fraction_of_matmul_ceiling".into(),
+            json!(mlp_flops / (mlp_ms / 1e3) / 1e9 / gflops),
+        );
+    }
+    if want("lenet") {
+        let vm = VarMap::new();
+        let lenet = LeNet::new(LeNetConfig::mnist(), vbf(&vm))?;
+        out.insert(
+            "step_lenet_ms".into(),
+            json!(step_case(
+                lenet,
+                vm,
+                Tensor::randn(0f32, 1.0, (64, 1, 28, 28), &dev)?,
+                labels(64)?,
+                args.reps
+            )?),
+        );
+    }
+    if want("cnn_bn") {
+        let vm = VarMap::new();
+        let cnn = Cnn::new(CnnConfig::mnist(), vbf(&vm))?;
+        out.insert(
+            "step_cnn_bn_ms".into(),
+            json!(step_case(
+                cnn,
+                vm,
+                Tensor::randn(0f32, 1.0, (64, 1, 28, 28), &dev)?,
+                labels(64)?,
+                args.reps.min(10)
+            )?),
         );
     }
 
+    // A DCGAN step: discriminator update, then generator update (MNIST shapes).
+    if want("dcgan") {
+        let vm = VarMap::new();
+        let mut gan = Dcgan::new(DcganConfig::mnist(), &vm, 0, &dev)?;
+        let mut gopt = gan.optimizers(GanOptimConfig::default());
+        let real = Tensor::rand(0f32, 1.0, (64, 1, 28, 28), &dev)?.affine(2.0, -1.0)?;
+        let batch = taper::train::data::TensorBatch {
+            fields: vec![real, labels(64)?],
+        };
+        let mut it = 0u64;
+        let ms = median_ms(3, args.reps.min(10), || {
+            seed::set_iteration(it);
+            it += 1;
+            gan.train_step(&batch, &mut gopt)?;
+            Ok(())
+        })?;
+        out.insert("step_dcgan_ms".into(), json!(ms));
+    }
+
+    // Inference throughput of the CNN.
+    if want("infer") {
+        let vm = VarMap::new();
+        let cnn = Cnn::new(CnnConfig::mnist(), vbf(&vm))?;
+        for b in [1usize, 256] {
+            let x = Tensor::randn(0f32, 1.0, (b, 1, 28, 28), &dev)?;
+            let ms = median_ms(3, if b == 1 { 50 } else { 5 }, || {
+                cnn.forward_t(&x, false)?.sum_all()?.to_scalar::<f32>()?;
+                Ok(())
+            })?;
+            out.insert(
+                format!("infer_cnn_b{b}_images_per_s"),
+                json!(b as f64 / (ms / 1e3)),
+            );
+        }
+    }
+
     // Preprocessing: resize, random crop, rotate, flip, normalize on the asset photos.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    let photos = [
-        open_image(&root.join("china.jpg"))?,
-        open_image(&root.join("flower.jpg"))?,
-    ];
-    let pipeline = Compose::new()
-        .then(Resize::new(256, 256))
-        .then(RandomCrop {
-            width: 224,
-            height: 224,
-            padding: 0,
-        })
-        .then(RandomRotation { max_degrees: 15.0 })
-        .then(HorizontalFlip { p: 0.5 });
-    let norm = Normalize::imagenet();
-    let n = 32usize;
-    let batch: Vec<_> = (0..n).map(|i| photos[i % 2].clone()).collect();
-    let mut round = 0u64;
-    let ms = median_ms(1, 5, || {
-        let seeds: Vec<u64> = (0..n as u64).map(|i| round * 1000 + i).collect();
-        round += 1;
-        let imgs = pipeline.apply_batch(batch.clone(), &seeds)?;
-        let ts = imgs
-            .iter()
-            .map(|i| to_tensor(i, 3, &Device::Cpu))
-            .collect::<taper::train::Result<Vec<_>>>()?;
-        norm.apply(&Tensor::stack(&ts, 0)?)?;
-        Ok(())
-    })?;
-    out.insert(
-        "preprocess_images_per_s".into(),
-        json!(n as f64 / (ms / 1e3)),
-    );
+    if want("preprocess") {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+        let photos = [
+            open_image(&root.join("china.jpg"))?,
+            open_image(&root.join("flower.jpg"))?,
+        ];
+        let pipeline = Compose::new()
+            .then(Resize::new(256, 256))
+            .then(RandomCrop {
+                width: 224,
+                height: 224,
+                padding: 0,
+            })
+            .then(RandomRotation { max_degrees: 15.0 })
+            .then(HorizontalFlip { p: 0.5 });
+        let norm = Normalize::imagenet();
+        let n = 32usize;
+        let batch: Vec<_> = (0..n).map(|i| photos[i % 2].clone()).collect();
+        let mut round = 0u64;
+        let ms = median_ms(1, 5, || {
+            let seeds: Vec<u64> = (0..n as u64).map(|i| round * 1000 + i).collect();
+            round += 1;
+            let imgs = pipeline.apply_batch(batch.clone(), &seeds)?;
+            let ts = imgs
+                .iter()
+                .map(|i| to_tensor(i, 3, &Device::Cpu))
+                .collect::<taper::train::Result<Vec<_>>>()?;
+            norm.apply(&Tensor::stack(&ts, 0)?)?;
+            Ok(())
+        })?;
+        out.insert(
+            "preprocess_images_per_s".into(),
+            json!(n as f64 / (ms / 1e3)),
+        );
+    }
 
     if args.mnist {
         let dir = require_dir(&c.data_root(), "mnist")?;

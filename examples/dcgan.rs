@@ -35,7 +35,7 @@ use taper::vision::models::{Dcgan, DcganConfig, LeNet, LeNetConfig};
 use taper::vision::transforms::Normalize;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(about = "Train a DCGAN on digits, MNIST or Fashion-MNIST, or sample from one")]

@@ -27,7 +27,7 @@ use taper::vision::models::{LeNet, LeNetConfig};
 use taper::vision::transforms::{open_image, to_tensor, Compose, Normalize, Resize};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -9,7 +9,7 @@ use taper::train::cli::ExampleArgs;
 use taper::vision::transforms::*;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(about = "Write a grid of augmentations of a photo")]

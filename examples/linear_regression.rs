@@ -17,7 +17,7 @@ use taper::regression::{
 use taper::train::cli::ExampleArgs;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(about = "OLS and ridge regression on the diabetes data (or a CSV of your own)")]

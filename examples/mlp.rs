@@ -19,7 +19,7 @@ use taper::vision::datasets::{digits, load_digits, load_mnist, Split};
 use taper::vision::models::Mlp;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(about = "Train the seed's MLP on digits or MNIST")]

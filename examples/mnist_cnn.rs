@@ -22,7 +22,7 @@ use taper::vision::models::{Cnn, CnnConfig, LeNet, LeNetConfig, ResNet, ResNetCo
 use taper::vision::transforms::{open_image, to_tensor, Compose, Normalize, RandomAffine, Resize};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(about = "Train a CNN on digits, MNIST or Fashion-MNIST, or classify an image")]

@@ -25,7 +25,7 @@ use taper::vision::datasets::{digits, load_digits, load_mnist, Split};
 use taper::vision::models::{LeNet, LeNetConfig};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(about = "Train a CNN on MNIST with DP-SGD to a target (ε, δ)")]

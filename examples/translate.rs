@@ -37,7 +37,7 @@ use taper::train::schedule::{Mode, WarmupCosine};
 use taper::train::{seed, Optimizers, Trainer, TrainerConfig};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(about = "Train a sequence-to-sequence model (eng-fra or dates) and score it")]

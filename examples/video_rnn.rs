@@ -25,7 +25,7 @@ use taper::vision::models::video::{frame_classifier, video_classifier, RnnCell};
 use taper::vision::models::VideoConfig;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(about = "Classify generated moving-digit clips with a CNN + LSTM/GRU")]

@@ -17,7 +17,7 @@ use taper::nlp::{Architecture, Corpus, CorpusOptions, Word2VecConfig, WordVector
 use taper::train::cli::ExampleArgs;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(about = "Train word2vec on Penn Treebank (or --corpus) and score it on WordSim-353")]

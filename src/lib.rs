@@ -10,3 +10,6 @@ pub use taper_regression as regression;
 pub use taper_train as train;
 #[cfg(feature = "vision")]
 pub use taper_vision as vision;
+
+#[cfg(feature = "alloc")]
+pub mod alloc;

@@ -170,11 +170,13 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let y = crate::kernels::conv2d(xs, &self.weight, self.cfg.stride, self.cfg.padding)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
-            None => Ok(y),
-        }
+        crate::kernels::conv2d_bias(
+            xs,
+            &self.weight,
+            self.bias.as_ref(),
+            self.cfg.stride,
+            self.cfg.padding,
+        )
     }
 }
 

@@ -239,20 +239,86 @@ impl Dropout {
             c.1 += 1;
             c.1 - 1
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(&[global_seed(), self.salt, it, call], ""));
-        let scale = 1.0 / (1.0 - self.p);
-        let n = xs.elem_count();
-        let mask: Vec<f32> = (0..n)
-            .map(|_| {
-                if rng.random::<f32>() < self.p {
-                    0.0
-                } else {
-                    scale
-                }
-            })
+        let key = mix(&[global_seed(), self.salt, it, call], "");
+        let op = DropoutOp {
+            key: (key ^ (key >> 32)) as u32,
+            threshold: ((self.p as f64) * 4_294_967_296.0).min(u32::MAX as f64) as u32,
+            scale: 1.0 / (1.0 - self.p as f64),
+        };
+        if xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64) {
+            return xs.contiguous()?.apply_op1(op);
+        }
+        let mask: Vec<f32> = (0..xs.elem_count())
+            .map(|i| if op.keeps(i) { op.scale as f32 } else { 0.0 })
             .collect();
         let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
         xs * mask
+    }
+}
+
+/// Dropout's mask as a counter-based hash: element `i` is kept when
+/// `hash(key, i) >= threshold`. Nothing is stored: the backward regenerates the
+/// mask, and chunks of the tensor draw in parallel with the same result on any
+/// number of threads. (The first version drew each element from a sequential
+/// ChaCha stream with a branch per element: 12 ms for a (64, 32, 28, 28) batch.)
+#[derive(Debug, Clone, Copy)]
+struct DropoutOp {
+    key: u32,
+    threshold: u32,
+    scale: f64,
+}
+
+impl DropoutOp {
+    /// A 32-bit integer hash (Wellons' "lowbias32") of the element's index mixed
+    /// with the key: it vectorises, unlike a 64-bit generator.
+    #[inline(always)]
+    fn bits(&self, i: u32) -> u32 {
+        let mut x = i.wrapping_mul(0x9e37_79b9) ^ self.key;
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x7feb_352d);
+        x ^= x >> 15;
+        x = x.wrapping_mul(0x846c_a68b);
+        x ^ (x >> 16)
+    }
+
+    fn keeps(&self, i: usize) -> bool {
+        self.bits(i as u32) >= self.threshold
+    }
+
+    fn apply<T: crate::kernels::Real>(&self, x: &[T]) -> Vec<T> {
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 14;
+        let scale = T::from_f64(self.scale);
+        let mut out = vec![T::zero(); x.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(c, (d, s))| {
+                let base = (c * CHUNK) as u32;
+                for (j, (o, v)) in d.iter_mut().zip(s).enumerate() {
+                    let keep = self.bits(base.wrapping_add(j as u32)) >= self.threshold;
+                    *o = T::select(keep, *v * scale, T::zero());
+                }
+            });
+        out
+    }
+}
+
+impl candle_core::CustomOp1 for DropoutOp {
+    fn name(&self) -> &'static str {
+        "taper-dropout"
+    }
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        let out = crate::float_dispatch!("dropout", s.dtype(), [(x, s, l)], self.apply(x));
+        Ok((out, l.shape().clone()))
+    }
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(self)?))
     }
 }
 

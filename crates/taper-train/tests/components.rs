@@ -187,6 +187,33 @@ fn seeded_initialisation_repeats_and_follows_the_init() {
 }
 
 #[test]
+fn dropout_gradient_is_its_mask() {
+    let x =
+        Var::from_tensor(&(Tensor::rand(0.5f32, 1.5, (37, 53), &Device::Cpu).unwrap())).unwrap();
+    let d = Dropout::new(0.25, "g");
+    set_iteration(3);
+    let y = d.forward_t(x.as_tensor(), true).unwrap();
+    let grad = y.sum_all().unwrap().backward().unwrap();
+    let g = grad
+        .get(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let ratio = (y / x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    for (a, b) in g.iter().zip(&ratio) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        assert!(*a == 0.0 || (a - 1.0 / 0.75).abs() < 1e-6, "{a}");
+    }
+}
+
+#[test]
 fn dropout_is_seeded_per_iteration_and_scales() {
     let x = Tensor::ones((100, 100), DType::F32, &Device::Cpu).unwrap();
     let d = Dropout::new(0.3, "d");

@@ -1,6 +1,6 @@
 //! Finite-difference checks of every layer and loss Taper writes or wraps.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::{Conv2dConfig, VarBuilder, VarMap};
 use taper_train::gradcheck::check_gradients;
 use taper_train::nn;
@@ -263,11 +263,27 @@ fn taper_conv2d_matches_candle_and_has_exact_gradients() {
             |xs| kernels::conv2d(&xs[0], &xs[1], stride, padding),
             &[x.clone(), w.clone()],
         );
+        // With the bias fused into the product.
+        let b = randn(&[4], 37);
+        let ours = kernels::conv2d_bias(&x, &w, Some(&b), stride, padding).unwrap();
+        let theirs = x
+            .conv2d(&w, padding, stride, 1, 1)
+            .unwrap()
+            .broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap())
+            .unwrap();
+        let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
+        assert_grads(
+            "taper conv2d with bias",
+            |xs| kernels::conv2d_bias(&xs[0], &xs[1], Some(&xs[2]), stride, padding),
+            &[x.clone(), w.clone(), b],
+        );
     }
-    // A batch larger than the im2col budget is convolved in slices: same values.
+    // An image whose columns exceed the per-thread budget is convolved in bands
+    // of output rows: same values, also with a stride and padding.
     let big = randn(&[3, 4, 700, 700], 32);
     let w1 = randn(&[2, 4, 3, 3], 33);
-    const { assert!(4 * 9 * 700 * 700 > kernels::IM2COL_BUDGET) };
+    const { assert!(4 * 9 * 700 * 700 > 8 * kernels::conv::COLUMN_BUDGET) };
     let sliced = kernels::conv2d(&big, &w1, 1, 1).unwrap();
     let whole = big.conv2d(&w1, 1, 1, 1, 1).unwrap();
     let diff = (sliced - whole)
@@ -279,6 +295,28 @@ fn taper_conv2d_matches_candle_and_has_exact_gradients() {
         .max(0)
         .unwrap();
     assert!(diff.to_scalar::<f64>().unwrap() < 1e-10);
+    // Gradients through banded images equal candle's (4 bands, the last partial).
+    let x = Var::from_tensor(&randn(&[1, 16, 301, 301], 34)).unwrap();
+    let w = Var::from_tensor(&randn(&[3, 16, 3, 3], 35)).unwrap();
+    let t = randn(&[1, 3, 151, 151], 36);
+    const { assert!(16 * 9 * 151 * 151 > 3 * kernels::conv::COLUMN_BUDGET) };
+    let grads = |y: Tensor| {
+        let g = (y * &t).unwrap().sum_all().unwrap().backward().unwrap();
+        [g.get(&x).unwrap().clone(), g.get(&w).unwrap().clone()]
+    };
+    let ours = grads(kernels::conv2d(x.as_tensor(), w.as_tensor(), 2, 1).unwrap());
+    let theirs = grads(x.as_tensor().conv2d(w.as_tensor(), 1, 2, 1, 1).unwrap());
+    for (a, b) in ours.iter().zip(&theirs) {
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f64>().unwrap() < 1e-10 * scale.max(1.0));
+    }
     let e = kernels::conv2d(&randn(&[1, 2, 5, 5], 1), &randn(&[4, 3, 3, 3], 2), 1, 0).unwrap_err();
     assert!(
         e.to_string()

@@ -49,11 +49,11 @@ impl Real for f64 {
 }
 
 use taper_train::kernels::cpu_slice as slice;
+use taper_train::kernels::{gemm, MatRef};
 
 /// `dst (m, n) = (accumulate ? dst : 0) + a (m, k) · b`, all row-major except
 /// that `b` is read with strides `(b_rs, b_cs)` (so a transposed view costs no
-/// copy). Threads only for products large enough to gain from them.
-#[allow(clippy::too_many_arguments)]
+/// copy), on the whole pool.
 fn gemm_into<T: WithDType>(
     dst: &mut [T],
     a: &[T],
@@ -62,39 +62,20 @@ fn gemm_into<T: WithDType>(
     (b_rs, b_cs): (usize, usize),
     accumulate: bool,
 ) {
-    assert!(dst.len() >= m * n && a.len() >= m * k);
-    assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    let threads = rayon::current_num_threads();
-    let par = if threads > 1 && m * n * k >= 1 << 18 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
+    let b = MatRef {
+        data: b,
+        rs: b_rs,
+        cs: b_cs,
     };
-    // SAFETY: the asserts above keep every index the strides reach inside the
-    // slices; dst does not alias a or b (distinct borrows).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+    gemm(
+        dst,
+        n,
+        MatRef::rows(a, k),
+        b,
+        (m, n, k),
+        accumulate,
+        rayon::current_num_threads(),
+    );
 }
 
 /// `tanh` with a one-pass backward (`g·(1 - y²)`), computed through `exp`:

@@ -1,11 +1,10 @@
 //! A deeper CNN with batch normalisation and dropout.
 
 use super::check_input;
+use super::layers::{batch_norm, BatchNorm};
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{
-    batch_norm, conv2d_no_bias, linear, BatchNorm, Conv2d, Conv2dConfig, Linear, VarBuilder,
-};
-use taper_train::nn::max_pool2d;
+use candle_nn::{linear, Linear, VarBuilder};
+use taper_train::nn::{conv2d_no_bias, max_pool2d, Conv2d, Conv2dConfig};
 use taper_train::seed::Dropout;
 
 /// Shape of a [`Cnn`].
@@ -47,7 +46,8 @@ impl CnnConfig {
     }
 }
 
-/// A 3x3 convolution without bias followed by batch norm and ReLU.
+/// A 3x3 convolution without bias followed by batch norm and ReLU, on Taper's
+/// CPU kernels (im2col convolution, one-pass batch norm).
 #[derive(Debug, Clone)]
 pub struct ConvBn {
     conv: Conv2d,
@@ -57,14 +57,10 @@ pub struct ConvBn {
 impl ConvBn {
     /// `conv.weight` and `bn.{weight,bias,running_mean,running_var}` under `vb`.
     pub fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
-        let cfg = Conv2dConfig {
-            padding: 1,
-            stride,
-            ..Default::default()
-        };
+        let cfg = Conv2dConfig { padding: 1, stride };
         Ok(Self {
             conv: conv2d_no_bias(cin, cout, 3, cfg, vb.pp("conv"))?,
-            bn: batch_norm(cout, 1e-5, vb.pp("bn"))?,
+            bn: batch_norm(cout, vb.pp("bn"))?,
         })
     }
 
@@ -76,7 +72,7 @@ impl ConvBn {
 
 impl ModuleT for ConvBn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        taper_train::nn::relu(&self.forward_pre(xs, train)?)
+        self.bn.forward_relu_t(&self.conv.forward(xs)?, train)
     }
 }
 

@@ -9,8 +9,8 @@
 //! linear → one logit.
 
 use super::layers::{
-    batch_norm, conv_transpose2d_no_bias, is_running_stat, leaky_relu, BatchNorm, ConvTranspose2d,
-    DCGAN_INIT,
+    batch_norm_dcgan, conv_transpose2d_no_bias, is_running_stat, leaky_relu, BatchNorm,
+    ConvTranspose2d, DCGAN_INIT,
 };
 use crate::{Error, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -156,9 +156,9 @@ pub fn generator(cfg: DcganConfig, vb: VarBuilder) -> Result<Generator> {
     Ok(Generator {
         cfg,
         fc: Linear::new(fc_w, None),
-        bn0: batch_norm(w2, vb.pp("bn0"))?,
+        bn0: batch_norm_dcgan(w2, vb.pp("bn0"))?,
         up1: conv_transpose2d_no_bias(w2, cfg.gen_width, 4, 2, 1, vb.pp("up1"))?,
-        bn1: batch_norm(cfg.gen_width, vb.pp("bn1"))?,
+        bn1: batch_norm_dcgan(cfg.gen_width, vb.pp("bn1"))?,
         up2: conv_transpose2d_no_bias(cfg.gen_width, cfg.channels, 4, 2, 1, vb.pp("up2"))?,
     })
 }
@@ -239,7 +239,7 @@ pub fn discriminator(cfg: DcganConfig, vb: VarBuilder) -> Result<Discriminator> 
         cfg,
         conv1: Conv2d::new(c1w, Some(c1b), strided),
         conv2: Conv2d::new(c2w, None, strided),
-        bn2: batch_norm(w2, vb.pp("bn2"))?,
+        bn2: batch_norm_dcgan(w2, vb.pp("bn2"))?,
         fc: Linear::new(fcw, Some(fcb)),
     })
 }

@@ -2,6 +2,7 @@
 //! transposed convolution on the CPU kernels, a batch norm built from
 //! differentiable ops, and LeakyReLU.
 
+use super::bn::BnTrain;
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor, Var,
@@ -9,7 +10,7 @@ use candle_core::{
 };
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
-use taper_train::kernels::{Col2Im, Im2Col, Window};
+use taper_train::kernels::{Col2Im, Im2Col, Real, Window};
 
 /// [`Col2Im`] with a backward (an [`Im2Col`] of the gradient): the scatter step of
 /// a transposed convolution, whose input gradient taper-train's kernel does not
@@ -160,6 +161,15 @@ impl BatchNorm {
 
     /// Normalises `xs`; `train` selects batch statistics (and updates the running ones).
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_impl(xs, train, false)
+    }
+
+    /// `relu(forward_t(xs))`, fused into the batch norm's passes on the CPU.
+    pub fn forward_relu_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_impl(xs, train, true)
+    }
+
+    fn forward_impl(&self, xs: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let c = self.channels();
         if xs.rank() < 2 || xs.dim(1)? != c {
             candle_core::bail!(
@@ -175,10 +185,33 @@ impl BatchNorm {
             );
         }
         if train && xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64) {
-            let xs = xs.contiguous()?;
-            let stats = xs.apply_op1_no_bwd(&ChannelStats)?;
-            self.update_running(&stats.get(0)?, &stats.get(1)?, m)?;
-            return xs.apply_op3(&self.weight, &self.bias, BnTrain { eps: self.eps });
+            let op = BnTrain::new(self.eps, relu);
+            let y = xs
+                .contiguous()?
+                .apply_op3(&self.weight, &self.bias, op.clone())?;
+            let (mean, var) = op.batch_stats()?;
+            let (dev, dt) = (xs.device(), self.running_mean.dtype());
+            self.update_running(
+                &Tensor::from_vec(mean, c, dev)?.to_dtype(dt)?,
+                &Tensor::from_vec(var, c, dev)?.to_dtype(dt)?,
+                m,
+            )?;
+            return Ok(y);
+        }
+        if !train && xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64) {
+            // Evaluation is one per-channel affine map: fold the running statistics
+            // into a scale and a shift (two vectors of C), then a single pass.
+            let dt = xs.dtype();
+            let rm = self.running_mean.as_tensor().to_dtype(dt)?;
+            let rv = self.running_var.as_tensor().to_dtype(dt)?;
+            let scale = self.weight.broadcast_div(&(rv + self.eps)?.sqrt()?)?;
+            let shift = (&self.bias - (&scale * rm)?)?;
+            let y = xs.contiguous()?.apply_op3(&scale, &shift, ChannelAffine)?;
+            return if relu {
+                taper_train::nn::relu(&y)
+            } else {
+                Ok(y)
+            };
         }
         let mut shape = vec![1usize; xs.rank()];
         shape[1] = c;
@@ -198,9 +231,14 @@ impl BatchNorm {
         let normed = xs
             .broadcast_sub(&mean)?
             .broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        normed
+        let y = normed
             .broadcast_mul(&self.weight.reshape(shape.clone())?)?
-            .broadcast_add(&self.bias.reshape(shape)?)
+            .broadcast_add(&self.bias.reshape(shape)?)?;
+        if relu {
+            taper_train::nn::relu(&y)
+        } else {
+            Ok(y)
+        }
     }
 
     /// Moves the running statistics towards a batch's (biased variance `var` over
@@ -217,17 +255,26 @@ impl BatchNorm {
     }
 }
 
-/// A [`BatchNorm`] of `channels`, momentum 0.1 and epsilon 1e-5 (PyTorch's
-/// defaults), its scale drawn from N(1, 0.02) as in DCGAN.
+/// A [`BatchNorm`] of `channels` with PyTorch's defaults: momentum 0.1, epsilon
+/// 1e-5, scale 1 and shift 0.
 pub fn batch_norm(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    let weight = vb.get_with_hints(
+    batch_norm_init(channels, Init::Const(1.0), vb)
+}
+
+/// A [`BatchNorm`] as [`batch_norm`], its scale drawn from N(1, 0.02) as in DCGAN.
+pub fn batch_norm_dcgan(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
+    batch_norm_init(
         channels,
-        "weight",
         Init::Randn {
             mean: 1.0,
             stdev: 0.02,
         },
-    )?;
+        vb,
+    )
+}
+
+fn batch_norm_init(channels: usize, scale: Init, vb: VarBuilder) -> Result<BatchNorm> {
+    let weight = vb.get_with_hints(channels, "weight", scale)?;
     let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
     let running_mean = vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?;
     let running_var = vb.get_with_hints(channels, "running_var", Init::Const(1.0))?;
@@ -256,110 +303,26 @@ pub fn leaky_relu(xs: &Tensor, slope: f64) -> Result<Tensor> {
     }
 }
 
-// ---- CPU kernels: batch norm in training and LeakyReLU -------------------------
+// ---- CPU kernels: batch norm in evaluation and LeakyReLU ----------------------
 //
-// Composed of candle ops, a training batch norm over (64, 64, 14, 14) took 11 ms
-// forward and 177 ms forward + backward on two cores, and LeakyReLU (`maximum`)
-// 68 ms; these kernels make one or two passes over the data instead.
+// Composed of candle ops, LeakyReLU (`maximum`) took 68 ms over a (64, 64, 14, 14)
+// activation on two cores; these kernels make one pass each way.
 
-/// `(N, C, rest...)` as (N, C, values per image and channel).
-fn ncs(l: &Layout) -> Result<(usize, usize, usize)> {
-    let d = l.dims();
-    if d.len() < 2 || d[1] == 0 {
-        candle_core::bail!("batch norm: input (N, C, ...) expected, got {d:?}");
-    }
-    Ok((d[0], d[1], d[2..].iter().product()))
-}
+use super::bn::ncs;
 
-/// Per-channel mean and biased variance of `x`, two passes (in f64).
-fn channel_stats<T: WithDType>(x: &[T], (n, c, s): (usize, usize, usize)) -> Vec<(f64, f64)> {
-    let m = (n * s) as f64;
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let planes = || (0..n).map(move |b| &x[(b * c + ch) * s..(b * c + ch + 1) * s]);
-            let mean = planes()
-                .map(|p| p.iter().map(|v| v.to_f64()).sum::<f64>())
-                .sum::<f64>()
-                / m;
-            let var = planes()
-                .map(|p| p.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>())
-                .sum::<f64>()
-                / m;
-            (mean, var)
-        })
-        .collect()
-}
+/// Per-channel affine map `(x, scale, shift)` → `scale[c]·x + shift[c]` over
+/// `(N, C, ...)`: batch norm in evaluation, with gradients for all three (saliency
+/// and Grad-CAM differentiate a model in evaluation mode).
+#[derive(Debug, Clone, Copy)]
+struct ChannelAffine;
 
-/// `(2, C)`: each channel's batch mean (row 0) and biased variance (row 1).
-struct ChannelStats;
+/// `(x, grad)` → `(2, C)`: per channel, the sum of `grad·x` (row 0) and of `grad` (row 1).
+#[derive(Debug, Clone, Copy)]
+struct ChannelGradSums;
 
-impl CustomOp1 for ChannelStats {
+impl CustomOp3 for ChannelAffine {
     fn name(&self) -> &'static str {
-        "taper-bn-stats"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = ncs(l)?;
-        let out = taper_train::float_dispatch!("bn stats", s.dtype(), [(x, s, l)], {
-            let st = channel_stats(x, dims);
-            st.iter()
-                .map(|p| p.0)
-                .chain(st.iter().map(|p| p.1))
-                .map(WithDType::from_f64)
-                .collect()
-        });
-        Ok((out, Shape::from((2, dims.1))))
-    }
-}
-
-/// Training batch norm `(x, weight, bias)` → `weight·(x - mean)/sqrt(var + eps) + bias`
-/// with the batch's statistics; gradients for all three.
-#[derive(Debug, Clone, Copy)]
-struct BnTrain {
-    eps: f64,
-}
-
-/// Gradient of [`BnTrain`] with respect to `x`: `(x, grad, weight)` → `dx`.
-#[derive(Debug, Clone, Copy)]
-struct BnGradInput {
-    eps: f64,
-}
-
-/// Gradients of [`BnTrain`] with respect to weight and bias: `(x, grad)` → `(2, C)`.
-#[derive(Debug, Clone, Copy)]
-struct BnGradParams {
-    eps: f64,
-}
-
-/// Per channel: (mean, 1/std, sum of g, sum of g·x̂).
-fn grad_sums<T: WithDType>(
-    x: &[T],
-    g: &[T],
-    (n, c, s): (usize, usize, usize),
-    eps: f64,
-) -> Vec<(f64, f64, f64, f64)> {
-    channel_stats(x, (n, c, s))
-        .into_par_iter()
-        .enumerate()
-        .map(|(ch, (mean, var))| {
-            let inv = 1.0 / (var + eps).sqrt();
-            let (mut sg, mut sgx) = (0.0, 0.0);
-            for b in 0..n {
-                let r = (b * c + ch) * s..(b * c + ch + 1) * s;
-                for (xv, gv) in x[r.clone()].iter().zip(&g[r]) {
-                    let gv = gv.to_f64();
-                    sg += gv;
-                    sgx += gv * (xv.to_f64() - mean) * inv;
-                }
-            }
-            (mean, inv, sg, sgx)
-        })
-        .collect()
-}
-
-impl CustomOp3 for BnTrain {
-    fn name(&self) -> &'static str {
-        "taper-bn-train"
+        "taper-channel-affine"
     }
     fn cpu_fwd(
         &self,
@@ -370,26 +333,24 @@ impl CustomOp3 for BnTrain {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, s) = ncs(l1)?;
+        let (_, c, s) = ncs(l1)?;
         if l2.shape().elem_count() != c || l3.shape().elem_count() != c {
-            candle_core::bail!("batch norm: weight and bias must have {c} values");
+            candle_core::bail!("batch norm: scale and shift must have {c} values");
         }
         let out = taper_train::float_dispatch!(
             "batch norm",
             s1.dtype(),
-            [(x, s1, l1), (w, s2, l2), (bias, s3, l3)],
+            [(x, s1, l1), (a, s2, l2), (b, s3, l3)],
             {
-                let st = channel_stats(x, (n, c, s));
-                let mut out = vec![WithDType::from_f64(0.0); x.len()];
-                out.par_chunks_mut(s).enumerate().for_each(|(p, dst)| {
-                    let ch = p % c;
-                    let (mean, var) = st[ch];
-                    let a = w[ch].to_f64() / (var + self.eps).sqrt();
-                    let b = bias[ch].to_f64() - a * mean;
-                    for (o, v) in dst.iter_mut().zip(&x[p * s..(p + 1) * s]) {
-                        *o = WithDType::from_f64(a * v.to_f64() + b);
-                    }
-                });
+                let mut out = x.to_vec();
+                out.par_chunks_mut(s.max(1))
+                    .enumerate()
+                    .for_each(|(p, dst)| {
+                        let (a, b) = (a[p % c], b[p % c]);
+                        for v in dst.iter_mut() {
+                            *v = a * *v + b;
+                        }
+                    });
                 out
             }
         );
@@ -398,66 +359,28 @@ impl CustomOp3 for BnTrain {
     fn bwd(
         &self,
         x: &Tensor,
-        w: &Tensor,
+        a: &Tensor,
         _b: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let w = w.contiguous()?;
-        let dx = x.apply_op3_no_bwd(&grad, &w, &BnGradInput { eps: self.eps })?;
-        let dp = x.apply_op2_no_bwd(&grad, &BnGradParams { eps: self.eps })?;
-        let shape = w.shape().clone();
+        let c = a.elem_count();
+        let mut shape = vec![1usize; x.rank()];
+        shape[1] = c;
+        let dx = grad.broadcast_mul(&a.reshape(shape)?)?;
+        let sums = x.apply_op2_no_bwd(&grad, &ChannelGradSums)?;
         Ok((
             Some(dx),
-            Some(dp.get(0)?.reshape(shape.clone())?),
-            Some(dp.get(1)?.reshape(shape)?),
+            Some(sums.get(0)?.reshape(a.shape())?),
+            Some(sums.get(1)?.reshape(a.shape())?),
         ))
     }
 }
 
-impl CustomOp3 for BnGradInput {
+impl CustomOp2 for ChannelGradSums {
     fn name(&self) -> &'static str {
-        "taper-bn-grad-input"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, s) = ncs(l1)?;
-        let out = taper_train::float_dispatch!(
-            "batch norm backward",
-            s1.dtype(),
-            [(x, s1, l1), (g, s2, l2), (w, s3, l3)],
-            {
-                let sums = grad_sums(x, g, (n, c, s), self.eps);
-                let m = (n * s) as f64;
-                let mut out = vec![WithDType::from_f64(0.0); x.len()];
-                out.par_chunks_mut(s).enumerate().for_each(|(p, dst)| {
-                    let ch = p % c;
-                    let (mean, inv, sg, sgx) = sums[ch];
-                    let k = w[ch].to_f64() * inv;
-                    let r = p * s..(p + 1) * s;
-                    for ((o, xv), gv) in dst.iter_mut().zip(&x[r.clone()]).zip(&g[r]) {
-                        let xh = (xv.to_f64() - mean) * inv;
-                        *o = WithDType::from_f64(k * (gv.to_f64() - sg / m - xh * sgx / m));
-                    }
-                });
-                out
-            }
-        );
-        Ok((out, l1.shape().clone()))
-    }
-}
-
-impl CustomOp2 for BnGradParams {
-    fn name(&self) -> &'static str {
-        "taper-bn-grad-params"
+        "taper-channel-grad-sums"
     }
     fn cpu_fwd(
         &self,
@@ -472,10 +395,23 @@ impl CustomOp2 for BnGradParams {
             s1.dtype(),
             [(x, s1, l1), (g, s2, l2)],
             {
-                let sums = grad_sums(x, g, (n, c, s), self.eps);
+                let sums: Vec<(f64, f64)> = (0..c)
+                    .into_par_iter()
+                    .map(|ch| {
+                        let (mut sgx, mut sg) = (0.0, 0.0);
+                        for b in 0..n {
+                            let r = (b * c + ch) * s..(b * c + ch + 1) * s;
+                            for (xv, gv) in x[r.clone()].iter().zip(&g[r]) {
+                                sgx += gv.to_f64() * xv.to_f64();
+                                sg += gv.to_f64();
+                            }
+                        }
+                        (sgx, sg)
+                    })
+                    .collect();
                 sums.iter()
-                    .map(|t| t.3)
-                    .chain(sums.iter().map(|t| t.2))
+                    .map(|t| t.0)
+                    .chain(sums.iter().map(|t| t.1))
                     .map(WithDType::from_f64)
                     .collect()
             }
@@ -492,27 +428,28 @@ struct LeakyRelu(f64);
 #[derive(Debug, Clone, Copy)]
 struct LeakyReluGrad(f64);
 
+/// `v` where `x > 0`, `slope·v` elsewhere, with `v = x` (forward) or the
+/// gradient (backward); branch-free.
+fn leaky<T: Real>(x: &[T], v: &[T], slope: f64) -> Vec<T> {
+    let k = T::from_f64(slope);
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(1 << 14)
+        .zip(x.par_chunks(1 << 14).zip(v.par_chunks(1 << 14)))
+        .for_each(|(d, (xs, vs))| {
+            for ((o, xv), vv) in d.iter_mut().zip(xs).zip(vs) {
+                *o = T::select(*xv > T::zero(), *vv, k * *vv);
+            }
+        });
+    out
+}
+
 impl CustomOp1 for LeakyRelu {
     fn name(&self) -> &'static str {
         "taper-leaky-relu"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let k = self.0;
         let out = taper_train::float_dispatch!("leaky relu", s.dtype(), [(x, s, l)], {
-            let mut out = vec![WithDType::from_f64(0.0); x.len()];
-            out.par_chunks_mut(1 << 14)
-                .zip(x.par_chunks(1 << 14))
-                .for_each(|(d, src)| {
-                    for (o, v) in d.iter_mut().zip(src) {
-                        let f = v.to_f64();
-                        *o = if f > 0.0 {
-                            *v
-                        } else {
-                            WithDType::from_f64(k * f)
-                        };
-                    }
-                });
-            out
+            leaky(x, x, self.0)
         });
         Ok((out, l.shape().clone()))
     }
@@ -542,23 +479,110 @@ impl CustomOp2 for LeakyReluGrad {
                 l2.dims()
             );
         }
-        let k = self.0;
         let out =
             taper_train::float_dispatch!("leaky relu", s1.dtype(), [(x, s1, l1), (g, s2, l2)], {
-                let mut out = vec![WithDType::from_f64(0.0); x.len()];
-                out.par_chunks_mut(1 << 14)
-                    .zip(x.par_chunks(1 << 14).zip(g.par_chunks(1 << 14)))
-                    .for_each(|(d, (xs, gs))| {
-                        for ((o, xv), gv) in d.iter_mut().zip(xs).zip(gs) {
-                            *o = if xv.to_f64() > 0.0 {
-                                *gv
-                            } else {
-                                WithDType::from_f64(k * gv.to_f64())
-                            };
-                        }
-                    });
-                out
+                leaky(x, g, self.0)
             });
         Ok((out, l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use taper_train::gradcheck::check_gradients;
+
+    #[test]
+    fn channel_affine_matches_broadcast_ops_and_has_exact_gradients() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f64, 1.0, (3, 4, 5, 3), &dev).unwrap();
+        let a = Tensor::new(&[0.5f64, -1.5, 2.0, 0.25], &dev).unwrap();
+        let b = Tensor::new(&[0.1f64, 0.2, -0.3, 0.0], &dev).unwrap();
+        let fused = x.apply_op3(&a, &b, ChannelAffine).unwrap();
+        let reference = x
+            .broadcast_mul(&a.reshape((1, 4, 1, 1)).unwrap())
+            .unwrap()
+            .broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap())
+            .unwrap();
+        let diff = (fused - reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(diff < 1e-12, "{diff}");
+        let r = check_gradients(
+            |t| t[0].apply_op3(&t[1], &t[2], ChannelAffine)?.sqr(),
+            &[x, a, b],
+            1e-6,
+            30,
+        )
+        .unwrap();
+        assert!(r.max_numeric > 1e-3 && r.passed(1e-6), "{r:?}");
+    }
+
+    #[test]
+    fn fused_batch_norm_and_relu_match_composed_ops_with_exact_gradients() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f64, 1.0, (3, 4, 5, 3), &dev)
+            .unwrap()
+            .affine(2.0, 0.5)
+            .unwrap();
+        let w = Tensor::new(&[0.5f64, -1.5, 2.0, 0.25], &dev).unwrap();
+        let b = Tensor::new(&[0.1f64, 0.2, -0.3, 0.0], &dev).unwrap();
+        for relu in [false, true] {
+            let fused = x.apply_op3(&w, &b, BnTrain::new(1e-5, relu)).unwrap();
+            let flat = x
+                .transpose(0, 1)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .reshape((4, ()))
+                .unwrap();
+            let mean = flat.mean_keepdim(1).unwrap().reshape((1, 4, 1, 1)).unwrap();
+            let var = flat
+                .broadcast_sub(&flat.mean_keepdim(1).unwrap())
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .mean_keepdim(1)
+                .unwrap()
+                .reshape((1, 4, 1, 1))
+                .unwrap();
+            let mut reference = x
+                .broadcast_sub(&mean)
+                .unwrap()
+                .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+                .unwrap()
+                .broadcast_mul(&w.reshape((1, 4, 1, 1)).unwrap())
+                .unwrap()
+                .broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap())
+                .unwrap();
+            if relu {
+                reference = reference.relu().unwrap();
+            }
+            let diff = (fused - reference)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+            assert!(diff < 1e-10, "relu {relu}: {diff}");
+            // A weighting keeps the loss from being invariant to the normalisation.
+            let t = Tensor::randn(0f64, 1.0, (3, 4, 5, 3), &dev).unwrap();
+            let r = check_gradients(
+                |v| v[0].apply_op3(&v[1], &v[2], BnTrain::new(1e-5, relu))? * &t,
+                &[x.clone(), w.clone(), b.clone()],
+                1e-6,
+                40,
+            )
+            .unwrap();
+            assert!(r.max_numeric > 1e-3 && r.passed(1e-5), "relu {relu}: {r:?}");
+        }
     }
 }

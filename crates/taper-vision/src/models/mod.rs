@@ -2,6 +2,7 @@
 //! `taper-train` checkpoints under PyTorch-style names) and run with `ModuleT`
 //! (training mode switches dropout and batch norm).
 
+mod bn;
 pub mod cnn;
 pub mod dcgan;
 pub mod layers;

@@ -2,10 +2,10 @@
 
 use super::check_input;
 use super::cnn::ConvBn;
+use super::layers::{batch_norm, BatchNorm};
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{
-    batch_norm, conv2d_no_bias, linear, BatchNorm, Conv2d, Conv2dConfig, Linear, VarBuilder,
-};
+use candle_nn::{linear, Linear, VarBuilder};
+use taper_train::nn::{conv2d_no_bias, Conv2d, Conv2dConfig};
 
 /// Shape of a [`ResNet`].
 #[derive(Debug, Clone, PartialEq)]
@@ -47,13 +47,10 @@ impl BasicBlock {
     /// A block from `cin` to `cout` channels with the given stride.
     pub fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
         let shortcut = if stride != 1 || cin != cout {
-            let cfg = Conv2dConfig {
-                stride,
-                ..Default::default()
-            };
+            let cfg = Conv2dConfig { padding: 0, stride };
             Some((
                 conv2d_no_bias(cin, cout, 1, cfg, vb.pp("shortcut.conv"))?,
-                batch_norm(cout, 1e-5, vb.pp("shortcut.bn"))?,
+                batch_norm(cout, vb.pp("shortcut.bn"))?,
             ))
         } else {
             None
