@@ -25,6 +25,8 @@ rows = [
     ("LeNet step, b64 (AdamW)", taper, "step_lenet_ms", torch_, "step_lenet_ms", "ms", True, "PyTorch"),
     ("CNN + batch norm step, b64 (AdamW)", taper, "step_cnn_bn_ms", torch_, "step_cnn_bn_ms", "ms", True, "PyTorch"),
     ("DCGAN step (D then G), b64, widths 32 (Adam)", taper, "step_dcgan_ms", torch_, "step_dcgan_ms", "ms", True, "PyTorch"),
+    ("LSTM + attention seq2seq step (b32, len 20, hidden 256, Adam)", taper, "step_seq2seq_ms", torch_, "step_seq2seq_ms", "ms", True, "PyTorch"),
+    ("Transformer step (b32, len 32, d_model 256, 4 heads, 2+2 layers, Adam)", taper, "step_transformer_ms", torch_, "step_transformer_ms", "ms", True, "PyTorch"),
     ("MNIST epoch, LeNet b64, with data loading", taper, "mnist_lenet_epoch_s", torch_, "mnist_lenet_epoch_s", "s", True, "PyTorch"),
     ("time to 98.5 % MNIST test accuracy (LeNet)", taper, "mnist_lenet_seconds_to_98_5", torch_, "mnist_lenet_seconds_to_98_5", "s", True, "PyTorch"),
     ("CNN inference, batch 1", taper, "infer_cnn_b1_images_per_s", torch_, "infer_cnn_b1_images_per_s", "img/s", False, "PyTorch"),
@@ -37,12 +39,6 @@ rows = [
     ("logistic fit, breast cancer", treg, "logistic_breast_cancer", skl, "logistic_breast_cancer", "s", True, "scikit-learn"),
     ("multinomial logistic fit, digits", treg, "logistic_digits", skl, "logistic_digits", "s", True, "scikit-learn"),
     ("word2vec training (PTB)", tw2v, "words_per_second", gensim, "words_per_second", "words/s", False, "gensim"),
-]
-# Built (taper-nlp) but not yet timed by the harness: bench/seq2seq_torch.py compares
-# whole epochs instead (docs/RESULTS.md).
-not_in_harness = [
-    "LSTM + attention seq2seq step (b32, len 20, hidden 256)",
-    "Transformer step (b32, len 32, d_model 256, 4 heads)",
 ]
 
 
@@ -60,8 +56,6 @@ for case, a, ka, b, kb, unit, lower, peer in rows:
         r = va / vb if lower else vb / va  # always Taper time over peer time
         ratio = f"{r:.2f}"
     lines.append(f"| {case} | {unit} | {fmt(va) if va is not None else 'not measured'} | {peer} | {fmt(vb) if vb is not None else 'not measured'} | {ratio} |")
-for case in not_in_harness:
-    lines.append(f"| {case} | ms | not in the harness yet | PyTorch | – | – |")
 if "step_mlp_fraction_of_matmul_ceiling" in taper:
     lines.append("")
     lines.append(f"MLP step at {100 * taper['step_mlp_fraction_of_matmul_ceiling']:.1f} % of the matmul ceiling measured through candle.")

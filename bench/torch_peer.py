@@ -1,7 +1,7 @@
 """PyTorch / torchvision side of `make bench`: the same cases as
 examples/bench_steps.rs, same shapes, batch sizes, optimizer and thread count.
 Prints one JSON object."""
-import argparse, gzip, json, resource, statistics, time
+import argparse, gzip, json, resource, statistics, sys, time
 from pathlib import Path
 
 import torch
@@ -125,6 +125,67 @@ def dcgan_step_ms(reps):
 
 
 out["step_dcgan_ms"] = dcgan_step_ms(min(args.reps, 10))
+
+# Sequence-to-sequence steps, same sizes and synthetic ids as bench_steps.
+VOCAB = 4000
+
+
+def ids(rows, length, salt):
+    return torch.tensor([[4 + (i * 7919 + j * 104729 + salt * 31) % (VOCAB - 4) for j in range(length)]
+                         for i in range(rows)])
+
+
+def seq_step_ms(model, length, smoothing, reps):
+    src, tgt = ids(32, length, 1), ids(32, length, 2)
+    bos, eos = torch.full((32, 1), 2), torch.full((32, 1), 3)
+    tin, tout = torch.cat([bos, tgt], 1), torch.cat([tgt, eos], 1)
+    lens = torch.full((32,), length)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = model(src, lens, tin)
+        F.cross_entropy(logits.reshape(-1, VOCAB), tout.reshape(-1), ignore_index=0,
+                        label_smoothing=smoothing).backward()
+        opt.step()
+
+    return median_ms(step, 3, reps)
+
+
+class Tr(nn.Module):
+    """Pre-norm Transformer with sinusoidal positions, as taper-nlp's."""
+
+    def __init__(self, d=256, heads=4, ffn=1024, layers=2, p=0.1, max_len=64):
+        super().__init__()
+        self.d = d
+        self.src_emb, self.tgt_emb = nn.Embedding(VOCAB, d), nn.Embedding(VOCAB, d)
+        pos = torch.arange(max_len).unsqueeze(1)
+        div = torch.pow(10000.0, torch.arange(0, d, 2) / d)
+        pe = torch.zeros(max_len, d)
+        pe[:, 0::2], pe[:, 1::2] = torch.sin(pos / div), torch.cos(pos / div)
+        self.register_buffer("pe", pe)
+        self.tr = nn.Transformer(d, heads, layers, layers, ffn, p, batch_first=True, norm_first=True)
+        self.out = nn.Linear(d, VOCAB)
+        self.drop = nn.Dropout(p)
+
+    def forward(self, src, lens, tin):
+        s = self.drop(self.src_emb(src) * self.d ** 0.5 + self.pe[: src.shape[1]])
+        t = self.drop(self.tgt_emb(tin) * self.d ** 0.5 + self.pe[: tin.shape[1]])
+        causal = nn.Transformer.generate_square_subsequent_mask(tin.shape[1])
+        y = self.tr(s, t, tgt_mask=causal, src_key_padding_mask=src == 0, memory_key_padding_mask=src == 0)
+        return self.out(y)
+
+
+try:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from seq2seq_torch import Seq2Seq
+
+    spec = dict(emb=256, hidden=256, layers=1, dropout=0.1, src_vocab=VOCAB, tgt_vocab=VOCAB)
+    out["step_seq2seq_ms"] = seq_step_ms(Seq2Seq(spec), 20, 0.0, min(args.reps, 10))
+except Exception as e:  # sacrebleu missing (imported by the script): report the rest
+    out["seq2seq_error"] = str(e)
+out["step_transformer_ms"] = seq_step_ms(Tr(), 32, 0.1, min(args.reps, 10))
 
 cnn = Cnn().eval()
 with torch.no_grad():

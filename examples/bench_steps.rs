@@ -9,6 +9,11 @@ use candle_nn::{linear, Linear, VarMap};
 use clap::Parser;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
+use taper::nlp::data::Seq2SeqBatch;
+use taper::nlp::seq2seq::{
+    rnn_seq2seq, transformer, AttentionKind, CellKind, Positions, RnnSeq2SeqConfig, Seq2Seq,
+    Seq2SeqTrainer, TeacherForcing, TransformerConfig,
+};
 use taper::train::cli::ExampleArgs;
 use taper::train::data::{root::require_dir, DataLoader, LoaderConfig};
 use taper::train::optim::{named_vars, Adam, AdamConfig};
@@ -33,7 +38,8 @@ struct Args {
     #[arg(long)]
     mnist: bool,
     /// Run only the cases whose names contain one of these (comma-separated:
-    /// matmul, mlp, lenet, cnn_bn, dcgan, infer, preprocess); all by default.
+    /// matmul, mlp, lenet, cnn_bn, dcgan, seq2seq, transformer, infer, preprocess);
+    /// all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -186,6 +192,91 @@ fn main() -> Result<()> {
             Ok(())
         })?;
         out.insert("step_dcgan_ms".into(), json!(ms));
+    }
+
+    // Sequence-to-sequence training steps (teacher forcing, Adam): the LSTM with
+    // additive attention and the Transformer, on synthetic ids of fixed length.
+    // bench/torch_peer.py builds the same sizes from bench/seq2seq_torch.py's model
+    // and torch.nn.Transformer.
+    if want("seq2seq") || want("transformer") {
+        const VOCAB: usize = 4000;
+        let ids = |rows: usize, len: usize, salt: usize| -> Vec<Vec<u32>> {
+            (0..rows)
+                .map(|i| {
+                    (0..len)
+                        .map(|j| (4 + (i * 7919 + j * 104_729 + salt * 31) % (VOCAB - 4)) as u32)
+                        .collect()
+                })
+                .collect()
+        };
+        let cases: [(&str, usize); 2] = [("seq2seq", 20), ("transformer", 32)];
+        for (name, len) in cases {
+            if !want(name) {
+                continue;
+            }
+            let (src, tgt) = (ids(32, len, 1), ids(32, len, 2));
+            let src: Vec<&[u32]> = src.iter().map(|r| r.as_slice()).collect();
+            let tgt: Vec<&[u32]> = tgt.iter().map(|r| r.as_slice()).collect();
+            let batch = Seq2SeqBatch::new(&src, &tgt, &dev)?;
+            let vm = VarMap::new();
+            let model: Box<dyn Seq2Seq> = if name == "seq2seq" {
+                Box::new(rnn_seq2seq(
+                    RnnSeq2SeqConfig {
+                        cell: CellKind::Lstm,
+                        src_vocab: VOCAB,
+                        tgt_vocab: VOCAB,
+                        emb: 256,
+                        hidden: 256,
+                        enc_layers: 1,
+                        dec_layers: 1,
+                        bidirectional: true,
+                        attention: AttentionKind::Additive,
+                        dropout: 0.1,
+                        max_src_len: len,
+                        max_tgt_len: len + 1,
+                    },
+                    vbf(&vm),
+                )?)
+            } else {
+                Box::new(transformer(
+                    TransformerConfig {
+                        src_vocab: VOCAB,
+                        tgt_vocab: VOCAB,
+                        d_model: 256,
+                        heads: 4,
+                        ffn: 1024,
+                        enc_layers: 2,
+                        dec_layers: 2,
+                        dropout: 0.1,
+                        max_len: len + 1,
+                        positions: Positions::Sinusoidal,
+                    },
+                    vbf(&vm),
+                )?)
+            };
+            let mut task = Seq2SeqTrainer {
+                model,
+                varmap: vm.clone(),
+                label_smoothing: if name == "seq2seq" { 0.0 } else { 0.1 },
+                teacher_forcing: TeacherForcing::always(),
+                seed: 0,
+            };
+            let mut opt = Optimizers::single(Adam::new(
+                named_vars(&vm, ""),
+                AdamConfig {
+                    lr: 1e-3,
+                    ..Default::default()
+                },
+            ));
+            let mut it = 0u64;
+            let ms = median_ms(3, args.reps.min(10), || {
+                seed::set_iteration(it);
+                it += 1;
+                task.train_step(&batch, &mut opt)?;
+                Ok(())
+            })?;
+            out.insert(format!("step_{name}_ms"), json!(ms));
+        }
     }
 
     // Inference throughput of the CNN.

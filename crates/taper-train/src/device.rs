@@ -51,6 +51,8 @@ pub fn set_threads(n: usize) {
         // candle reads RAYON_NUM_THREADS through `get_num_threads`; the gemm crate
         // follows the same value.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        }
     }
 }

@@ -1,4 +1,4 @@
-use super::{candle_optimizer, scalar, Buffers, NamedVar, OptimState, Optimizer};
+use super::{candle_optimizer, fused, scalar, Buffers, NamedVar, OptimState, Optimizer};
 use crate::Result;
 use candle_core::backprop::GradStore;
 
@@ -104,6 +104,48 @@ impl Optimizer for Adam {
         let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var) else { continue };
+            if !c.amsgrad
+                && fused::fusable(
+                    var.as_tensor(),
+                    g,
+                    [self.m.slots[i].as_ref(), self.v.slots[i].as_ref()],
+                )
+            {
+                let p = var.as_tensor();
+                // The moments are this optimizer's own buffers: rewritten in place.
+                let m = match &self.m.slots[i] {
+                    Some(m) => m.clone(),
+                    None => p.zeros_like()?,
+                };
+                let v = match &self.v.slots[i] {
+                    Some(v) => v.clone(),
+                    None => p.zeros_like()?,
+                };
+                let (coupled_wd, decoupled_wd) = if c.decoupled_weight_decay {
+                    (0.0, c.weight_decay)
+                } else {
+                    (c.weight_decay, 0.0)
+                };
+                fused::adam_step(
+                    p,
+                    &g.detach(),
+                    &m,
+                    &v,
+                    fused::AdamStep {
+                        beta1: c.beta1,
+                        beta2: c.beta2,
+                        eps: c.eps,
+                        lr: c.lr,
+                        coupled_wd,
+                        decoupled_wd,
+                        bc1,
+                        bc2_sqrt,
+                    },
+                )?;
+                self.m.slots[i] = Some(m);
+                self.v.slots[i] = Some(v);
+                continue;
+            }
             // Gradients of variables come out of candle's backward pass still linked to
             // the graph that made them: detached, the optimizer state holds numbers
             // only, not every step's graph (a leak of about 10 MB a step otherwise).

@@ -5,6 +5,7 @@
 //! PyTorch trajectories in `tests/optim_reference.rs`.
 
 mod adam;
+mod fused;
 mod rmsprop;
 mod sgd;
 
@@ -76,10 +77,15 @@ impl Buffers {
         }
     }
 
+    /// Copies, not shares: the fused updates rewrite the buffers in place, and a
+    /// saved state must not change after it was taken.
     pub(crate) fn save(&self, vars: &[NamedVar], suffix: &str, out: &mut OptimState) {
         for ((name, _), t) in vars.iter().zip(&self.slots) {
             if let Some(t) = t {
-                out.tensors.insert(format!("{name}.{suffix}"), t.clone());
+                // A copy only fails where memory is exhausted; sharing is then the
+                // lesser harm.
+                let t = t.copy().unwrap_or_else(|_| t.clone());
+                out.tensors.insert(format!("{name}.{suffix}"), t);
             }
         }
     }
@@ -96,7 +102,8 @@ impl Buffers {
                         var.dims()
                     )))
                 }
-                Some(t) => Some(t.to_device(var.device())?.to_dtype(var.dtype())?),
+                // A copy: the state handed in may be loaded elsewhere too.
+                Some(t) => Some(t.to_device(var.device())?.to_dtype(var.dtype())?.copy()?),
             };
         }
         Ok(())
