@@ -14,6 +14,8 @@ demo:
 	done
 	@echo "== translate (dates)"
 	./target/release/examples/translate --task dates --out runs/demo-translate-dates
+	@echo "== explain (attention of the dates model)"
+	./target/release/examples/explain --translation runs/demo-translate-dates
 
 DEMOS := mlp mnist_cnn image_transforms dcgan $(patsubst examples/%.rs,%,$(filter examples/linear_regression.rs examples/logistic_regression.rs,$(wildcard examples/*.rs)))
 

@@ -7,18 +7,22 @@
 //! explains held-out digits. `--resume RUN_DIR` explains a run of `mnist_cnn`
 //! (e.g. one trained with `--dataset mnist`) on its test set; `--image PHOTO`
 //! explains the prediction for a photograph, with the maps laid over the photo.
+//! `--translation RUN --sentence TEXT` draws the attention map of a trained
+//! `translate` model (LSTM or Transformer) for one sentence.
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::VarMap;
 use clap::Parser;
 use std::path::{Path, PathBuf};
+use taper::nlp::seq2seq::Translator;
 use taper::train::checkpoint;
 use taper::train::data::{
     root::require_dir, split_indices, DataLoader, LoaderConfig, TensorDataset,
 };
 use taper::train::explain::{
-    grad_cam, integrated_gradients, overlay_rgb, rank_correlation, smooth_grad, to_map,
+    attention_rgb, grad_cam, integrated_gradients, overlay_rgb, rank_correlation, smooth_grad,
+    to_map,
 };
 use taper::train::optim::{named_vars, Adam, AdamConfig};
 use taper::train::{cli::ExampleArgs, seed, Classifier, Optimizers, Trainer, TrainerConfig};
@@ -45,6 +49,64 @@ struct Args {
     /// Explain the prediction for this photo instead of test images.
     #[arg(long, value_name = "PHOTO")]
     image: Option<PathBuf>,
+    /// Draw the attention of a trained translation model instead: a run
+    /// directory of the translate example (`translate --task dates`).
+    #[arg(long, value_name = "RUN")]
+    translation: Option<PathBuf>,
+    /// The sentence to translate with `--translation`.
+    #[arg(long, default_value = "14 March 2015")]
+    sentence: String,
+}
+
+/// `--translation RUN`: translates `--sentence`, writes its attention heat map
+/// (rows: output tokens, columns: source tokens) and the tokens beside it.
+fn attention_map(args: &Args, run: &Path, device: &Device) -> Result<()> {
+    let t = Translator::load(run, device)?;
+    let a = t.align(&args.sentence)?;
+    let out_dir = run.join("explain");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let (w, h, rgb) = attention_rgb(&a.weights, 24);
+    let png = out_dir.join("attention.png");
+    image::RgbImage::from_raw(w as u32, h as u32, rgb)
+        .context("attention map size")?
+        .save(&png)
+        .with_context(|| format!("writing {}", png.display()))?;
+    let txt = out_dir.join("attention.txt");
+    std::fs::write(
+        &txt,
+        format!(
+            "columns (source): {}\nrows (output): {}\n",
+            a.source.join(" | "),
+            a.output.join(" | ")
+        ),
+    )
+    .with_context(|| format!("writing {}", txt.display()))?;
+    // Where each output token looks most: the alignment a reader checks first.
+    let peaks: Vec<String> = a
+        .output
+        .iter()
+        .zip(&a.weights)
+        .map(|(o, row)| {
+            let (j, w) =
+                row.iter()
+                    .enumerate()
+                    .fold((0, f32::MIN), |b, (j, &v)| if v > b.1 { (j, v) } else { b });
+            format!(
+                "{o} <- {} ({w:.2})",
+                a.source.get(j).cloned().unwrap_or_default()
+            )
+        })
+        .collect();
+    for p in &peaks {
+        eprintln!("  {p}");
+    }
+    println!(
+        "{}",
+        serde_json::json!({"example": "explain", "mode": "attention", "sentence": args.sentence,
+            "translation": a.text, "source_tokens": a.source.len(), "output_tokens": a.output.len(),
+            "peaks": peaks, "map": png, "tokens": txt, "checkpoint": t.checkpoint})
+    );
+    Ok(())
 }
 
 /// The trained model, its data set name, and its test images (normalised).
@@ -135,6 +197,9 @@ fn save_strip(path: &Path, tiles: &[Tile], side: u32) -> Result<()> {
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.common.device()?;
+    if let Some(run) = &args.translation {
+        return attention_map(&args, run, &device);
+    }
     let (net, dataset, tx, ty) = model(&args, &device)?;
     let out_dir = args.common.run_dir("explain");
     let out_dir = if args.common.resume.is_some() {

@@ -13,7 +13,7 @@
 //! Sources longer than the model's maximum are cut to it, with a warning.
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use candle_nn::VarMap;
 use clap::Parser;
 use std::io::{BufRead, Write};
@@ -26,8 +26,8 @@ use taper::nlp::data::{
 };
 use taper::nlp::metrics::{corpus_bleu, corpus_chrf, perplexity};
 use taper::nlp::seq2seq::{
-    beam_search, greedy, rnn_seq2seq, transformer, AttentionKind, BeamConfig, CellKind, Positions,
-    RnnSeq2SeqConfig, Seq2Seq, Seq2SeqTrainer, Source, TeacherForcing, TransformerConfig,
+    beam_search, greedy, step_tokens, BeamConfig, ModelSpec, Seq2Seq, Seq2SeqTrainer, Source,
+    TeacherForcing, Translator,
 };
 use taper::train::cli::ExampleArgs;
 use taper::train::clip::Clip;
@@ -128,67 +128,6 @@ struct Args {
     /// Run directory to translate with (interactive mode).
     #[arg(long, value_name = "DIR")]
     checkpoint: Option<PathBuf>,
-}
-
-/// What is needed to rebuild a model: written to RUN/model.json.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Spec {
-    task: String,
-    model: String,
-    cell: String,
-    attention: String,
-    emb: usize,
-    hidden: usize,
-    layers: usize,
-    heads: usize,
-    ffn: usize,
-    positions: String,
-    dropout: f32,
-    max_src_len: usize,
-    max_tgt_len: usize,
-    src_vocab: usize,
-    tgt_vocab: usize,
-    src_fingerprint: String,
-    tgt_fingerprint: String,
-}
-
-fn build(spec: &Spec, varmap: &VarMap, seed_: u64, device: &Device) -> Result<Box<dyn Seq2Seq>> {
-    let vb = seed::seeded_var_builder(varmap, seed_, DType::F32, device);
-    Ok(match spec.model.as_str() {
-        "lstm" => Box::new(rnn_seq2seq(
-            RnnSeq2SeqConfig {
-                cell: spec.cell.parse::<CellKind>()?,
-                src_vocab: spec.src_vocab,
-                tgt_vocab: spec.tgt_vocab,
-                emb: spec.emb,
-                hidden: spec.hidden,
-                enc_layers: spec.layers,
-                dec_layers: spec.layers,
-                bidirectional: true,
-                attention: spec.attention.parse::<AttentionKind>()?,
-                dropout: spec.dropout,
-                max_src_len: spec.max_src_len,
-                max_tgt_len: spec.max_tgt_len,
-            },
-            vb,
-        )?),
-        "transformer" => Box::new(transformer(
-            TransformerConfig {
-                src_vocab: spec.src_vocab,
-                tgt_vocab: spec.tgt_vocab,
-                d_model: spec.hidden,
-                heads: spec.heads,
-                ffn: spec.ffn,
-                enc_layers: spec.layers,
-                dec_layers: spec.layers,
-                dropout: spec.dropout,
-                max_len: spec.max_src_len.max(spec.max_tgt_len),
-                positions: spec.positions.parse::<Positions>()?,
-            },
-            vb,
-        )?),
-        o => bail!("unknown --model '{o}' (lstm or transformer)"),
-    })
 }
 
 fn main() -> Result<()> {
@@ -294,7 +233,7 @@ fn main() -> Result<()> {
         .into_iter()
         .max()
         .unwrap_or(1);
-    let spec = Spec {
+    let spec = ModelSpec {
         task: args.task.clone(),
         model: args.model.clone(),
         cell: args.cell.clone(),
@@ -369,7 +308,7 @@ fn main() -> Result<()> {
 
     seed::manual_seed(c.seed);
     let varmap = VarMap::new();
-    let model = build(&spec, &varmap, c.seed, &device)?;
+    let model = spec.build(&varmap, c.seed, &device)?;
     let train = DataLoader::new(
         BucketedPairs::new(train_enc.clone(), batch, c.seed, &device),
         LoaderConfig::train(1, c.seed),
@@ -555,8 +494,8 @@ fn decode_all(
 }
 
 /// Writes `RUN/attention-<i>.png` for the first `n` held-out sentences: one cell
-/// per (output token, source token), darker = more weight (no fonts here: the
-/// tokens go to `RUN/attention-<i>.txt`).
+/// per (output token, source token) in the heat ramp of `taper::train::explain`
+/// (no fonts here: the tokens go to `RUN/attention-<i>.txt`).
 fn heatmaps(
     model: &dyn Seq2Seq,
     data: &EncodedPairs,
@@ -581,26 +520,15 @@ fn heatmaps(
             true,
         )?;
         let att = &dec.attention.as_ref().context("attention")?[0];
-        let cell = 24u32;
-        let (w, h) = (rows[0].len() as u32, att.len() as u32);
-        let img = image::GrayImage::from_fn(w * cell, h * cell, |x, y| {
-            let (r, c) = ((y / cell) as usize, (x / cell) as usize);
-            let v = att[r].get(c).copied().unwrap_or(0.0).clamp(0.0, 1.0);
-            let border = x % cell == 0 || y % cell == 0;
-            image::Luma([if border {
-                200
-            } else {
-                (255.0 * (1.0 - v)) as u8
-            }])
-        });
+        let (w, h, rgb) = taper::train::explain::attention_rgb(att, 24);
+        let img = image::RgbImage::from_raw(w as u32, h as u32, rgb).context("heat map size")?;
         let p = run_dir.join(format!("attention-{i}.png"));
         img.save(&p)?;
         let src_toks: Vec<String> = rows[0]
             .iter()
             .map(|&t| src_codec.token(t).unwrap_or_default())
             .collect();
-        let mut out_toks = tgt_codec.decode_tokens(&dec.ids[0]);
-        out_toks.push("</s>".into());
+        let out_toks = step_tokens(tgt_codec, &dec.ids[0], att.len());
         std::fs::write(
             run_dir.join(format!("attention-{i}.txt")),
             format!(
@@ -623,7 +551,7 @@ fn export(
     test: &EncodedPairs,
     test_pairs: &[(String, String)],
     tgt: &TextCodec,
-    spec: &Spec,
+    spec: &ModelSpec,
     batch: usize,
     seed_: u64,
 ) -> Result<()> {
@@ -670,36 +598,11 @@ fn interactive(args: &Args, device: &Device) -> Result<()> {
         .clone()
         .or_else(|| args.common.resume.clone())
         .context("--interactive needs --checkpoint RUN (a run directory of this example)")?;
-    let spec_path = run.join("model.json");
-    let spec: Spec = serde_json::from_str(
-        &std::fs::read_to_string(&spec_path)
-            .with_context(|| format!("reading {}", spec_path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", spec_path.display()))?;
-    let (sp, tp) = (run.join("src_vocab.json"), run.join("tgt_vocab.json"));
-    let src_codec = TextCodec::load(&sp)?;
-    let tgt_codec = TextCodec::load(&tp)?;
-    src_codec.check_matches(
-        spec.src_vocab,
-        &spec.src_fingerprint,
-        &sp.display().to_string(),
-    )?;
-    tgt_codec.check_matches(
-        spec.tgt_vocab,
-        &spec.tgt_fingerprint,
-        &tp.display().to_string(),
-    )?;
-    let varmap = VarMap::new();
-    let model = build(&spec, &varmap, 0, device)?;
-    let ck = match taper::train::checkpoint::read(&run, "best")? {
-        Some(c) => c,
-        None => taper::train::checkpoint::read(&run, "latest")?
-            .with_context(|| format!("{}: no checkpoint", run.display()))?,
-    };
-    ck.load_weights(&varmap)?;
+    let t = Translator::load(&run, device)?;
+    let (spec, model, src_codec, tgt_codec) = (&t.spec, &t.model, &t.src, &t.tgt);
     eprintln!(
         "loaded {}; type a sentence per line (Ctrl-D ends)",
-        ck.dir.display()
+        t.checkpoint.display()
     );
     let cfg = BeamConfig {
         width: args.beam,

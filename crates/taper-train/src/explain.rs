@@ -293,6 +293,23 @@ pub fn heat_rgb(map: &Tensor) -> Result<Vec<u8>> {
     Ok(v.iter().flat_map(|&t| ramp(t)).collect())
 }
 
+/// An attention matrix (`weights[row][column]`, values in 0..1: rows the output
+/// tokens, columns the source tokens) drawn as `cell`-pixel squares in the heat
+/// ramp of [`heat_rgb`], with grey grid lines: `(width, height, RGB bytes)`.
+pub fn attention_rgb(weights: &[Vec<f32>], cell: usize) -> (usize, usize, Vec<u8>) {
+    let cols = weights.iter().map(|r| r.len()).max().unwrap_or(0);
+    let (w, h) = (cols * cell, weights.len() * cell);
+    let mut out = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let grid = cell > 2 && (x % cell == 0 || y % cell == 0);
+            let v = weights[y / cell].get(x / cell).copied().unwrap_or(0.0);
+            out.extend(if grid { [160, 160, 160] } else { ramp(v) });
+        }
+    }
+    (w, h, out)
+}
+
 fn ramp(t: f32) -> [u8; 3] {
     let t = t.clamp(0.0, 1.0);
     const STOPS: [(f32, [f32; 3]); 5] = [

@@ -15,6 +15,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod kernels;
 pub mod rnn;
+pub mod saved;
 pub mod train;
 pub mod transformer;
 
@@ -22,6 +23,7 @@ pub use attention::{Attention, AttentionKind, Memory};
 pub use beam::{beam_search, greedy, BeamConfig, Decoded};
 pub use decoder::{rnn_seq2seq, RnnSeq2Seq, RnnSeq2SeqConfig};
 pub use rnn::{CellKind, Rnn, RnnConfig, RnnState};
+pub use saved::{step_tokens, Alignment, ModelSpec, Translator};
 pub use train::{Seq2SeqTrainer, TeacherForcing};
 pub use transformer::{transformer, Positions, Transformer, TransformerConfig};
 
