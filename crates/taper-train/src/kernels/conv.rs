@@ -195,29 +195,26 @@ fn im2col_band<T: WithDType>(x: &[T], g: &Geometry, (r0, rows): (usize, usize), 
         let ki = ((row / kw) % kh) as isize;
         let kj = (row % kw) as isize;
         let plane = &x[ci * g.h * w..(ci + 1) * g.h * w];
+        // Columns ow with 0 <= ow·s - p + kj < w: zero outside, a copy (stride 1)
+        // or a strided gather inside, with no per-element bounds test. The range
+        // depends on kj only, so it is found once per row of the matrix.
+        let (lo, hi) = valid_range(wo, w, s, p, kj);
+        let first = (lo as isize * s - p + kj).max(0) as usize;
+        let su = s as usize;
         for (i, d) in dst.chunks_mut(wo).enumerate() {
             let ih = (r0 + i) as isize * s - p + ki;
-            if ih < 0 || ih >= h {
+            if ih < 0 || ih >= h || lo >= hi {
                 d.fill(T::zero());
                 continue;
             }
-            let src = &plane[ih as usize * w..(ih as usize + 1) * w];
-            // Columns ow with 0 <= ow·s - p + kj < w: zero outside, a copy (stride
-            // 1) or a strided gather inside, with no per-element bounds test.
-            let (lo, hi) = valid_range(wo, w, s, p, kj);
+            let src = &plane[ih as usize * w + first..(ih as usize + 1) * w];
             d[..lo].fill(T::zero());
             d[hi..].fill(T::zero());
-            if lo < hi {
-                let first = (lo as isize * s - p + kj) as usize;
-                if s == 1 {
-                    d[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
-                } else {
-                    for (v, x) in d[lo..hi]
-                        .iter_mut()
-                        .zip(src[first..].iter().step_by(s as usize))
-                    {
-                        *v = *x;
-                    }
+            if su == 1 {
+                d[lo..hi].copy_from_slice(&src[..hi - lo]);
+            } else {
+                for (t, v) in d[lo..hi].iter_mut().enumerate() {
+                    *v = src[t * su];
                 }
             }
         }
@@ -248,18 +245,20 @@ fn col2im_band<T: WithDType>(cols: &[T], g: &Geometry, (r0, rows): (usize, usize
         let ki = ((row / kw) % kh) as isize;
         let kj = (row % kw) as isize;
         let plane = &mut out[ci * g.h * w..(ci + 1) * g.h * w];
+        let (lo, hi) = valid_range(wo, w, s, p, kj);
+        if lo >= hi {
+            continue;
+        }
+        let first = (lo as isize * s - p + kj) as usize;
+        let su = s as usize;
         for (i, srow) in src_row.chunks(wo).enumerate() {
             let ih = (r0 + i) as isize * s - p + ki;
             if ih < 0 || ih >= h {
                 continue;
             }
-            let d = &mut plane[ih as usize * w..(ih as usize + 1) * w];
-            let (lo, hi) = valid_range(wo, w, s, p, kj);
-            if lo < hi {
-                let first = (lo as isize * s - p + kj) as usize;
-                for (x, v) in d[first..].iter_mut().step_by(s as usize).zip(&srow[lo..hi]) {
-                    *x += *v;
-                }
+            let d = &mut plane[ih as usize * w + first..(ih as usize + 1) * w];
+            for (t, v) in srow[lo..hi].iter().enumerate() {
+                d[t * su] += *v;
             }
         }
     }
@@ -680,4 +679,146 @@ pub(super) fn conv2d_cpu(
         Some(b) => x.apply_op3(&w, &b.contiguous()?, Conv2dBias(win)),
         None => x.apply_op2(&w, Conv2d(win)),
     }
+}
+
+/// Transposed convolution `(x (N, Cin, H, W), weight (Cin, Cout, kh, kw))` →
+/// `(N, Cout, (H-1)·s - 2p + kh, ...)`: the input gradient of the convolution
+/// whose weight is `weight`, so its forward and both gradients are the three
+/// routines above with the roles of image and output swapped.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvTranspose2d(pub Window);
+
+impl ConvTranspose2d {
+    /// The convolution this is the adjoint of: image = this op's output.
+    fn geometry(&self, x: &Layout, w: &Layout) -> Result<Geometry> {
+        let (n, cin, h, wd) = x.shape().dims4()?;
+        let (wc, cout, kh, kw) = w.shape().dims4()?;
+        if wc != cin || (kh, kw) != self.0.kernel {
+            candle_core::bail!(
+                "conv_transpose2d: input {:?} and weight {:?} do not match",
+                x.dims(),
+                w.dims()
+            );
+        }
+        let (s, p) = (self.0.stride, self.0.padding);
+        let (ho, wo) = ((h - 1) * s + kh, (wd - 1) * s + kw);
+        if ho < 2 * p + 1 || wo < 2 * p + 1 {
+            candle_core::bail!("conv_transpose2d: padding {p} leaves no output for {h}x{wd}");
+        }
+        let g = Geometry {
+            n,
+            c: cout,
+            h: ho - 2 * p,
+            w: wo - 2 * p,
+            co: cin,
+            ho: h,
+            wo: wd,
+            win: self.0,
+        };
+        if self.0.output(g.h, g.w)? != (h, wd) {
+            candle_core::bail!("conv_transpose2d: stride {s} does not invert for {h}x{wd}");
+        }
+        Ok(g)
+    }
+}
+
+/// `(dy, x)` → the weight gradient of [`ConvTranspose2d`].
+#[derive(Debug, Clone, Copy)]
+struct ConvTransposeGradWeight(Window);
+
+impl CustomOp2 for ConvTranspose2d {
+    fn name(&self) -> &'static str {
+        "taper-conv-transpose2d"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geometry(l1, l2)?;
+        let out = float2(
+            "conv_transpose2d",
+            s1,
+            l1,
+            s2,
+            l2,
+            |x, w| conv_grad_input(x, w, &g),
+            |x, w| conv_grad_input(x, w, &g),
+        )?;
+        Ok((out, Shape::from((g.n, g.c, g.h, g.w))))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(w, &Conv2d(self.0))?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            Some(grad.apply_op2_no_bwd(x, &ConvTransposeGradWeight(self.0))?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp2 for ConvTransposeGradWeight {
+    fn name(&self) -> &'static str {
+        "taper-conv-transpose2d-grad-weight"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        // s1: dy, the adjoint convolution's image; s2: x, its output gradient.
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let (xn, co, ho, wo) = l2.shape().dims4()?;
+        if xn != n || self.0.output(h, w)? != (ho, wo) {
+            candle_core::bail!(
+                "conv_transpose2d backward: gradient {:?} for input {:?}",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let g = Geometry {
+            n,
+            c,
+            h,
+            w,
+            co,
+            ho,
+            wo,
+            win: self.0,
+        };
+        let (kh, kw) = self.0.kernel;
+        let out = float2(
+            "conv_transpose2d backward",
+            s1,
+            l1,
+            s2,
+            l2,
+            |img, gr| conv_grad_weight(img, gr, &g),
+            |img, gr| conv_grad_weight(img, gr, &g),
+        )?;
+        // (Cin, Cout, kh, kw): the adjoint convolution's (Co, C, kh, kw).
+        Ok((out, Shape::from((co, c, kh, kw))))
+    }
+}
+
+/// Runs the fused transposed convolution on CPU f32/f64 tensors.
+pub fn conv_transpose2d_cpu(x: &Tensor, weight: &Tensor, win: Window) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, ConvTranspose2d(win))
 }

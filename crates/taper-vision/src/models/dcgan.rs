@@ -194,8 +194,8 @@ impl Generator {
             .fc
             .forward(&z)?
             .reshape((n, 2 * self.cfg.gen_width, s, s))?;
-        let x = taper_train::nn::relu(&self.bn0.forward_t(&x, train)?)?;
-        let x = taper_train::nn::relu(&self.bn1.forward_t(&self.up1.forward(&x)?, train)?)?;
+        let x = self.bn0.forward_relu_t(&x, train)?;
+        let x = self.bn1.forward_relu_t(&self.up1.forward(&x)?, train)?;
         self.up2.forward(&x)?.tanh()
     }
 }

@@ -10,47 +10,23 @@ use candle_core::{
 };
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
-use taper_train::kernels::{Col2Im, Im2Col, Real, Window};
-
-/// [`Col2Im`] with a backward (an [`Im2Col`] of the gradient): the scatter step of
-/// a transposed convolution, whose input gradient taper-train's kernel does not
-/// need for its own use.
-#[derive(Debug, Clone, Copy)]
-struct Col2ImGrad(Col2Im);
-
-impl CustomOp1 for Col2ImGrad {
-    fn name(&self) -> &'static str {
-        "taper-vision-col2im"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        if !matches!(s.dtype(), DType::F32 | DType::F64) {
-            candle_core::bail!("conv_transpose2d: unsupported dtype {:?}", s.dtype());
-        }
-        self.0.cpu_fwd(s, l)
-    }
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            grad_res
-                .contiguous()?
-                .apply_op1_no_bwd(&Im2Col(self.0.window))?,
-        ))
-    }
-}
+use taper_train::kernels::{Real, Window};
 
 /// Transposed 2-D convolution of `x` `(N, Cin, H, W)` with `weight`
 /// `(Cin, Cout, k, k)` (PyTorch's layout): output side `(H - 1)·stride - 2·padding + k`.
 ///
-/// On the CPU it is one matrix product followed by a col2im scatter (the adjoint
-/// of taper-train's im2col convolution), so both gradients are matrix products;
-/// candle's own CPU `conv_transpose2d` runs plain loops. Other devices use candle's.
+/// On the CPU it is taper-train's fused [`ConvTranspose2d`](taper_train::kernels::conv::ConvTranspose2d)
+/// (the adjoint of its im2col convolution: per image one matrix product and a
+/// col2im scatter, and both gradients the same way); candle's own CPU
+/// `conv_transpose2d` runs plain loops. Other devices use candle's.
 pub fn conv_transpose2d(
     x: &Tensor,
     weight: &Tensor,
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    let (n, cin, h, w) = x.dims4()?;
-    let (wc, cout, kh, kw) = weight.dims4()?;
+    let (_, cin, h, w) = x.dims4()?;
+    let (wc, _, kh, kw) = weight.dims4()?;
     if wc != cin {
         candle_core::bail!(
             "conv_transpose2d: input has {cin} channels, weight expects {wc} (weight {:?})",
@@ -65,24 +41,18 @@ pub fn conv_transpose2d(
             "conv_transpose2d: stride {stride}, padding {padding} and a {kh}x{kw} kernel give no output for a {h}x{w} input"
         );
     }
-    let (ho, wo) = (
-        (h - 1) * stride + kh - 2 * padding,
-        (w - 1) * stride + kw - 2 * padding,
-    );
-    if !x.device().is_cpu() {
+    if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
         return x.conv_transpose2d(weight, padding, 0, stride, 1);
     }
-    let xm = x.transpose(0, 1)?.contiguous()?.reshape((cin, n * h * w))?;
-    let wm = weight.reshape((cin, cout * kh * kw))?.t()?;
-    let cols = wm.matmul(&xm)?.contiguous()?;
-    cols.apply_op1(Col2ImGrad(Col2Im {
-        window: Window {
+    taper_train::kernels::conv::conv_transpose2d_cpu(
+        x,
+        weight,
+        Window {
             kernel: (kh, kw),
             stride,
             padding,
         },
-        image: (n, cout, ho, wo),
-    }))
+    )
 }
 
 /// A transposed convolution layer (weights `weight` `(Cin, Cout, k, k)`, optional
