@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use candle_core::{DType, Device, Module, ModuleT, Tensor};
-use candle_nn::{linear, Linear, VarMap};
+use candle_nn::VarMap;
 use clap::Parser;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
@@ -16,6 +16,7 @@ use taper::nlp::seq2seq::{
 };
 use taper::train::cli::ExampleArgs;
 use taper::train::data::{root::require_dir, DataLoader, LoaderConfig};
+use taper::train::nn::{linear, Linear};
 use taper::train::optim::{named_vars, Adam, AdamConfig};
 use taper::train::schedule::OneCycle;
 use taper::train::{clip::Clip, seed, Classifier, Optimizers, TrainStep, Trainer};

@@ -17,7 +17,7 @@ use taper::train::data::{
 };
 use taper::train::optim::{named_vars, Sgd, SgdConfig};
 use taper::train::privacy::{noise_for_epsilon, DpClassifier, DpSgd, RdpAccountant};
-use taper::train::schedule::Constant;
+use taper::train::schedule::{Constant, WarmupCosine};
 use taper::train::{
     cli::ExampleArgs, seed, Callback, Classifier, Control, Optimizers, Trainer, TrainerConfig,
 };
@@ -53,6 +53,10 @@ struct Args {
     /// Train on the first N training images only.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    /// Learning-rate schedule: `constant`, or `cosine` decay to 2 % of `--lr` over
+    /// the run (later steps, noisier relative to their gradient, take smaller steps).
+    #[arg(long, default_value = "cosine")]
+    schedule: String,
 }
 
 /// Prints ε after each epoch and stops if the budget is exceeded.
@@ -184,7 +188,21 @@ fn main() -> Result<()> {
         },
     );
     let mut opt = Optimizers::single(sgd);
-    opt.set_schedule(&opt.groups()[0].name.clone(), Constant(lr))?;
+    let group = opt.groups()[0].name.clone();
+    match args.schedule.as_str() {
+        "constant" => opt.set_schedule(&group, Constant(lr))?,
+        "cosine" => opt.set_schedule(
+            &group,
+            WarmupCosine {
+                lr,
+                min_lr: 0.02 * lr,
+                warmup_steps: 0,
+                warmup_start: 1.0,
+                total_steps: (steps_per_epoch * epochs as u64) as usize,
+            },
+        )?,
+        o => bail!("unknown --schedule '{o}' (constant or cosine)"),
+    }
     let run_dir = c.run_dir("mnist_dp");
     let mut trainer = Trainer::new(TrainerConfig {
         epochs,
@@ -193,6 +211,7 @@ fn main() -> Result<()> {
         resume: c.resume.is_some(),
         checkpoint_every: c.checkpoint_every,
         config: serde_json::json!({"example": "mnist_dp", "dataset": args.dataset, "lr": lr,
+            "schedule": args.schedule,
             "batch_size": batch, "epochs": epochs, "noise_multiplier": sigma,
             "max_grad_norm": args.max_grad_norm, "delta": args.delta}),
         ..Default::default()

@@ -217,3 +217,59 @@ pub fn conv2d_no_bias(
 ) -> Result<Conv2d> {
     Ok(Conv2d::new(conv_weight(cin, cout, k, &vb)?, None, cfg))
 }
+
+/// A linear layer `x·Wᵀ + b` over the last dimension of any input (leading
+/// dimensions flatten into one matrix product), weights `weight (out, in)` and
+/// optional `bias (out,)` (PyTorch's names), on the fused op of
+/// [`crate::kernels::linear`] on the CPU.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// From explicit tensors.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// The weight `(out, in)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        crate::kernels::linear::linear(x, &self.weight, self.bias.as_ref())
+    }
+}
+
+fn linear_init(inp: usize, out: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    // PyTorch's nn.Linear default: uniform in ±1/√fan_in.
+    let b = 1.0 / (inp as f64).sqrt();
+    let init = candle_nn::Init::Uniform { lo: -b, up: b };
+    let w = vb.get_with_hints((out, inp), "weight", init)?;
+    let bias = if bias {
+        Some(vb.get_with_hints(out, "bias", init)?)
+    } else {
+        None
+    };
+    Ok(Linear::new(w, bias))
+}
+
+/// A linear layer from `inp` to `out` features, initialised like PyTorch's `nn.Linear`.
+pub fn linear(inp: usize, out: usize, vb: VarBuilder) -> Result<Linear> {
+    linear_init(inp, out, true, vb)
+}
+
+/// [`linear`] without bias.
+pub fn linear_no_bias(inp: usize, out: usize, vb: VarBuilder) -> Result<Linear> {
+    linear_init(inp, out, false, vb)
+}

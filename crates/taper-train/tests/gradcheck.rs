@@ -365,3 +365,36 @@ fn taper_kernels_for_pooling_and_relu() {
     assert_grads("kernel max_pool2d k3", |xs| nn::max_pool2d(&xs[0], 3), &[x]);
     assert!(nn::max_pool2d(&randn(&[1, 1, 1, 4], 1), 2).is_err());
 }
+
+#[test]
+fn fused_linear_matches_candle_and_has_exact_gradients() {
+    use taper_train::kernels::linear::linear;
+    let x = randn(&[2, 3, 5], 50);
+    let w = randn(&[4, 5], 51);
+    let b = randn(&[4], 52);
+    let ours = linear(&x, &w, Some(&b)).unwrap();
+    let theirs = x
+        .reshape((6, 5))
+        .unwrap()
+        .matmul(&w.t().unwrap())
+        .unwrap()
+        .broadcast_add(&b)
+        .unwrap()
+        .reshape((2, 3, 4))
+        .unwrap();
+    assert_eq!(ours.dims(), &[2, 3, 4]);
+    let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+    assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
+    assert_grads(
+        "fused linear",
+        |t| linear(&t[0], &t[1], Some(&t[2])),
+        &[x.clone(), w.clone(), b],
+    );
+    assert_grads(
+        "fused linear without bias",
+        |t| linear(&t[0], &t[1], None),
+        &[x, w],
+    );
+    let e = linear(&randn(&[2, 3], 1), &randn(&[4, 5], 2), None).unwrap_err();
+    assert!(e.to_string().contains("has 3 features"), "{e}");
+}

@@ -123,69 +123,11 @@ fn bias_or_zero(mask: Option<&Tensor>, keys: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// A linear layer (`weight (out, in)`, optional `bias (out,)`, PyTorch's names)
-/// that flattens all leading dimensions into one matrix product. candle-nn's
-/// `Linear` multiplies a 3-D or 4-D input batch by batch against a broadcast
-/// weight, so its weight gradient is one small product per batch entry (704 of
-/// them for the additive attention's scores); here it is a single product.
-#[derive(Debug, Clone)]
-pub struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl Linear {
-    /// From explicit tensors.
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
-    }
-
-    /// The weight `(out, in)`.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-}
-
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dims = x.dims();
-        let inp = *dims.last().unwrap_or(&0);
-        let rows = x.elem_count() / inp.max(1);
-        let y = x.reshape((rows, inp))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
-        let mut out = dims.to_vec();
-        if let Some(l) = out.last_mut() {
-            *l = self.weight.dim(0)?;
-        }
-        y.reshape(out)
-    }
-}
-
-fn linear_init(inp: usize, out: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
-    // PyTorch's nn.Linear default: uniform in ±1/√fan_in.
-    let b = 1.0 / (inp as f64).sqrt();
-    let init = candle_nn::Init::Uniform { lo: -b, up: b };
-    let w = vb.get_with_hints((out, inp), "weight", init)?;
-    let bias = if bias {
-        Some(vb.get_with_hints(out, "bias", init)?)
-    } else {
-        None
-    };
-    Ok(Linear::new(w, bias))
-}
-
-/// A linear layer initialised like PyTorch's `nn.Linear`.
-pub fn linear(inp: usize, out: usize, vb: VarBuilder) -> Result<Linear> {
-    linear_init(inp, out, true, vb)
-}
-
-/// [`linear`] without bias.
-pub fn linear_no_bias(inp: usize, out: usize, vb: VarBuilder) -> Result<Linear> {
-    linear_init(inp, out, false, vb)
-}
+/// The linear layer of every model here: taper-train's fused one (leading
+/// dimensions flatten into one product; candle-nn's `Linear` multiplied a 3-D
+/// input batch by batch, 704 small weight-gradient products for the additive
+/// attention's scores).
+pub use taper_train::nn::{linear, linear_no_bias, Linear};
 
 /// Bahdanau's additive attention: `score(q, k) = vᵀ tanh(W_q q + W_k k)`.
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, W
 use rayon::prelude::*;
 
 pub mod conv;
+pub mod linear;
 pub use conv::{gemm, MatRef};
 
 /// Geometry of a 2-D convolution window.

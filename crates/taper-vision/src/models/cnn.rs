@@ -3,8 +3,9 @@
 use super::check_input;
 use super::layers::{batch_norm, BatchNorm};
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use taper_train::nn::{conv2d_no_bias, max_pool2d, Conv2d, Conv2dConfig};
+use taper_train::nn::{linear, Linear};
 use taper_train::seed::Dropout;
 
 /// Shape of a [`Cnn`].

@@ -14,9 +14,10 @@ use super::layers::{
 };
 use crate::{Error, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Linear, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use std::path::Path;
 use taper_train::data::TensorBatch;
+use taper_train::nn::Linear;
 use taper_train::nn::{binary_cross_entropy_with_logits as bce, Conv2d, Conv2dConfig};
 use taper_train::optim::{named_vars, Adam, AdamConfig, NamedVar};
 use taper_train::schedule::Constant;

@@ -3,9 +3,10 @@
 
 use super::{check_input, conv_out};
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use taper_train::nn::max_pool2d;
 use taper_train::nn::{conv2d, Conv2d, Conv2dConfig};
+use taper_train::nn::{linear, Linear};
 use taper_train::seed::Dropout;
 
 /// Shape of a [`LeNet`].

@@ -1,7 +1,8 @@
 //! The seed's multi-layer perceptron.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use taper_train::nn::{linear, Linear};
 use taper_train::seed::Dropout;
 
 /// The seed's multi-layer perceptron: input, hidden layers `h1`, `h2`, output

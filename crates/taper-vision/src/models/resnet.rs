@@ -4,8 +4,9 @@ use super::check_input;
 use super::cnn::ConvBn;
 use super::layers::{batch_norm, BatchNorm};
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use taper_train::nn::{conv2d_no_bias, Conv2d, Conv2dConfig};
+use taper_train::nn::{linear, Linear};
 
 /// Shape of a [`ResNet`].
 #[derive(Debug, Clone, PartialEq)]

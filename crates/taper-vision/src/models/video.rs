@@ -4,8 +4,9 @@
 
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::rnn::{GRUConfig, LSTMConfig, GRU, LSTM, RNN};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use taper_train::nn::{conv2d, max_pool2d, relu, Conv2d, Conv2dConfig};
+use taper_train::nn::{linear, Linear};
 
 /// Which recurrent cell runs over the frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
