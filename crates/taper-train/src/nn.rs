@@ -8,8 +8,12 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-/// Softmax over the last dimension, with gradient.
+/// Softmax over the last dimension, with gradient: one fused op on the CPU
+/// ([`crate::kernels::norm::Softmax`]), candle-nn's composition elsewhere.
 pub fn softmax(xs: &Tensor) -> Result<Tensor> {
+    if crate::kernels::norm::fusable(xs) && xs.rank() > 0 {
+        return xs.contiguous()?.apply_op1(crate::kernels::norm::Softmax);
+    }
     candle_nn::ops::softmax(xs, D::Minus1)
 }
 
@@ -70,7 +74,19 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        // Composed of differentiable ops on purpose (see the module comment).
+        if crate::kernels::norm::fusable(xs) && xs.rank() > 0 {
+            let b = match &self.bias {
+                Some(b) => b.clone(),
+                None => self.weight.zeros_like()?,
+            };
+            let w = self.weight.to_dtype(xs.dtype())?.contiguous()?;
+            let b = b.to_dtype(xs.dtype())?.contiguous()?;
+            let op = crate::kernels::norm::LayerNormOp {
+                eps: self.eps as f64,
+            };
+            return xs.contiguous()?.apply_op3(&w, &b, op);
+        }
+        // Elsewhere composed of differentiable ops (see the module comment).
         let n = xs.dim(D::Minus1)? as f64;
         let centered = xs.broadcast_sub(&(xs.sum_keepdim(D::Minus1)? / n)?)?;
         let var = (centered.sqr()?.sum_keepdim(D::Minus1)? / n)?;

@@ -107,6 +107,29 @@ fn taper_layer_norm_and_rms_norm() {
         |xs| nn::LayerNorm::new(xs[1].clone(), Some(xs[2].clone()), 1e-5).forward(&xs[0]),
         &[randn(&[3, 6], 10), randn(&[6], 11), randn(&[6], 12)],
     );
+    // The fused kernel's values equal candle-nn's (whose values are right; only
+    // its gradient is missing), on a 3-D input, with and without bias.
+    let (x, w, b) = (randn(&[2, 4, 7], 17), randn(&[7], 18), randn(&[7], 19));
+    let f = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    let (xf, wf) = (f(&x), f(&w));
+    for bias in [Some(f(&b)), None] {
+        let ours = nn::LayerNorm::new(wf.clone(), bias.clone(), 1e-5)
+            .forward(&xf)
+            .unwrap();
+        let theirs = match &bias {
+            Some(b) => candle_nn::LayerNorm::new(wf.clone(), b.clone(), 1e-5),
+            None => candle_nn::LayerNorm::new_no_bias(wf.clone(), 1e-5),
+        }
+        .forward(&xf)
+        .unwrap();
+        let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    }
+    assert_grads(
+        "layer_norm without bias, 3-D",
+        |xs| nn::LayerNorm::new(xs[1].clone(), None, 1e-5).forward(&xs[0]),
+        &[x, w],
+    );
     assert_grads(
         "rms_norm",
         |xs| nn::rms_norm(&xs[0], &xs[1], 1e-5),

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 pub mod conv;
 pub mod linear;
+pub mod norm;
 pub use conv::{gemm, MatRef};
 
 /// Geometry of a 2-D convolution window.
