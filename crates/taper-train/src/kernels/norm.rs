@@ -250,7 +250,7 @@ fn softmax_rows<T: Real>(x: &[T], d: usize) -> Vec<T> {
                 *o = T::from_f64(e);
             }
             let inv = T::from_f64(1.0 / sum);
-            o.iter_mut().for_each(|v| *v = *v * inv);
+            o.iter_mut().for_each(|v| *v *= inv);
         });
     out
 }
