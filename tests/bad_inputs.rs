@@ -511,6 +511,30 @@ fn cases(dir: &Path) -> Vec<Case> {
         move || err_string(Tokenizer::load(&p))
     );
 
+    let run = dir.join("run_translate");
+    let p = write(&run, "model.json", b"{\"task\": \"dates\", \"model\": ");
+    case!(
+        "nlp",
+        "translation run: model.json truncated",
+        p,
+        ["EOF"],
+        move || err_string(taper::nlp::seq2seq::Translator::load(&run, &Device::Cpu).map(|_| ()))
+    );
+    let run = dir.join("run_translate_novocab");
+    write(
+        &run,
+        "model.json",
+        br#"{"task":"dates","model":"lstm","cell":"lstm","attention":"additive","emb":4,"hidden":4,"layers":1,"heads":1,"ffn":4,"positions":"sinusoidal","dropout":0.0,"max_src_len":8,"max_tgt_len":8,"src_vocab":10,"tgt_vocab":10,"src_fingerprint":"x","tgt_fingerprint":"y"}"#,
+    );
+    let vocab = run.join("src_vocab.json");
+    case!(
+        "nlp",
+        "translation run without its vocabulary",
+        vocab,
+        ["src_vocab.json"],
+        move || err_string(taper::nlp::seq2seq::Translator::load(&run, &Device::Cpu).map(|_| ()))
+    );
+
     use taper::nlp::data::{PairFilter, ParallelCorpus};
     let p = write(dir, "notab.tsv", b"Go.\tVa !\nI am cold. J'ai froid.\n");
     case!(
