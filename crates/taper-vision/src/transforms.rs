@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use image::imageops::FilterType;
 use image::{DynamicImage, GenericImageView, GrayImage, Pixel, RgbImage};
 use imageproc::geometric_transformations::{
-    rotate_about_center, warp, Border, Interpolation, Projection,
+    warp, Border, Interpolation, Projection,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -194,20 +194,72 @@ pub struct Rotate {
 fn rotate(img: DynamicImage, degrees: f32) -> DynamicImage {
     let theta = degrees.to_radians();
     match Px::of(img) {
-        Px::L(g) => Px::L(rotate_about_center(
-            &g,
-            theta,
-            Interpolation::Bilinear,
-            Border::Constant(black()),
-        )),
-        Px::C(c) => Px::C(rotate_about_center(
-            &c,
-            theta,
-            Interpolation::Bilinear,
-            Border::Constant(black()),
-        )),
+        Px::L(g) => {
+            let (w, h) = g.dimensions();
+            let out = rotate_bilinear(g.as_raw(), (w as usize, h as usize), 1, theta);
+            Px::L(GrayImage::from_raw(w, h, out).unwrap_or(g))
+        }
+        Px::C(c) => {
+            let (w, h) = c.dimensions();
+            let out = rotate_bilinear(c.as_raw(), (w as usize, h as usize), 3, theta);
+            Px::C(RgbImage::from_raw(w, h, out).unwrap_or(c))
+        }
     }
     .into_image()
+}
+
+/// Clockwise rotation by `theta` about the image centre, bilinear, black outside:
+/// imageproc's `rotate_about_center` (same mapping and border), written for 8-bit
+/// pixels with one rounding per value (imageproc truncates after each of three
+/// blends). imageproc's generic version called a bounds-checked pixel accessor four
+/// times and rounded three times per channel: 6.9 ms of the 10 ms a 256x256 photo
+/// took through resize, crop, rotate and flip.
+fn rotate_bilinear(src: &[u8], (w, h): (usize, usize), ch: usize, theta: f32) -> Vec<u8> {
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    let (sin, cos) = theta.sin_cos();
+    let mut out = vec![0u8; src.len()];
+    let pitch = w * ch;
+    if pitch == 0 {
+        return out;
+    }
+    // The value of channel k at integer (x, y), 0 outside the image.
+    let at = |x: i64, y: i64, k: usize| -> f32 {
+        if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
+            0.0
+        } else {
+            src[y as usize * pitch + x as usize * ch + k] as f32
+        }
+    };
+    out.par_chunks_mut(pitch).enumerate().for_each(|(y, row)| {
+        let dy = y as f32 - cy;
+        for (x, px) in row.chunks_mut(ch).enumerate() {
+            let dx = x as f32 - cx;
+            // Pre-image of (x, y) under the clockwise rotation.
+            let sx = cx + cos * dx + sin * dy;
+            let sy = cy - sin * dx + cos * dy;
+            let (fx, fy) = (sx.floor(), sy.floor());
+            let (l, t) = (fx as i64, fy as i64);
+            let (wr, wb) = (sx - fx, sy - fy);
+            let inside = l >= 0 && t >= 0 && l + 1 < w as i64 && t + 1 < h as i64;
+            for (k, v) in px.iter_mut().enumerate() {
+                let (tl, tr, bl, br) = if inside {
+                    let i = t as usize * pitch + l as usize * ch + k;
+                    (
+                        src[i] as f32,
+                        src[i + ch] as f32,
+                        src[i + pitch] as f32,
+                        src[i + pitch + ch] as f32,
+                    )
+                } else {
+                    (at(l, t, k), at(l + 1, t, k), at(l, t + 1, k), at(l + 1, t + 1, k))
+                };
+                let top = tl + wr * (tr - tl);
+                let bottom = bl + wr * (br - bl);
+                *v = (top + wb * (bottom - top) + 0.5).clamp(0.0, 255.0) as u8;
+            }
+        }
+    });
+    out
 }
 
 impl Transform for Rotate {
@@ -599,3 +651,46 @@ pub fn open_image(path: &std::path::Path) -> Result<DynamicImage> {
 pub const MAX_SIDE: u32 = 16_384;
 /// Largest decoder allocation [`open_image`] accepts (bytes).
 pub const MAX_ALLOC: u64 = 512 * 1024 * 1024;
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+    use imageproc::geometric_transformations::rotate_about_center;
+
+    #[test]
+    fn fast_rotation_equals_imageprocs_up_to_rounding() {
+        // A photo-like pattern: smooth gradients plus sharp edges, odd sizes.
+        let (w, h) = (37u32, 23u32);
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 11 % 256) as u8,
+                if (x / 5 + y / 3) % 2 == 0 { 250 } else { 5 },
+            ])
+        });
+        for deg in [0.0f32, 7.5, -15.0, 90.0, 180.0, 33.3] {
+            let theta = deg.to_radians();
+            let ours = rotate_bilinear(img.as_raw(), (w as usize, h as usize), 3, theta);
+            let theirs = rotate_about_center(
+                &img,
+                theta,
+                Interpolation::Bilinear,
+                Border::Constant(image::Rgb([0, 0, 0])),
+            );
+            let diffs: Vec<i32> = ours
+                .iter()
+                .zip(theirs.as_raw())
+                .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                .collect();
+            let worst = *diffs.iter().max().unwrap();
+            let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
+            // imageproc truncates after each of its three blends (darker by 0.4
+            // levels on average), we round once.
+            assert!(worst <= 2 && mean < 0.6, "{deg} degrees: worst {worst}, mean {mean}");
+        }
+        assert_eq!(
+            rotate_bilinear(img.as_raw(), (w as usize, h as usize), 3, 0.0),
+            img.as_raw().clone()
+        );
+    }
+}
