@@ -24,12 +24,21 @@ static TUNE: Once = Once::new();
 /// mimalloc 3's `mi_option_purge_delay` (`-1`: never purge).
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+extern "C" {
+    fn getenv(name: *const std::ffi::c_char) -> *mut std::ffi::c_char;
+}
+
 fn tune() {
     TUNE.call_once(|| {
-        // An explicit MIMALLOC_PURGE_DELAY in the environment wins.
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            // SAFETY: sets a process-wide integer option; allocates nothing.
-            unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
+        // An explicit MIMALLOC_PURGE_DELAY in the environment wins. Read with C's
+        // getenv: std's `env::var_os` allocates the value, which from inside the
+        // allocator re-entered this `Once` and hung the process.
+        // SAFETY: getenv reads the environment and allocates nothing;
+        // mi_option_set sets a process-wide integer option.
+        unsafe {
+            if getenv(c"MIMALLOC_PURGE_DELAY".as_ptr()).is_null() {
+                libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
+            }
         }
     });
 }

@@ -155,3 +155,29 @@ fn bad_command_lines_give_one_clear_error() {
     );
     assert_clean_error(&run(&["--device", "tpu"]), "unknown device 'tpu'");
 }
+
+/// The allocator reads `MIMALLOC_PURGE_DELAY` on the first allocation. Read with
+/// std's `env::var_os` it allocated inside the allocator and the program hung
+/// before `main` whenever the variable was set.
+#[test]
+fn an_explicit_mimalloc_setting_does_not_hang_the_program() {
+    let mut child = Command::new(example("mlp"))
+        .arg("--help")
+        .env("MIMALLOC_PURGE_DELAY", "1000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "mlp --help failed: {status}");
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("mlp --help with MIMALLOC_PURGE_DELAY set did not finish in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

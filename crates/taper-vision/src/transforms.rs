@@ -9,9 +9,7 @@ use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::imageops::FilterType;
 use image::{DynamicImage, GenericImageView, GrayImage, Pixel, RgbImage};
-use imageproc::geometric_transformations::{
-    warp, Border, Interpolation, Projection,
-};
+use imageproc::geometric_transformations::{warp, Border, Interpolation, Projection};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -116,8 +114,84 @@ impl Transform for Resize {
                 self.width, self.height
             )));
         }
+        if self.filter == FilterType::Triangle {
+            let (w, h) = (self.width, self.height);
+            return Ok(match Px::of(img) {
+                Px::L(g) => {
+                    let out = resize_triangle(g.as_raw(), g.dimensions(), 1, (w, h));
+                    Px::L(GrayImage::from_raw(w, h, out).unwrap_or(g))
+                }
+                Px::C(c) => {
+                    let out = resize_triangle(c.as_raw(), c.dimensions(), 3, (w, h));
+                    Px::C(RgbImage::from_raw(w, h, out).unwrap_or(c))
+                }
+            }
+            .into_image());
+        }
         Ok(img.resize_exact(self.width, self.height, self.filter))
     }
+}
+
+/// For each output index along one axis of `from` → `to` samples: the first input
+/// index and the normalised triangle-filter weights (the `image` crate's
+/// `Triangle` resampling: support scaled by the ratio when shrinking, i.e.
+/// antialiased).
+fn triangle_taps(from: u32, to: u32) -> Vec<(usize, Vec<f32>)> {
+    let ratio = from as f32 / to as f32;
+    let sratio = ratio.max(1.0);
+    let support = sratio;
+    (0..to)
+        .map(|o| {
+            let centre = (o as f32 + 0.5) * ratio;
+            let left = ((centre - support).floor() as i64).clamp(0, from as i64 - 1);
+            let right = ((centre + support).ceil() as i64).clamp(left + 1, from as i64);
+            let c = centre - 0.5;
+            let mut ws: Vec<f32> = (left..right)
+                .map(|i| (1.0 - ((i as f32 - c) / sratio).abs()).max(0.0))
+                .collect();
+            let sum: f32 = ws.iter().sum();
+            ws.iter_mut().for_each(|w| *w /= sum);
+            (left as usize, ws)
+        })
+        .collect()
+}
+
+/// Separable triangle-filter resize of 8-bit pixels with `ch` channels: per
+/// output row, the vertical taps as whole-row multiply-adds into an f32 row, then
+/// the horizontal taps. The `image` crate's generic version (vertical pass into an
+/// RGBA f32 image through per-pixel accessors, then horizontal) took 38 % of the
+/// preprocessing benchmark.
+fn resize_triangle(src: &[u8], (w, h): (u32, u32), ch: usize, (nw, nh): (u32, u32)) -> Vec<u8> {
+    let mut out = vec![0u8; nw as usize * nh as usize * ch];
+    if w == 0 || h == 0 || nw == 0 || nh == 0 {
+        return out;
+    }
+    let (vt, ht) = (triangle_taps(h, nh), triangle_taps(w, nw));
+    let pitch = w as usize * ch;
+    out.par_chunks_mut(nw as usize * ch)
+        .zip(vt.par_iter())
+        .for_each_init(
+            || vec![0f32; pitch],
+            |row, (dst, (top, ws))| {
+                row.iter_mut().for_each(|v| *v = 0.0);
+                for (i, wv) in ws.iter().enumerate() {
+                    let s = &src[(top + i) * pitch..(top + i + 1) * pitch];
+                    for (r, v) in row.iter_mut().zip(s) {
+                        *r += wv * *v as f32;
+                    }
+                }
+                for (px, (left, hw)) in dst.chunks_mut(ch).zip(&ht) {
+                    for (k, v) in px.iter_mut().enumerate() {
+                        let mut t = 0f32;
+                        for (j, wv) in hw.iter().enumerate() {
+                            t += wv * row[(left + j) * ch + k];
+                        }
+                        *v = (t + 0.5).clamp(0.0, 255.0) as u8;
+                    }
+                }
+            },
+        );
+    out
 }
 
 fn crop_checked(
@@ -251,7 +325,12 @@ fn rotate_bilinear(src: &[u8], (w, h): (usize, usize), ch: usize, theta: f32) ->
                         src[i + pitch + ch] as f32,
                     )
                 } else {
-                    (at(l, t, k), at(l + 1, t, k), at(l, t + 1, k), at(l + 1, t + 1, k))
+                    (
+                        at(l, t, k),
+                        at(l + 1, t, k),
+                        at(l, t + 1, k),
+                        at(l + 1, t + 1, k),
+                    )
                 };
                 let top = tl + wr * (tr - tl);
                 let bottom = bl + wr * (br - bl);
@@ -653,8 +732,32 @@ pub const MAX_SIDE: u32 = 16_384;
 pub const MAX_ALLOC: u64 = 512 * 1024 * 1024;
 
 #[cfg(test)]
-mod rotation_tests {
+mod fast_path_tests {
     use super::*;
+
+    #[test]
+    fn fast_resize_equals_image_crates_triangle_up_to_rounding() {
+        let (w, h) = (41u32, 29u32);
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 11 % 256) as u8,
+                if (x / 5 + y / 3) % 2 == 0 { 250 } else { 5 },
+            ])
+        });
+        // Shrinking (antialiased), enlarging, and mixed.
+        for (nw, nh) in [(16u32, 12u32), (64, 50), (20, 40), (41, 29)] {
+            let ours = resize_triangle(img.as_raw(), (w, h), 3, (nw, nh));
+            let theirs = image::imageops::resize(&img, nw, nh, FilterType::Triangle);
+            let worst = ours
+                .iter()
+                .zip(theirs.as_raw())
+                .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                .max()
+                .unwrap();
+            assert!(worst <= 1, "{nw}x{nh}: differs by {worst}");
+        }
+    }
     use imageproc::geometric_transformations::rotate_about_center;
 
     #[test]
@@ -686,7 +789,10 @@ mod rotation_tests {
             let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
             // imageproc truncates after each of its three blends (darker by 0.4
             // levels on average), we round once.
-            assert!(worst <= 2 && mean < 0.6, "{deg} degrees: worst {worst}, mean {mean}");
+            assert!(
+                worst <= 2 && mean < 0.6,
+                "{deg} degrees: worst {worst}, mean {mean}"
+            );
         }
         assert_eq!(
             rotate_bilinear(img.as_raw(), (w as usize, h as usize), 3, 0.0),
