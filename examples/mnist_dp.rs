@@ -140,7 +140,7 @@ fn main() -> Result<()> {
     // Noise per coordinate is σC/batch: the small digits set (batch 64) needs a
     // smaller step than MNIST's batches of 256.
     let lr =
-        c.lr.unwrap_or(if args.dataset == "digits" { 0.05 } else { 0.5 });
+        c.lr.unwrap_or(if args.dataset == "digits" { 0.05 } else { 0.2 });
     if args.max_grad_norm.is_nan() || args.max_grad_norm <= 0.0 || !(0.0..1.0).contains(&args.delta)
     {
         bail!("--max-grad-norm must be positive and --delta in [0, 1)");

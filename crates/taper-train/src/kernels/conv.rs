@@ -8,11 +8,9 @@
 //! columns of one image (under 1 MB) stay in cache and the backward is two more
 //! fused ops, each computed only for an input that needs it.
 
-use super::{cpu_slice, Window};
+use super::Window;
 use candle_core::backend::BackendStorage;
-use candle_core::{
-    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
-};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// A row-major view of a matrix operand: its values and its row and column
@@ -394,28 +392,6 @@ struct Conv2dGradInput {
     image: (usize, usize),
 }
 
-fn float2(
-    op: &str,
-    s1: &CpuStorage,
-    l1: &Layout,
-    s2: &CpuStorage,
-    l2: &Layout,
-    f32_fn: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
-    f64_fn: impl FnOnce(&[f64], &[f64]) -> Vec<f64>,
-) -> Result<CpuStorage> {
-    match s1.dtype() {
-        DType::F32 => Ok(CpuStorage::F32(f32_fn(
-            cpu_slice(s1, l1, op)?,
-            cpu_slice(s2, l2, op)?,
-        ))),
-        DType::F64 => Ok(CpuStorage::F64(f64_fn(
-            cpu_slice(s1, l1, op)?,
-            cpu_slice(s2, l2, op)?,
-        ))),
-        d => candle_core::bail!("{op}: unsupported dtype {d:?}"),
-    }
-}
-
 impl CustomOp2 for Conv2d {
     fn name(&self) -> &'static str {
         "taper-conv2d"
@@ -428,15 +404,12 @@ impl CustomOp2 for Conv2d {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(l1, l2, self.0)?;
-        let out = float2(
+        let out = crate::float_dispatch!(
             "conv2d",
-            s1,
-            l1,
-            s2,
-            l2,
-            |x, w| conv_fwd(x, w, None, &g),
-            |x, w| conv_fwd(x, w, None, &g),
-        )?;
+            s1.dtype(),
+            [(x, s1, l1), (w, s2, l2)],
+            conv_fwd(x, w, None, &g)
+        );
         Ok((out, Shape::from((g.n, g.co, g.ho, g.wo))))
     }
     fn bwd(
@@ -512,15 +485,12 @@ impl CustomOp2 for Conv2dGradWeight {
             wo,
             win: self.win,
         };
-        let out = float2(
+        let out = crate::float_dispatch!(
             "conv2d backward",
-            s1,
-            l1,
-            s2,
-            l2,
-            |x, gr| conv_grad_weight(x, gr, &g),
-            |x, gr| conv_grad_weight(x, gr, &g),
-        )?;
+            s1.dtype(),
+            [(x, s1, l1), (gr, s2, l2)],
+            conv_grad_weight(x, gr, &g)
+        );
         Ok((out, Shape::from((self.co, c, kh, kw))))
     }
 }
@@ -556,15 +526,12 @@ impl CustomOp2 for Conv2dGradInput {
             wo,
             win: self.win,
         };
-        let out = float2(
+        let out = crate::float_dispatch!(
             "conv2d backward",
-            s1,
-            l1,
-            s2,
-            l2,
-            |gr, wt| conv_grad_input(gr, wt, &g),
-            |gr, wt| conv_grad_input(gr, wt, &g),
-        )?;
+            s1.dtype(),
+            [(gr, s1, l1), (wt, s2, l2)],
+            conv_grad_input(gr, wt, &g)
+        );
         Ok((out, Shape::from((n, c, h, w))))
     }
 }
@@ -598,21 +565,12 @@ impl CustomOp3 for Conv2dBias {
                 g.co
             );
         }
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(conv_fwd(
-                cpu_slice(s1, l1, "conv2d")?,
-                cpu_slice(s2, l2, "conv2d")?,
-                Some(cpu_slice(s3, l3, "conv2d")?),
-                &g,
-            )),
-            DType::F64 => CpuStorage::F64(conv_fwd(
-                cpu_slice(s1, l1, "conv2d")?,
-                cpu_slice(s2, l2, "conv2d")?,
-                Some(cpu_slice(s3, l3, "conv2d")?),
-                &g,
-            )),
-            d => candle_core::bail!("conv2d: unsupported dtype {d:?}"),
-        };
+        let out = crate::float_dispatch!(
+            "conv2d",
+            s1.dtype(),
+            [(x, s1, l1), (w, s2, l2), (b, s3, l3)],
+            conv_fwd(x, w, Some(b), &g)
+        );
         Ok((out, Shape::from((g.n, g.co, g.ho, g.wo))))
     }
     fn bwd(
@@ -658,11 +616,8 @@ impl candle_core::CustomOp1 for ChannelSum {
             candle_core::bail!("channel sum: (N, C, ...) expected, got {d:?}");
         }
         let dims = (d[0], d[1], d[2..].iter().product());
-        let out = match s.dtype() {
-            DType::F32 => CpuStorage::F32(channel_sum(cpu_slice(s, l, "channel sum")?, dims)),
-            DType::F64 => CpuStorage::F64(channel_sum(cpu_slice(s, l, "channel sum")?, dims)),
-            dt => candle_core::bail!("channel sum: unsupported dtype {dt:?}"),
-        };
+        let out =
+            crate::float_dispatch!("channel sum", s.dtype(), [(x, s, l)], channel_sum(x, dims));
         Ok((out, Shape::from(d[1])))
     }
 }
@@ -722,10 +677,6 @@ impl ConvTranspose2d {
     }
 }
 
-/// `(dy, x)` → the weight gradient of [`ConvTranspose2d`].
-#[derive(Debug, Clone, Copy)]
-struct ConvTransposeGradWeight(Window);
-
 impl CustomOp2 for ConvTranspose2d {
     fn name(&self) -> &'static str {
         "taper-conv-transpose2d"
@@ -738,15 +689,12 @@ impl CustomOp2 for ConvTranspose2d {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = self.geometry(l1, l2)?;
-        let out = float2(
+        let out = crate::float_dispatch!(
             "conv_transpose2d",
-            s1,
-            l1,
-            s2,
-            l2,
-            |x, w| conv_grad_input(x, w, &g),
-            |x, w| conv_grad_input(x, w, &g),
-        )?;
+            s1.dtype(),
+            [(x, s1, l1), (w, s2, l2)],
+            conv_grad_input(x, w, &g)
+        );
         Ok((out, Shape::from((g.n, g.c, g.h, g.w))))
     }
     fn bwd(
@@ -763,57 +711,13 @@ impl CustomOp2 for ConvTranspose2d {
             None
         };
         let dw = if w.track_op() {
-            Some(grad.apply_op2_no_bwd(x, &ConvTransposeGradWeight(self.0))?)
+            // The adjoint convolution's weight gradient: image dy, output gradient x.
+            let co = x.dim(1)?;
+            Some(grad.apply_op2_no_bwd(x, &Conv2dGradWeight { win: self.0, co })?)
         } else {
             None
         };
         Ok((dx, dw))
-    }
-}
-
-impl CustomOp2 for ConvTransposeGradWeight {
-    fn name(&self) -> &'static str {
-        "taper-conv-transpose2d-grad-weight"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        // s1: dy, the adjoint convolution's image; s2: x, its output gradient.
-        let (n, c, h, w) = l1.shape().dims4()?;
-        let (xn, co, ho, wo) = l2.shape().dims4()?;
-        if xn != n || self.0.output(h, w)? != (ho, wo) {
-            candle_core::bail!(
-                "conv_transpose2d backward: gradient {:?} for input {:?}",
-                l1.dims(),
-                l2.dims()
-            );
-        }
-        let g = Geometry {
-            n,
-            c,
-            h,
-            w,
-            co,
-            ho,
-            wo,
-            win: self.0,
-        };
-        let (kh, kw) = self.0.kernel;
-        let out = float2(
-            "conv_transpose2d backward",
-            s1,
-            l1,
-            s2,
-            l2,
-            |img, gr| conv_grad_weight(img, gr, &g),
-            |img, gr| conv_grad_weight(img, gr, &g),
-        )?;
-        // (Cin, Cout, kh, kw): the adjoint convolution's (Co, C, kh, kw).
-        Ok((out, Shape::from((co, c, kh, kw))))
     }
 }
 

@@ -8,7 +8,6 @@
 //! and a column sum, each computed only for an input that needs it.
 
 use super::conv::{gemm, MatRef};
-use super::cpu_slice;
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
@@ -69,28 +68,6 @@ fn forward<T: WithDType>(
     out
 }
 
-macro_rules! two_floats {
-    ($op:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
-        match $s1.dtype() {
-            DType::F32 => {
-                let ($a, $b) = (
-                    cpu_slice::<f32>($s1, $l1, $op)?,
-                    cpu_slice::<f32>($s2, $l2, $op)?,
-                );
-                CpuStorage::F32($body)
-            }
-            DType::F64 => {
-                let ($a, $b) = (
-                    cpu_slice::<f64>($s1, $l1, $op)?,
-                    cpu_slice::<f64>($s2, $l2, $op)?,
-                );
-                CpuStorage::F64($body)
-            }
-            d => candle_core::bail!("{}: unsupported dtype {d:?}", $op),
-        }
-    };
-}
-
 fn check(x: &Layout, w: &Layout) -> Result<(usize, usize, usize)> {
     let (m, k) = dims2(x, "input")?;
     let (n, wk) = dims2(w, "weight")?;
@@ -115,7 +92,12 @@ impl CustomOp2 for MatmulT {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = check(l1, l2)?;
-        let out = two_floats!("linear", s1, l1, s2, l2, |x, w| forward(x, w, None, d));
+        let out = crate::float_dispatch!(
+            "linear",
+            s1.dtype(),
+            [(x, s1, l1), (w, s2, l2)],
+            forward(x, w, None, d)
+        );
         Ok((out, Shape::from((d.0, d.2))))
     }
     fn bwd(
@@ -158,21 +140,12 @@ impl CustomOp3 for MatmulTBias {
         if l3.shape().elem_count() != d.2 {
             candle_core::bail!("linear: bias {:?} for {} outputs", l3.dims(), d.2);
         }
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(forward(
-                cpu_slice(s1, l1, "linear")?,
-                cpu_slice(s2, l2, "linear")?,
-                Some(cpu_slice(s3, l3, "linear")?),
-                d,
-            )),
-            DType::F64 => CpuStorage::F64(forward(
-                cpu_slice(s1, l1, "linear")?,
-                cpu_slice(s2, l2, "linear")?,
-                Some(cpu_slice(s3, l3, "linear")?),
-                d,
-            )),
-            dt => candle_core::bail!("linear: unsupported dtype {dt:?}"),
-        };
+        let out = crate::float_dispatch!(
+            "linear",
+            s1.dtype(),
+            [(x, s1, l1), (w, s2, l2), (b, s3, l3)],
+            forward(x, w, Some(b), d)
+        );
         Ok((out, Shape::from((d.0, d.2))))
     }
     fn bwd(
@@ -224,19 +197,20 @@ impl CustomOp2 for GradInput {
                 l2.dims()
             );
         }
-        let out = two_floats!("linear backward", s1, l1, s2, l2, |g, w| {
-            let mut out = vec![WithDType::from_f64(0.0); m * k];
-            gemm(
-                &mut out,
-                k,
-                MatRef::rows(g, n),
-                MatRef::rows(w, k),
-                (m, k, n),
-                false,
-                threads(),
-            );
-            out
-        });
+        let out =
+            crate::float_dispatch!("linear backward", s1.dtype(), [(g, s1, l1), (w, s2, l2)], {
+                let mut out = vec![WithDType::from_f64(0.0); m * k];
+                gemm(
+                    &mut out,
+                    k,
+                    MatRef::rows(g, n),
+                    MatRef::rows(w, k),
+                    (m, k, n),
+                    false,
+                    threads(),
+                );
+                out
+            });
         Ok((out, Shape::from((m, k))))
     }
 }
@@ -261,19 +235,20 @@ impl CustomOp2 for GradWeight {
                 l2.dims()
             );
         }
-        let out = two_floats!("linear backward", s1, l1, s2, l2, |g, x| {
-            let mut out = vec![WithDType::from_f64(0.0); n * k];
-            gemm(
-                &mut out,
-                k,
-                MatRef::transposed(g, n),
-                MatRef::rows(x, k),
-                (n, k, m),
-                false,
-                threads(),
-            );
-            out
-        });
+        let out =
+            crate::float_dispatch!("linear backward", s1.dtype(), [(g, s1, l1), (x, s2, l2)], {
+                let mut out = vec![WithDType::from_f64(0.0); n * k];
+                gemm(
+                    &mut out,
+                    k,
+                    MatRef::transposed(g, n),
+                    MatRef::rows(x, k),
+                    (n, k, m),
+                    false,
+                    threads(),
+                );
+                out
+            });
         Ok((out, Shape::from((n, k))))
     }
 }
@@ -294,11 +269,7 @@ impl CustomOp1 for ColumnSums {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (_, n) = dims2(l, "gradient")?;
-        let out = match s.dtype() {
-            DType::F32 => CpuStorage::F32(column_sums(cpu_slice::<f32>(s, l, "linear")?, n)),
-            DType::F64 => CpuStorage::F64(column_sums(cpu_slice::<f64>(s, l, "linear")?, n)),
-            dt => candle_core::bail!("linear: unsupported dtype {dt:?}"),
-        };
+        let out = crate::float_dispatch!("linear", s.dtype(), [(g, s, l)], column_sums(g, n));
         Ok((out, Shape::from(n)))
     }
 }
