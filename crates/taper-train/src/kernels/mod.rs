@@ -1,11 +1,11 @@
 //! CPU kernels that candle lacks or runs slowly, as candle custom ops.
 //!
-//! Convolution here is im2col + one large matrix product. candle 0.11.1's CPU
-//! conv2d computes its input gradient with a plain loop (5-7x the forward) and
-//! computes it even for data that needs none; built from [`Im2Col`] and a matmul,
-//! the weight gradient is a matmul, the input gradient a matmul and a [`Col2Im`],
-//! and nothing is computed for an input that is not a variable. Other devices keep
-//! candle's own kernels.
+//! candle 0.11.1's CPU conv2d computes its input gradient with a plain loop (5-7x
+//! the forward) and computes it even for data that needs none; [`conv`] is im2col
+//! and GEMM per image, whose gradients are GEMMs and a col2im, each computed only
+//! where needed. [`linear`] and [`norm`] fuse the other layers, and this module
+//! holds max-pool, ReLU and the helpers they share. Other devices keep candle's
+//! own kernels.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, WithDType};
@@ -40,21 +40,6 @@ impl Window {
         }
         Ok(((ph - kh) / self.stride + 1, (pw - kw) / self.stride + 1))
     }
-}
-
-/// `(N, C, H, W)` → `(C·kh·kw, N·Ho·Wo)`: row `c·kh·kw + i·kw + j` holds input
-/// pixel `(c, oh·s - p + i, ow·s - p + j)` for each output position, zero outside.
-/// Its backward is [`Col2Im`].
-#[derive(Debug, Clone, Copy)]
-pub struct Im2Col(pub Window);
-
-/// The adjoint of [`Im2Col`]: sums columns back into an `(N, C, H, W)` image.
-#[derive(Debug, Clone, Copy)]
-pub struct Col2Im {
-    /// The window.
-    pub window: Window,
-    /// Shape of the image to rebuild.
-    pub image: (usize, usize, usize, usize),
 }
 
 /// The typed slice of a contiguous CPU storage; `op` names the kernel in the error.
@@ -153,121 +138,6 @@ macro_rules! float_op {
             d => candle_core::bail!("{}: unsupported dtype {d:?}", $op),
         }
     };
-}
-
-fn im2col<T: WithDType>(
-    x: &[T],
-    (n, c, h, w): (usize, usize, usize, usize),
-    win: Window,
-) -> Result<Vec<T>> {
-    let (ho, wo) = win.output(h, w)?;
-    let (kh, kw) = win.kernel;
-    let cols = n * ho * wo;
-    let mut out = vec![T::zero(); c * kh * kw * cols];
-    let (s, p) = (win.stride as isize, win.padding as isize);
-    out.par_chunks_mut(cols).enumerate().for_each(|(row, dst)| {
-        let ci = row / (kh * kw);
-        let ki = ((row / kw) % kh) as isize;
-        let kj = (row % kw) as isize;
-        for b in 0..n {
-            let plane = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
-            for oh in 0..ho {
-                let ih = oh as isize * s - p + ki;
-                let d = &mut dst[(b * ho + oh) * wo..(b * ho + oh + 1) * wo];
-                if ih < 0 || ih >= h as isize {
-                    continue; // already zero
-                }
-                let src = &plane[ih as usize * w..(ih as usize + 1) * w];
-                for (ow, v) in d.iter_mut().enumerate() {
-                    let iw = ow as isize * s - p + kj;
-                    if iw >= 0 && iw < w as isize {
-                        *v = src[iw as usize];
-                    }
-                }
-            }
-        }
-    });
-    Ok(out)
-}
-
-fn col2im<T: WithDType>(
-    cols: &[T],
-    (n, c, h, w): (usize, usize, usize, usize),
-    win: Window,
-) -> Result<Vec<T>> {
-    let (ho, wo) = win.output(h, w)?;
-    let (kh, kw) = win.kernel;
-    let ncols = n * ho * wo;
-    if cols.len() != c * kh * kw * ncols {
-        candle_core::bail!(
-            "col2im: {} values for a {c}x{kh}x{kw} by {ncols} matrix",
-            cols.len()
-        );
-    }
-    let mut out = vec![T::zero(); n * c * h * w];
-    let (s, p) = (win.stride as isize, win.padding as isize);
-    // Each (image, channel) plane receives from its own rows only: no write races.
-    out.par_chunks_mut(h * w)
-        .enumerate()
-        .for_each(|(plane, dst)| {
-            let (b, ci) = (plane / c, plane % c);
-            for ki in 0..kh {
-                for kj in 0..kw {
-                    let row = (ci * kh + ki) * kw + kj;
-                    let src_row = &cols[row * ncols + b * ho * wo..row * ncols + (b + 1) * ho * wo];
-                    for oh in 0..ho {
-                        let ih = oh as isize * s - p + ki as isize;
-                        if ih < 0 || ih >= h as isize {
-                            continue;
-                        }
-                        let d = &mut dst[ih as usize * w..(ih as usize + 1) * w];
-                        let srow = &src_row[oh * wo..(oh + 1) * wo];
-                        for (ow, v) in srow.iter().enumerate() {
-                            let iw = ow as isize * s - p + kj as isize;
-                            if iw >= 0 && iw < w as isize {
-                                d[iw as usize] += *v;
-                            }
-                        }
-                    }
-                }
-            }
-        });
-    Ok(out)
-}
-
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        "taper-im2col"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = l.shape().dims4()?;
-        let (kh, kw) = self.0.kernel;
-        let rows = dims.1 * kh * kw;
-        let (ho, wo) = self.0.output(dims.2, dims.3)?;
-        let cols = dims.0 * ho * wo;
-        let data = float_op!("im2col", s, l, |x| im2col(x, dims, self.0)?);
-        Ok((data, Shape::from((rows, cols))))
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let image = arg.dims4()?;
-        Ok(Some(grad_res.contiguous()?.apply_op1_no_bwd(&Col2Im {
-            window: self.0,
-            image,
-        })?))
-    }
-}
-
-impl CustomOp1 for Col2Im {
-    fn name(&self) -> &'static str {
-        "taper-col2im"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = float_op!("col2im", s, l, |x| col2im(x, self.image, self.window)?);
-        Ok((out, Shape::from(self.image)))
-    }
 }
 
 /// 2-D convolution (no groups, no dilation) of `x` `(N, C, H, W)` with `weight`

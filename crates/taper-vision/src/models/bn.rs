@@ -59,10 +59,14 @@ impl BnTrain {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Cache>> {
-        self.cache
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("batch norm cache poisoned".into()))
+        lock(&self.cache)
     }
+}
+
+fn lock(cache: &Mutex<Cache>) -> Result<std::sync::MutexGuard<'_, Cache>> {
+    cache
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("batch norm cache poisoned".into()))
 }
 
 fn stats<T: Real>(x: &[T], (n, c, s): (usize, usize, usize)) -> Vec<(f64, f64)> {
@@ -192,9 +196,7 @@ struct BnGrad {
 
 impl BnGrad {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Cache>> {
-        self.cache
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("batch norm cache poisoned".into()))
+        lock(&self.cache)
     }
 }
 
