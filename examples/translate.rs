@@ -133,13 +133,6 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.common.device()?;
-    // candle runs element-wise ops over 64k elements on its own thread pool, whose
-    // waits spin: beside rayon's pool (matrix products, our kernels) on 2 cores,
-    // measured 2-3x more CPU time per step. Element-wise ops stay on one thread
-    // unless CANDLE_NUM_THREADS says otherwise.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() || args.common.threads > 0 {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
     if args.interactive {
         return interactive(&args, &device);
     }

@@ -242,6 +242,86 @@ fn fused_token_losses_equal_candle_ops_and_pass_gradcheck() {
     }
 }
 
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn fused_output_head_equals_projection_then_losses_in_value_and_gradient() {
+    use taper_nlp::seq2seq::kernels::linear_token_losses;
+    use taper_train::kernels::linear::linear;
+    // (B, T, H) features, as the models pass them; odd sizes.
+    let (b, t, h, v) = (2, 3, 5, 11);
+    let targets = [0u32, 3, 10, 2, 2, 7];
+    let x = Var::from_tensor(&randn(&[b, t, h], 30)).unwrap();
+    let w = Var::from_tensor(&randn(&[v, h], 31)).unwrap();
+    let bias = Var::from_tensor(&randn(&[v], 32)).unwrap();
+    let wts = randn(&[b * t, 3], 33).narrow(1, 0, 2).unwrap();
+    for eps in [0.0, 0.1] {
+        let fused = linear_token_losses(&x, &w, &bias, &targets, eps).unwrap();
+        let logits = linear(&x.reshape((b * t, h)).unwrap(), &w, Some(&bias)).unwrap();
+        let composed = token_losses(&logits, &targets, eps).unwrap();
+        assert_eq!(fused.dims(), &[b * t, 3]);
+        assert!(max_diff(&fused, &composed) < 1e-5, "eps {eps}: values");
+        let loss = |per: &Tensor| (per.narrow(1, 0, 2).unwrap() * &wts).unwrap().sum_all();
+        let gf = loss(&fused).unwrap().backward().unwrap();
+        let gc = loss(&composed).unwrap().backward().unwrap();
+        for (name, p) in [("x", &x), ("w", &w), ("b", &bias)] {
+            let (a, r) = (gf.get(p).unwrap(), gc.get(p).unwrap());
+            assert_eq!(a.dims(), p.dims(), "{name}: gradient shape");
+            assert!(max_diff(a, r) < 1e-5, "eps {eps}: gradient of {name}");
+        }
+        // A second backward over the same graph recomputes what the first took.
+        let again = loss(&fused).unwrap().backward().unwrap();
+        assert!(max_diff(again.get(&w).unwrap(), gc.get(&w).unwrap()) < 1e-5);
+    }
+    let check = check_gradients(
+        |p| {
+            let per = linear_token_losses(&p[0], &p[1], &p[2], &targets, 0.1)?;
+            (per.narrow(1, 0, 2)? * wts.to_dtype(DType::F64)?)?.sum_all()
+        },
+        &[randn(&[b, t, h], 34), randn(&[v, h], 35), randn(&[v], 36)],
+        1e-6,
+        50,
+    )
+    .unwrap();
+    assert!(check.passed(1e-6), "{check:?}");
+    // A target outside the vocabulary is an error, not a panic.
+    assert!(linear_token_losses(&x, &w, &bias, &[0, 1, 2, 3, 4, 11], 0.0).is_err());
+}
+
+#[test]
+fn models_fused_token_losses_equal_losses_of_their_logits() {
+    let src: &[&[u32]] = &[&[4, 5, 6], &[7, 8]];
+    let tgt: &[&[u32]] = &[&[4, 5], &[6, 7, 8]];
+    let bt = batch(src, tgt);
+    let s = Source {
+        ids: &bt.src,
+        mask: &bt.src_mask,
+        lens: &bt.src_lens,
+    };
+    for (name, m) in models() {
+        let fused = m
+            .token_losses(s, &bt.tgt_in, &bt.tgt_out_host, 0.1, false)
+            .unwrap();
+        let logits = m.logits(s, &bt.tgt_in, false).unwrap();
+        let (b, t, v) = logits.dims3().unwrap();
+        let r = token_losses(&logits.reshape((b * t, v)).unwrap(), &bt.tgt_out_host, 0.1).unwrap();
+        assert!(max_diff(&fused, &r) < 1e-5, "{name}");
+    }
+}
+
 #[test]
 fn fused_additive_scores_match_and_pass_gradcheck() {
     use taper_nlp::seq2seq::kernels::{additive_scores, additive_scores_reference};

@@ -148,6 +148,19 @@ impl RnnSeq2Seq {
         memory: &Memory,
         train: bool,
     ) -> Result<(Tensor, Vec<RnnState>, Tensor)> {
+        let (features, states, w) = self.decode_features(tgt_in, states, memory, train)?;
+        Ok((self.out.forward(&features)?, states, w))
+    }
+
+    /// What the output projection reads `(B, T, H)`, the states after the last
+    /// step, attention `(B, T, S)`.
+    fn decode_features(
+        &self,
+        tgt_in: &Tensor,
+        states: &[RnnState],
+        memory: &Memory,
+        train: bool,
+    ) -> Result<(Tensor, Vec<RnnState>, Tensor)> {
         let x = self
             .drop_emb
             .forward_t(&self.embedding.forward(tgt_in)?, train)?;
@@ -158,8 +171,7 @@ impl RnnSeq2Seq {
                 .combine
                 .forward(&Tensor::cat(&[&h, &ctx], D::Minus1)?)?,
         )?;
-        let logits = self.out.forward(&self.drop_out.forward_t(&comb, train)?)?;
-        Ok((logits, states, w))
+        Ok((self.drop_out.forward_t(&comb, train)?, states, w))
     }
 
     fn pack(&self, memory: Memory, states: &[RnnState]) -> DecodeState {
@@ -202,6 +214,19 @@ impl Seq2Seq for RnnSeq2Seq {
     fn logits(&self, src: Source, tgt_in: &Tensor, train: bool) -> Result<Tensor> {
         let (memory, states) = self.encode(src, train)?;
         Ok(self.decode(tgt_in, &states, &memory, train)?.0)
+    }
+
+    fn token_losses(
+        &self,
+        src: Source,
+        tgt_in: &Tensor,
+        targets: &[u32],
+        label_smoothing: f64,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (memory, states) = self.encode(src, train)?;
+        let (features, _, _) = self.decode_features(tgt_in, &states, &memory, train)?;
+        super::head_losses(&self.out, &features, targets, label_smoothing)
     }
 
     fn start(&self, src: Source) -> Result<DecodeState> {

@@ -14,39 +14,13 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use candle_core::{WithDType, D};
 use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
 
-/// Floats the kernels run on (f32 for training, f64 for gradient checks).
-pub(crate) trait Real: WithDType {
-    fn sig(self) -> Self;
-    fn th(self) -> Self;
-    fn ex(self) -> Self;
-}
-
-impl Real for f32 {
-    fn sig(self) -> Self {
-        1.0 / (1.0 + (-self).exp())
-    }
-    fn th(self) -> Self {
-        // std's f32 tanh measured ~10x slower than exp here; through exp the
-        // absolute error stays below 1e-7 and both tails saturate exactly.
-        1.0 - 2.0 / (1.0 + (2.0 * self).exp())
-    }
-    fn ex(self) -> Self {
-        self.exp()
-    }
-}
-
-impl Real for f64 {
-    fn sig(self) -> Self {
-        1.0 / (1.0 + (-self).exp())
-    }
-    fn th(self) -> Self {
-        self.tanh()
-    }
-    fn ex(self) -> Self {
-        self.exp()
-    }
-}
+use taper_train::kernels::vmath;
+/// Floats the kernels run on (f32 for training, f64 for gradient checks); for
+/// f32 its `ex`/`th`/`sig` are the vectorising ones of
+/// [`taper_train::kernels::vmath`].
+pub(crate) use taper_train::kernels::Real;
 
 use taper_train::kernels::cpu_slice as slice;
 use taper_train::kernels::{gemm, MatRef};
@@ -181,11 +155,23 @@ fn additive_fwd<T: Real>(
             let qr = &q[(bi * t + ti) * a..(bi * t + ti + 1) * a];
             for si in 0..s {
                 let kr = &k[(bi * s + si) * a..(bi * s + si + 1) * a];
-                let mut acc = T::zero();
-                for ((&x, &y), &w) in qr.iter().zip(kr).zip(v) {
-                    acc += w * (x + y).th();
+                let mut acc = [T::zero(); 8];
+                let mut tail = T::zero();
+                let (qc, kc, vc) = (qr.chunks_exact(8), kr.chunks_exact(8), v.chunks_exact(8));
+                for ((&x, &y), &w) in qc
+                    .remainder()
+                    .iter()
+                    .zip(kc.remainder())
+                    .zip(vc.remainder())
+                {
+                    tail += w * (x + y).th();
                 }
-                o[ti * s + si] = acc;
+                for ((x, y), w) in qc.zip(kc).zip(vc) {
+                    for l in 0..8 {
+                        acc[l] += w[l] * (x[l] + y[l]).th();
+                    }
+                }
+                o[ti * s + si] = acc.iter().fold(tail, |a, &b| a + b);
             }
         }
     });
@@ -217,12 +203,18 @@ fn additive_bwd<T: Real>(
                     }
                     let kr = &k[(bi * s + si) * a..(bi * s + si + 1) * a];
                     let dkr = &mut dk[si * a..(si + 1) * a];
-                    for j in 0..a {
-                        let th = (qr[j] + kr[j]).th();
-                        let d = gs * v[j] * (T::one() - th * th);
-                        dqr[j] += d;
-                        dkr[j] += d;
-                        dv[j] += gs * th;
+                    for ((((dq, dk), dv), (&x, &y)), &w) in dqr
+                        .iter_mut()
+                        .zip(dkr.iter_mut())
+                        .zip(dv.iter_mut())
+                        .zip(qr.iter().zip(kr))
+                        .zip(v)
+                    {
+                        let th = (x + y).th();
+                        let d = gs * w * (T::one() - th * th);
+                        *dq += d;
+                        *dk += d;
+                        *dv += gs * th;
                     }
                 }
             }
@@ -349,6 +341,19 @@ pub fn additive_scores_reference(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<T
 #[derive(Debug, Clone, Copy)]
 struct LstmSeq;
 
+/// Applies the gate nonlinearities in place to rows of `[i | f | g | o]`
+/// pre-activations (`H` each): sigmoid, sigmoid, tanh, sigmoid. Each is a
+/// plain loop over one slice, which the compiler vectorises.
+fn activate_gates<T: Real>(gates: &mut [T], h: usize) {
+    for row in gates.chunks_exact_mut(4 * h) {
+        let (ifg, o) = row.split_at_mut(3 * h);
+        let (i_f, g) = ifg.split_at_mut(2 * h);
+        i_f.iter_mut().for_each(|v| *v = v.sig());
+        g.iter_mut().for_each(|v| *v = v.th());
+        o.iter_mut().for_each(|v| *v = v.sig());
+    }
+}
+
 fn lstm_fwd<T: Real>(
     xp: &[T],
     w: &[T],
@@ -366,16 +371,21 @@ fn lstm_fwd<T: Real>(
         gates.copy_from_slice(&xp[s * b * 4 * h..(s + 1) * b * 4 * h]);
         gemm_into(&mut gates, &hprev, w, (b, 4 * h, h), (1, h), true);
         let (hs_s, cs_s) = (&mut hs[s * bh..(s + 1) * bh], &mut cs[s * bh..(s + 1) * bh]);
-        for r in 0..b {
-            let gr = &gates[r * 4 * h..(r + 1) * 4 * h];
-            for j in 0..h {
-                let i = gr[j].sig();
-                let f = gr[h + j].sig();
-                let g = gr[2 * h + j].th();
-                let o = gr[3 * h + j].sig();
-                let c = f * cprev[r * h + j] + i * g;
-                cs_s[r * h + j] = c;
-                hs_s[r * h + j] = o * c.th();
+        activate_gates(&mut gates, h);
+        for (((gr, cp), c_out), h_out) in gates
+            .chunks_exact(4 * h)
+            .zip(cprev.chunks_exact(h))
+            .zip(cs_s.chunks_exact_mut(h))
+            .zip(hs_s.chunks_exact_mut(h))
+        {
+            let (gi, rest) = gr.split_at(h);
+            let (gf, rest) = rest.split_at(h);
+            let (gg, go) = rest.split_at(h);
+            for ((((c, &f), &p), &i), &g) in c_out.iter_mut().zip(gf).zip(cp).zip(gi).zip(gg) {
+                *c = f * p + i * g;
+            }
+            for ((hv, &o), &c) in h_out.iter_mut().zip(go).zip(c_out.iter()) {
+                *hv = o * c.th();
             }
         }
         hprev.copy_from_slice(hs_s);
@@ -405,9 +415,16 @@ fn lstm_bwd<T: Real>(
     hprev_all.extend_from_slice(&hs[..(t - 1) * bh]);
     let hprev_t = Tensor::from_vec(hprev_all, (t * b, h), &dev)?;
     // Pre-activations of every step at once: xp + h_{t-1} W^T.
-    let pre: Vec<T> = (xp.reshape((t * b, 4 * h))? + hprev_t.matmul(&w.t()?)?)?
+    let mut act: Vec<T> = (xp.reshape((t * b, 4 * h))? + hprev_t.matmul(&w.t()?)?)?
         .flatten_all()?
         .to_vec1()?;
+    // The gates and tanh(c) of every step, in two vectorising passes, so the
+    // recurrence below is multiplies and adds only.
+    act.par_chunks_mut(4 * h * b.max(1))
+        .for_each(|c| activate_gates(c, h));
+    let mut tcs = cs.to_vec();
+    tcs.par_chunks_mut(1 << 14)
+        .for_each(|c| c.iter_mut().for_each(|v| *v = v.th()));
     let mut dg = vec![T::zero(); t * b * 4 * h];
     let mut dh_carry = vec![T::zero(); bh];
     let mut dc_carry = vec![T::zero(); bh];
@@ -418,28 +435,41 @@ fn lstm_bwd<T: Real>(
         } else {
             &cs[(s - 1) * bh..s * bh]
         };
-        let c_s = &cs[s * bh..(s + 1) * bh];
+        let tc_s = &tcs[s * bh..(s + 1) * bh];
         let gh = &grad_v[s * bh..(s + 1) * bh];
         let gc = &grad_v[t * bh + s * bh..t * bh + (s + 1) * bh];
-        let pre_s = &pre[s * b * 4 * h..(s + 1) * b * 4 * h];
+        let act_s = &act[s * b * 4 * h..(s + 1) * b * 4 * h];
         let dg_s = &mut dg[s * b * 4 * h..(s + 1) * b * 4 * h];
         for r in 0..b {
-            let p = &pre_s[r * 4 * h..(r + 1) * 4 * h];
-            let d = &mut dg_s[r * 4 * h..(r + 1) * 4 * h];
+            let row = r * h..(r + 1) * h;
+            let (p, d) = (
+                &act_s[r * 4 * h..(r + 1) * 4 * h],
+                &mut dg_s[r * 4 * h..(r + 1) * 4 * h],
+            );
+            // Re-slicing to `..h` tells the compiler every length, so the loop
+            // has no bounds checks and vectorises.
+            let (pi, pf, pg, po) = (&p[..h], &p[h..2 * h], &p[2 * h..3 * h], &p[3 * h..4 * h]);
+            let (di, rest) = d.split_at_mut(h);
+            let (df, rest) = rest.split_at_mut(h);
+            let (dgg, dout) = rest.split_at_mut(h);
+            let (dgg, dout) = (&mut dgg[..h], &mut dout[..h]);
+            let (di, df) = (&mut di[..h], &mut df[..h]);
+            let (tc_r, cp, gh_r, gc_r) = (
+                &tc_s[row.clone()],
+                &cprev[row.clone()],
+                &gh[row.clone()],
+                &gc[row.clone()],
+            );
+            let (dh_r, dc_r) = (&dh_carry[row.clone()], &mut dc_carry[row]);
             for j in 0..h {
-                let k = r * h + j;
-                let i = p[j].sig();
-                let f = p[h + j].sig();
-                let g = p[2 * h + j].th();
-                let o = p[3 * h + j].sig();
-                let tc = c_s[k].th();
-                let dh = gh[k] + dh_carry[k];
-                let dc = gc[k] + dc_carry[k] + dh * o * (one - tc * tc);
-                d[j] = dc * g * i * (one - i);
-                d[h + j] = dc * cprev[k] * f * (one - f);
-                d[2 * h + j] = dc * i * (one - g * g);
-                d[3 * h + j] = dh * tc * o * (one - o);
-                dc_carry[k] = dc * f;
+                let (i, f, g, o, tc) = (pi[j], pf[j], pg[j], po[j], tc_r[j]);
+                let dh = gh_r[j] + dh_r[j];
+                let dc = gc_r[j] + dc_r[j] + dh * o * (one - tc * tc);
+                di[j] = dc * g * i * (one - i);
+                df[j] = dc * cp[j] * f * (one - f);
+                dgg[j] = dc * i * (one - g * g);
+                dout[j] = dh * tc * o * (one - o);
+                dc_r[j] = dc * f;
             }
         }
         gemm_into(&mut dh_carry, dg_s, &w_v, (b, h, 4 * h), (h, 1), false);
@@ -578,20 +608,12 @@ fn token_losses_fwd<T: Real>(x: &[T], v: usize, targets: &[u32], eps: f64) -> Ve
         .zip(x.par_chunks(v))
         .zip(targets.par_iter())
         .for_each(|((o, row), &t)| {
-            let mut max = row[0];
-            let mut arg = 0usize;
-            let mut sum = 0f64;
-            for (j, &a) in row.iter().enumerate() {
-                if a > max {
-                    max = a;
-                    arg = j;
-                }
-                sum += a.to_f64();
-            }
-            let m = max.to_f64();
-            // exp in the row's own precision (f64 exp was 6 % of a step), sums in f64.
-            let z: f64 = row.iter().map(|&a| (a - max).ex().to_f64()).sum();
-            let lse = m + z.ln();
+            // Separate vectorising passes; the arg-max is the first maximum.
+            let max = vmath::max(row);
+            let arg = row.iter().position(|&a| a == max).unwrap_or(0);
+            let sum = vmath::sum(row);
+            let z = vmath::sum_map(row, |a| (a - max).ex());
+            let lse = max.to_f64() + z.ln();
             let xt = row[t as usize].to_f64();
             let nll = lse - xt;
             let smooth = lse - sum / v as f64;
@@ -612,18 +634,17 @@ fn token_losses_bwd<T: Real>(x: &[T], g: &[T], v: usize, targets: &[u32], eps: f
             if g0 == 0.0 && g1 == 0.0 {
                 return;
             }
-            let m = row.iter().fold(row[0], |a, &b| if b > a { b } else { a });
-            let z: f64 = row.iter().map(|&a| (a - m).ex().to_f64()).sum();
-            let gs = g0 + g1;
-            let uniform = g0 * eps / v as f64;
-            for (j, (dj, &a)) in d.iter_mut().zip(row).enumerate() {
-                let p = (a - m).ex().to_f64() / z;
-                let mut val = gs * p - uniform;
-                if j == t as usize {
-                    val -= g0 * (1.0 - eps) + g1;
-                }
-                *dj = T::from_f64(val);
+            let m = vmath::max(row);
+            for (dj, &a) in d.iter_mut().zip(row) {
+                *dj = (a - m).ex();
             }
+            let z = vmath::sum(d);
+            let scale = T::from_f64((g0 + g1) / z);
+            let uniform = T::from_f64(g0 * eps / v as f64);
+            for dj in d.iter_mut() {
+                *dj = *dj * scale - uniform;
+            }
+            d[t as usize] -= T::from_f64(g0 * (1.0 - eps) + g1);
         });
     out
 }
@@ -736,4 +757,202 @@ pub fn token_losses_reference(logits: &Tensor, targets: &[u32], eps: f64) -> Res
         .eq(&t)?
         .to_dtype(logits.dtype())?;
     Tensor::cat(&[loss, nll, correct], 1)
+}
+
+/// The output projection and [`token_losses`] as one op: `(x (…, H), w (V, H),
+/// b (V))` → per-token losses `(rows, 3)`.
+///
+/// The logits never become a graph node: composed, the `(rows, V)` logits (10-17
+/// MB in the benchmark models) got a zero-filled gradient buffer and an add from
+/// candle's backward, and the loss's backward recomputed every exponential. Here
+/// the forward keeps the softmax probabilities for the backward, which turns
+/// them into the logits' gradient in place and runs the projection's two GEMMs.
+#[derive(Debug, Clone)]
+struct LinearTokenLosses {
+    targets: Vec<u32>,
+    eps: f64,
+    /// Probabilities `(rows, V)` from the forward, taken by the backward.
+    probs: Arc<Mutex<Option<CpuStorage>>>,
+}
+
+/// `(losses (rows, 3), probabilities (rows, V))`.
+fn head_fwd<T: Real>(
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    (m, k, n): (usize, usize, usize),
+    targets: &[u32],
+    eps: f64,
+) -> (Vec<T>, Vec<T>) {
+    let mut probs = taper_train::kernels::linear::forward(x, w, Some(b), (m, k, n));
+    let mut out = vec![T::zero(); m * 3];
+    out.par_chunks_mut(3)
+        .zip(probs.par_chunks_mut(n))
+        .zip(targets.par_iter())
+        .for_each(|((o, row), &t)| {
+            let max = vmath::max(row);
+            let arg = row.iter().position(|&a| a == max).unwrap_or(0);
+            let sum = vmath::sum(row);
+            let xt = row[t as usize].to_f64();
+            for v in row.iter_mut() {
+                *v = (*v - max).ex();
+            }
+            let z = vmath::sum(row);
+            let lse = max.to_f64() + z.ln();
+            let nll = lse - xt;
+            let smooth = lse - sum / n as f64;
+            o[0] = T::from_f64((1.0 - eps) * nll + eps * smooth);
+            o[1] = T::from_f64(nll);
+            o[2] = T::from_f64(if arg == t as usize { 1.0 } else { 0.0 });
+            let inv = T::from_f64(1.0 / z);
+            row.iter_mut().for_each(|v| *v *= inv);
+        });
+    (out, probs)
+}
+
+/// The logits' gradient, in place over the probabilities: for loss weights
+/// `(g0, g1)` per row, `(g0 + g1)·p - g0·eps/V`, minus `g0·(1 - eps) + g1` at
+/// the target.
+fn head_logit_grad<T: Real>(p: &mut [T], g: &[T], n: usize, targets: &[u32], eps: f64) {
+    p.par_chunks_mut(n)
+        .zip(g.par_chunks(3).zip(targets.par_iter()))
+        .for_each(|(row, (gr, &t))| {
+            let (g0, g1) = (gr[0].to_f64(), gr[1].to_f64());
+            if g0 == 0.0 && g1 == 0.0 {
+                row.fill(T::zero());
+                return;
+            }
+            let scale = T::from_f64(g0 + g1);
+            let uniform = T::from_f64(g0 * eps / n as f64);
+            row.iter_mut().for_each(|v| *v = *v * scale - uniform);
+            row[t as usize] -= T::from_f64(g0 * (1.0 - eps) + g1);
+        });
+}
+
+fn head_dims(x: &Layout, w: &Layout, b: &Layout) -> Result<(usize, usize, usize)> {
+    let k = *x.dims().last().unwrap_or(&0);
+    let m = x.shape().elem_count() / k.max(1);
+    match w.dims() {
+        [n, wk] if *wk == k && b.dims() == [*n] && k > 0 => Ok((m, k, *n)),
+        _ => candle_core::bail!(
+            "output head: input {:?}, weight {:?}, bias {:?} do not fit (…, H), (V, H), (V)",
+            x.dims(),
+            w.dims(),
+            b.dims()
+        ),
+    }
+}
+
+impl CustomOp3 for LinearTokenLosses {
+    fn name(&self) -> &'static str {
+        "taper-linear-token-losses"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = head_dims(l1, l2, l3)?;
+        check_targets(&self.targets, d.0, d.2)?;
+        let (out, probs) = match s1.dtype() {
+            DType::F32 => {
+                let (o, p) = head_fwd::<f32>(
+                    slice(s1, l1, "output head")?,
+                    slice(s2, l2, "output head")?,
+                    slice(s3, l3, "output head")?,
+                    d,
+                    &self.targets,
+                    self.eps,
+                );
+                (CpuStorage::F32(o), CpuStorage::F32(p))
+            }
+            DType::F64 => {
+                let (o, p) = head_fwd::<f64>(
+                    slice(s1, l1, "output head")?,
+                    slice(s2, l2, "output head")?,
+                    slice(s3, l3, "output head")?,
+                    d,
+                    &self.targets,
+                    self.eps,
+                );
+                (CpuStorage::F64(o), CpuStorage::F64(p))
+            }
+            dt => candle_core::bail!("output head: unsupported dtype {dt:?}"),
+        };
+        *self.probs.lock().unwrap_or_else(|e| e.into_inner()) = Some(probs);
+        Ok((out, Shape::from((d.0, 3))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let k = x.dim(D::Minus1)?;
+        let m = x.elem_count() / k.max(1);
+        let n = w.dim(0)?;
+        let cached = self.probs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        macro_rules! logit_grad {
+            ($t:ty, $variant:ident) => {{
+                let mut p: Vec<$t> = match cached {
+                    Some(CpuStorage::$variant(p)) if p.len() == m * n => p,
+                    // A second backward over the same graph: recompute.
+                    _ => {
+                        let host = |t: &Tensor| t.detach().flatten_all()?.to_vec1::<$t>();
+                        let (xv, wv, bv) = (host(x)?, host(w)?, host(b)?);
+                        head_fwd::<$t>(&xv, &wv, &bv, (m, k, n), &self.targets, self.eps).1
+                    }
+                };
+                let g: Vec<$t> = grad.flatten_all()?.to_vec1()?;
+                head_logit_grad(&mut p, &g, n, &self.targets, self.eps);
+                Tensor::from_vec(p, (m, n), &Device::Cpu)?
+            }};
+        }
+        let dlogits = match x.dtype() {
+            DType::F32 => logit_grad!(f32, F32),
+            DType::F64 => logit_grad!(f64, F64),
+            dt => candle_core::bail!("output head: unsupported dtype {dt:?}"),
+        };
+        taper_train::kernels::linear::backward(
+            &x.detach(),
+            &w.detach(),
+            &dlogits,
+            (x.track_op(), w.track_op(), b.track_op()),
+        )
+    }
+}
+
+/// `token_losses(x·Wᵀ + b, targets, eps)` as one op on the CPU (see
+/// [`LinearTokenLosses`]); candle's projection and [`token_losses`] elsewhere.
+/// `x (…, H)`, `w (V, H)`, `b (V)`; returns `(rows, 3)`.
+pub fn linear_token_losses(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    targets: &[u32],
+    eps: f64,
+) -> Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?.apply_op3(
+            &w.contiguous()?,
+            &b.contiguous()?,
+            LinearTokenLosses {
+                targets: targets.to_vec(),
+                eps,
+                probs: Arc::new(Mutex::new(None)),
+            },
+        )
+    } else {
+        let k = x.dim(D::Minus1)?;
+        let logits = taper_train::kernels::linear::linear(&x.reshape(((), k))?, w, Some(b))?;
+        token_losses(&logits, targets, eps)
+    }
 }

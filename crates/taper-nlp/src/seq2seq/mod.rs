@@ -64,11 +64,51 @@ pub struct Source<'a> {
     pub lens: &'a [usize],
 }
 
+/// Per-token losses of `features (…, H)` through the output projection `out`:
+/// one fused op when it has a bias (the models' heads do).
+pub(crate) fn head_losses(
+    out: &taper_train::nn::Linear,
+    features: &Tensor,
+    targets: &[u32],
+    label_smoothing: f64,
+) -> Result<Tensor> {
+    Ok(match out.bias() {
+        Some(b) => {
+            kernels::linear_token_losses(features, out.weight(), b, targets, label_smoothing)?
+        }
+        None => {
+            let logits = candle_core::Module::forward(out, features)?;
+            let v = logits.dim(candle_core::D::Minus1)?;
+            kernels::token_losses(&logits.reshape(((), v))?, targets, label_smoothing)?
+        }
+    })
+}
+
 /// An encoder–decoder that can be trained with teacher forcing and decoded one
 /// step at a time.
 pub trait Seq2Seq: Send {
     /// Logits `(B, T, V)` for decoder inputs `tgt_in (B, T)` (teacher forcing).
     fn logits(&self, src: Source, tgt_in: &Tensor, train: bool) -> Result<Tensor>;
+    /// Per-token losses `(B·T, 3)` against `targets` (`B·T` ids, row-major), as
+    /// [`kernels::token_losses`] of the logits. Models override it to fuse their
+    /// output projection with the loss ([`kernels::linear_token_losses`]), so the
+    /// logits never become a graph node.
+    fn token_losses(
+        &self,
+        src: Source,
+        tgt_in: &Tensor,
+        targets: &[u32],
+        label_smoothing: f64,
+        train: bool,
+    ) -> Result<Tensor> {
+        let logits = self.logits(src, tgt_in, train)?;
+        let (b, t, v) = logits.dims3()?;
+        Ok(kernels::token_losses(
+            &logits.reshape((b * t, v))?,
+            targets,
+            label_smoothing,
+        )?)
+    }
     /// Encodes a source batch into the initial decoding state.
     fn start(&self, src: Source) -> Result<DecodeState>;
     /// One decoding step from the previous tokens `prev (B,)` (`u32`):

@@ -111,11 +111,17 @@ impl RnnDirection {
     ) -> Result<(Tensor, RnnState)> {
         let (t, b, i) = x.dims3()?;
         let h = self.hidden;
-        let xp = x.reshape((t * b, i))?.matmul(&self.w_ih.t()?)?;
+        if x.dim(2)? != self.w_ih.dim(1)? {
+            return Err(Error::Config(format!(
+                "RNN input has {i} features, the layer expects {}",
+                self.w_ih.dim(1)?
+            )));
+        }
+        // One fused op (matrix product from the bias) over every step at once.
         match self.cell {
             CellKind::Lstm => {
                 let bias = (&self.b_ih + &self.b_hh)?;
-                let xp = xp.broadcast_add(&bias)?.reshape((t, b, 4 * h))?;
+                let xp = taper_train::kernels::linear::linear(x, &self.w_ih, Some(&bias))?;
                 let init = match init {
                     Some(s) => {
                         let c = match &s.c {
@@ -135,7 +141,7 @@ impl RnnDirection {
                 Ok((hs, last))
             }
             CellKind::Gru => {
-                let xp = xp.broadcast_add(&self.b_ih)?.reshape((t, b, 3 * h))?;
+                let xp = taper_train::kernels::linear::linear(x, &self.w_ih, Some(&self.b_ih))?;
                 let mut hprev = match init {
                     Some(s) => s.h.clone(),
                     None => Tensor::zeros((b, h), x.dtype(), x.device())?,

@@ -34,6 +34,14 @@ pub fn sequence_loss(
         &batch.tgt_out_host,
         label_smoothing,
     )?; // (B·T, 3)
+    masked_loss(&per, batch)
+}
+
+/// [`sequence_loss`] from per-token losses `(B·T, 3)` (as
+/// [`super::Seq2Seq::token_losses`] returns them): padding masked out, the mean
+/// over real tokens.
+pub fn masked_loss(per: &Tensor, batch: &Seq2SeqBatch) -> Result<(Tensor, LossStats)> {
+    let (b, t) = batch.tgt_mask.dims2()?;
     let mask = batch.tgt_mask.reshape((b * t, 1))?.to_dtype(per.dtype())?;
     let masked = per.broadcast_mul(&mask)?;
     let tokens = batch.tokens.max(1);
@@ -156,8 +164,14 @@ impl TrainStep<Seq2SeqBatch> for Seq2SeqTrainer {
         } else {
             batch.tgt_in.clone()
         };
-        let logits = self.model.logits(src, &tgt_in, true)?;
-        let (loss, stats) = sequence_loss(&logits, batch, self.label_smoothing)?;
+        let per = self.model.token_losses(
+            src,
+            &tgt_in,
+            &batch.tgt_out_host,
+            self.label_smoothing,
+            true,
+        )?;
+        let (loss, stats) = masked_loss(&per, batch)?;
         opt.step_single(&loss)?;
         Ok(Self::metrics(&loss, &stats)?)
     }
@@ -168,8 +182,14 @@ impl TrainStep<Seq2SeqBatch> for Seq2SeqTrainer {
             mask: &batch.src_mask,
             lens: &batch.src_lens,
         };
-        let logits = self.model.logits(src, &batch.tgt_in, false)?;
-        let (loss, stats) = sequence_loss(&logits, batch, self.label_smoothing)?;
+        let per = self.model.token_losses(
+            src,
+            &batch.tgt_in,
+            &batch.tgt_out_host,
+            self.label_smoothing,
+            false,
+        )?;
+        let (loss, stats) = masked_loss(&per, batch)?;
         Ok(Self::metrics(&loss, &stats)?)
     }
 

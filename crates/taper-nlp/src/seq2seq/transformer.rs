@@ -273,6 +273,18 @@ impl Transformer {
         memories: &[Memory],
         train: bool,
     ) -> Result<(Tensor, Tensor)> {
+        let (features, w) = self.decode_features(tgt_in, memories, train)?;
+        Ok((self.out.forward(&features)?, w))
+    }
+
+    /// The normalised decoder output `(B, T, D)` the projection reads, and the
+    /// last layer's cross-attention weights.
+    fn decode_features(
+        &self,
+        tgt_in: &Tensor,
+        memories: &[Memory],
+        train: bool,
+    ) -> Result<(Tensor, Tensor)> {
         let t = tgt_in.dim(1)?;
         let causal = causal_bias(t, tgt_in.device())?;
         let mut y = self.embed(&self.tgt_emb, &self.pos_tgt, tgt_in, train)?;
@@ -282,9 +294,8 @@ impl Transformer {
             y = ny;
             w = Some(nw);
         }
-        let logits = self.out.forward(&self.dec_norm.forward(&y)?)?;
         let w = w.ok_or_else(|| Error::Config("no decoder layer".into()))?;
-        Ok((logits, w))
+        Ok((self.dec_norm.forward(&y)?, w))
     }
 }
 
@@ -292,6 +303,19 @@ impl Seq2Seq for Transformer {
     fn logits(&self, src: Source, tgt_in: &Tensor, train: bool) -> Result<Tensor> {
         let memories = self.encode(src, train)?;
         Ok(self.decode(tgt_in, &memories, train)?.0)
+    }
+
+    fn token_losses(
+        &self,
+        src: Source,
+        tgt_in: &Tensor,
+        targets: &[u32],
+        label_smoothing: f64,
+        train: bool,
+    ) -> Result<Tensor> {
+        let memories = self.encode(src, train)?;
+        let (features, _) = self.decode_features(tgt_in, &memories, train)?;
+        super::head_losses(&self.out, &features, targets, label_smoothing)
     }
 
     fn start(&self, src: Source) -> Result<DecodeState> {

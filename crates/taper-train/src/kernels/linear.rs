@@ -44,7 +44,29 @@ fn dims2(l: &Layout, what: &str) -> Result<(usize, usize)> {
     }
 }
 
-fn forward<T: WithDType>(
+/// `(rows, features)` of a tensor of any rank ≥ 1: every leading dimension is a
+/// row, so a `(B, T, F)` input needs no reshape (each reshape is a graph node
+/// whose backward costs a zero-filled buffer and an add).
+fn rows(l: &Layout, what: &str) -> Result<(usize, usize)> {
+    match l.dims().last() {
+        Some(&f) => Ok((l.shape().elem_count() / f.max(1), f)),
+        None => candle_core::bail!("linear: {what} must have at least one dimension"),
+    }
+}
+
+/// `dims` with the last one replaced by `last`.
+fn with_last(dims: &[usize], last: usize) -> Shape {
+    let mut d = dims.to_vec();
+    if let Some(l) = d.last_mut() {
+        *l = last;
+    }
+    Shape::from(d)
+}
+
+/// `x·Wᵀ (+ b)` on host slices: `x (m, k)`, `w (n, k)`, `b (n)` → `(m, n)`, one
+/// GEMM on the pool started from the bias. For ops that fuse a projection with
+/// what follows it.
+pub fn forward<T: WithDType>(
     x: &[T],
     w: &[T],
     b: Option<&[T]>,
@@ -69,7 +91,7 @@ fn forward<T: WithDType>(
 }
 
 fn check(x: &Layout, w: &Layout) -> Result<(usize, usize, usize)> {
-    let (m, k) = dims2(x, "input")?;
+    let (m, k) = rows(x, "input")?;
     let (n, wk) = dims2(w, "weight")?;
     if wk != k {
         candle_core::bail!(
@@ -98,7 +120,7 @@ impl CustomOp2 for MatmulT {
             [(x, s1, l1), (w, s2, l2)],
             forward(x, w, None, d)
         );
-        Ok((out, Shape::from((d.0, d.2))))
+        Ok((out, with_last(l1.dims(), d.2)))
     }
     fn bwd(
         &self,
@@ -107,19 +129,8 @@ impl CustomOp2 for MatmulT {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
-        Ok((
-            if x.track_op() {
-                Some(g.apply_op2_no_bwd(w, &GradInput)?)
-            } else {
-                None
-            },
-            if w.track_op() {
-                Some(g.apply_op2_no_bwd(x, &GradWeight)?)
-            } else {
-                None
-            },
-        ))
+        let (dx, dw, _) = backward(x, w, g, (x.track_op(), w.track_op(), false))?;
+        Ok((dx, dw))
     }
 }
 
@@ -146,7 +157,7 @@ impl CustomOp3 for MatmulTBias {
             [(x, s1, l1), (w, s2, l2), (b, s3, l3)],
             forward(x, w, Some(b), d)
         );
-        Ok((out, Shape::from((d.0, d.2))))
+        Ok((out, with_last(l1.dims(), d.2)))
     }
     fn bwd(
         &self,
@@ -156,25 +167,37 @@ impl CustomOp3 for MatmulTBias {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
-        Ok((
-            if x.track_op() {
-                Some(g.apply_op2_no_bwd(w, &GradInput)?)
-            } else {
-                None
-            },
-            if w.track_op() {
-                Some(g.apply_op2_no_bwd(x, &GradWeight)?)
-            } else {
-                None
-            },
-            if b.track_op() {
-                Some(g.apply_op1_no_bwd(&ColumnSums)?.reshape(b.shape())?)
-            } else {
-                None
-            },
-        ))
+        let (dx, dw, db) = backward(x, w, g, (x.track_op(), w.track_op(), b.track_op()))?;
+        Ok((dx, dw, db.map(|d| d.reshape(b.shape())).transpose()?))
     }
+}
+
+/// The gradients of `y = x·Wᵀ + b` for an output gradient `g` (`x` of any rank,
+/// `g` with `x`'s rows): `(dx, dW, db)`, each computed only where `need` holds
+/// (two GEMMs and a column sum). CPU f32/f64; for ops that fuse a projection.
+pub fn backward(
+    x: &Tensor,
+    w: &Tensor,
+    g: &Tensor,
+    need: (bool, bool, bool),
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let g = g.contiguous()?;
+    let dx = if need.0 {
+        Some(g.apply_op2_no_bwd(w, &GradInput)?.reshape(x.shape())?)
+    } else {
+        None
+    };
+    let dw = if need.1 {
+        Some(g.apply_op2_no_bwd(&x.contiguous()?, &GradWeight)?)
+    } else {
+        None
+    };
+    let db = if need.2 {
+        Some(g.apply_op1_no_bwd(&ColumnSums)?)
+    } else {
+        None
+    };
+    Ok((dx, dw, db))
 }
 
 impl CustomOp2 for GradInput {
@@ -188,7 +211,7 @@ impl CustomOp2 for GradInput {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (m, n) = dims2(l1, "gradient")?;
+        let (m, n) = rows(l1, "gradient")?;
         let (wn, k) = dims2(l2, "weight")?;
         if wn != n {
             candle_core::bail!(
@@ -211,7 +234,7 @@ impl CustomOp2 for GradInput {
                 );
                 out
             });
-        Ok((out, Shape::from((m, k))))
+        Ok((out, with_last(l1.dims(), k)))
     }
 }
 
@@ -226,8 +249,8 @@ impl CustomOp2 for GradWeight {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (m, n) = dims2(l1, "gradient")?;
-        let (xm, k) = dims2(l2, "input")?;
+        let (m, n) = rows(l1, "gradient")?;
+        let (xm, k) = rows(l2, "input")?;
         if xm != m {
             candle_core::bail!(
                 "linear backward: gradient {:?} and input {:?}",
@@ -254,10 +277,19 @@ impl CustomOp2 for GradWeight {
 }
 
 fn column_sums<T: WithDType>(g: &[T], n: usize) -> Vec<T> {
+    // Blocks of 64 rows summed in T (a loop that vectorises), the blocks in f64.
+    let n = n.max(1);
     let mut acc = vec![0f64; n];
-    for row in g.chunks(n.max(1)) {
-        for (a, v) in acc.iter_mut().zip(row) {
-            *a += v.to_f64();
+    let mut part = vec![T::zero(); n];
+    for block in g.chunks(64 * n) {
+        part.fill(T::zero());
+        for row in block.chunks_exact(n) {
+            for (p, &v) in part.iter_mut().zip(row) {
+                *p += v;
+            }
+        }
+        for (a, &p) in acc.iter_mut().zip(&part) {
+            *a += p.to_f64();
         }
     }
     acc.into_iter().map(T::from_f64).collect()
@@ -268,7 +300,7 @@ impl CustomOp1 for ColumnSums {
         "taper-linear-grad-bias"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, n) = dims2(l, "gradient")?;
+        let (_, n) = rows(l, "gradient")?;
         let out = crate::float_dispatch!("linear", s.dtype(), [(g, s, l)], column_sums(g, n));
         Ok((out, Shape::from(n)))
     }
@@ -288,20 +320,19 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
             weight.dims()
         );
     }
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && inp > 0 {
+        // Any rank goes straight in: no reshape nodes around the op.
+        let (x, w) = (x.contiguous()?, weight.contiguous()?);
+        return match bias {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, MatmulTBias),
+            None => x.apply_op2(&w, MatmulT),
+        };
+    }
     let rows = x.elem_count() / inp.max(1);
-    let x2 = x.reshape((rows, inp))?;
-    let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && inp > 0 {
-        let (x2, w) = (x2.contiguous()?, weight.contiguous()?);
-        match bias {
-            Some(b) => x2.apply_op3(&w, &b.contiguous()?, MatmulTBias)?,
-            None => x2.apply_op2(&w, MatmulT)?,
-        }
-    } else {
-        let y = x2.matmul(&weight.t()?)?;
-        match bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        }
+    let y = x.reshape((rows, inp))?.matmul(&weight.t()?)?;
+    let y = match bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
     };
     let mut out = dims.to_vec();
     if let Some(l) = out.last_mut() {

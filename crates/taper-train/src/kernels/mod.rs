@@ -14,6 +14,7 @@ use rayon::prelude::*;
 pub mod conv;
 pub mod linear;
 pub mod norm;
+pub mod vmath;
 pub use conv::{gemm, MatRef};
 
 /// Geometry of a 2-D convolution window.
@@ -62,6 +63,12 @@ use cpu_slice as contiguous;
 pub trait Real: WithDType {
     /// `a` where `c` holds, `b` elsewhere, without a branch.
     fn select(c: bool, a: Self, b: Self) -> Self;
+    /// `e^self`: [`vmath::exp`] for f32 (vectorises), std's for f64.
+    fn ex(self) -> Self;
+    /// `tanh(self)`: [`vmath::tanh`] for f32, std's for f64.
+    fn th(self) -> Self;
+    /// The logistic sigmoid: [`vmath::sigmoid`] for f32.
+    fn sig(self) -> Self;
 }
 
 impl Real for f32 {
@@ -70,6 +77,18 @@ impl Real for f32 {
         let m = (c as u32).wrapping_neg();
         f32::from_bits((a.to_bits() & m) | (b.to_bits() & !m))
     }
+    #[inline(always)]
+    fn ex(self) -> f32 {
+        vmath::exp(self)
+    }
+    #[inline(always)]
+    fn th(self) -> f32 {
+        vmath::tanh(self)
+    }
+    #[inline(always)]
+    fn sig(self) -> f32 {
+        vmath::sigmoid(self)
+    }
 }
 
 impl Real for f64 {
@@ -77,6 +96,15 @@ impl Real for f64 {
     fn select(c: bool, a: f64, b: f64) -> f64 {
         let m = (c as u64).wrapping_neg();
         f64::from_bits((a.to_bits() & m) | (b.to_bits() & !m))
+    }
+    fn ex(self) -> f64 {
+        self.exp()
+    }
+    fn th(self) -> f64 {
+        self.tanh()
+    }
+    fn sig(self) -> f64 {
+        1.0 / (1.0 + (-self).exp())
     }
 }
 

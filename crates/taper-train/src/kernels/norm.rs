@@ -242,14 +242,11 @@ fn softmax_rows<T: Real>(x: &[T], d: usize) -> Vec<T> {
     out.par_chunks_mut(d)
         .zip(x.par_chunks(d))
         .for_each(|(o, r)| {
-            let max = r.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
-            let mut sum = 0f64;
-            for (o, v) in o.iter_mut().zip(r) {
-                let e = (v.to_f64() - max).exp();
-                sum += e;
-                *o = T::from_f64(e);
+            let max = super::vmath::max(r);
+            for (o, &v) in o.iter_mut().zip(r) {
+                *o = (v - max).ex();
             }
-            let inv = T::from_f64(1.0 / sum);
+            let inv = T::from_f64(1.0 / super::vmath::sum(o));
             o.iter_mut().for_each(|v| *v *= inv);
         });
     out
