@@ -262,15 +262,92 @@ fn col2im_band<T: WithDType>(cols: &[T], g: &Geometry, (r0, rows): (usize, usize
     }
 }
 
+/// im2col (and col2im) as a precomputed gather (scatter-add) for strided
+/// convolutions of small images: `idx[j]` is the image element that column
+/// entry `j` reads, or the image length for padding (read from a zero appended
+/// to a copy of the image). Built once per op call and shared by every image.
+/// For a DCGAN's 14x14 → 7x7 stride-2 maps the row-wise im2col spent its time
+/// on bounds and fills around strided runs of 7 values (20 % of the step's
+/// samples); with the gather the step took 53-63 ms instead of 64-72 ms
+/// (four interleaved runs).
+struct Gather {
+    idx: Vec<u32>,
+}
+
+impl Gather {
+    /// `None` where the row-wise im2col is as fast: stride 1 (its runs are
+    /// plain copies), batches too small to repay building the index (it costs
+    /// about one image's im2col), images that need several bands or are too
+    /// large to index.
+    fn new(g: &Geometry) -> Option<Self> {
+        let n = g.k() * g.cols();
+        if g.win.stride < 2
+            || g.n < 4
+            || g.band() < g.ho
+            || g.image() >= u32::MAX as usize
+            || n == 0
+        {
+            return None;
+        }
+        let (kh, kw) = g.win.kernel;
+        let (s, p) = (g.win.stride as isize, g.win.padding as isize);
+        let pad = g.image() as u32;
+        let mut idx = Vec::with_capacity(n);
+        for row in 0..g.k() {
+            let ci = row / (kh * kw);
+            let ki = ((row / kw) % kh) as isize;
+            let kj = (row % kw) as isize;
+            for oh in 0..g.ho {
+                let ih = oh as isize * s - p + ki;
+                for ow in 0..g.wo {
+                    let iw = ow as isize * s - p + kj;
+                    idx.push(
+                        if ih < 0 || ih >= g.h as isize || iw < 0 || iw >= g.w as isize {
+                            pad
+                        } else {
+                            (ci * g.h * g.w + ih as usize * g.w + iw as usize) as u32
+                        },
+                    );
+                }
+            }
+        }
+        Some(Self { idx })
+    }
+
+    /// Adds the column matrix `cols` back into `img` (col2im), using `padded`
+    /// (image length + 1) as scratch: padding entries land in the extra slot.
+    fn add_back<T: WithDType>(&self, cols: &[T], padded: &mut Vec<T>, img: &mut [T]) {
+        padded.clear();
+        padded.resize(img.len() + 1, T::zero());
+        for (&v, &i) in cols.iter().zip(&self.idx) {
+            padded[i as usize] += v;
+        }
+        for (d, &v) in img.iter_mut().zip(padded.iter()) {
+            *d += v;
+        }
+    }
+
+    /// Fills `out` (`k x ho·wo`) from `img`, using `padded` (image length + 1) as scratch.
+    fn fill<T: WithDType>(&self, img: &[T], padded: &mut Vec<T>, out: &mut [T]) {
+        padded.clear();
+        padded.extend_from_slice(img);
+        padded.push(T::zero());
+        for (d, &i) in out.iter_mut().zip(&self.idx) {
+            *d = padded[i as usize];
+        }
+    }
+}
+
 fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -> Vec<T> {
     let (k, hw) = (g.k(), g.cols());
     let mut out = vec![T::zero(); g.n * g.out_image()];
     let threads = g.inner_threads();
+    let gather = Gather::new(g);
     out.par_chunks_mut(g.out_image())
         .zip(x.par_chunks(g.image()))
         .for_each_init(
-            || vec![T::zero(); k * g.band() * g.wo],
-            |buf, (dst, img)| {
+            || (vec![T::zero(); k * g.band() * g.wo], Vec::new()),
+            |(buf, padded), (dst, img)| {
                 // The bias is the product's starting value: no separate pass, and
                 // no broadcast whose backward is candle's slow strided reduction.
                 if let Some(b) = bias {
@@ -280,7 +357,10 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
                 }
                 for band in g.bands() {
                     let n = band.1 * g.wo;
-                    im2col_band(img, g, band, buf);
+                    match &gather {
+                        Some(ga) => ga.fill(img, padded, buf),
+                        None => im2col_band(img, g, band, buf),
+                    }
                     gemm(
                         &mut dst[band.0 * g.wo..],
                         hw,
@@ -300,6 +380,7 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
 fn conv_grad_weight<T: WithDType>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
     let (k, hw) = (g.k(), g.cols());
     let threads = g.inner_threads();
+    let gather = Gather::new(g);
     x.par_chunks(g.image())
         .zip(grad.par_chunks(g.out_image()))
         .fold(
@@ -307,12 +388,16 @@ fn conv_grad_weight<T: WithDType>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
                 (
                     vec![T::zero(); k * g.band() * g.wo],
                     vec![T::zero(); g.co * k],
+                    Vec::new(),
                 )
             },
-            |(mut buf, mut acc), (img, gb)| {
+            |(mut buf, mut acc, mut padded), (img, gb)| {
                 for band in g.bands() {
                     let n = band.1 * g.wo;
-                    im2col_band(img, g, band, &mut buf);
+                    match &gather {
+                        Some(ga) => ga.fill(img, &mut padded, &mut buf),
+                        None => im2col_band(img, g, band, &mut buf),
+                    }
                     gemm(
                         &mut acc,
                         k,
@@ -327,10 +412,10 @@ fn conv_grad_weight<T: WithDType>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
                         threads,
                     );
                 }
-                (buf, acc)
+                (buf, acc, padded)
             },
         )
-        .map(|(_, acc)| acc)
+        .map(|(_, acc, _)| acc)
         .reduce(
             || vec![T::zero(); g.co * k],
             |mut a, b| {
@@ -347,11 +432,12 @@ fn conv_grad_input<T: WithDType>(grad: &[T], wt: &[T], g: &Geometry) -> Vec<T> {
     let (k, hw) = (g.k(), g.cols());
     let threads = g.inner_threads();
     let mut out = vec![T::zero(); g.n * g.image()];
+    let gather = Gather::new(g);
     out.par_chunks_mut(g.image())
         .zip(grad.par_chunks(g.out_image()))
         .for_each_init(
-            || vec![T::zero(); k * g.band() * g.wo],
-            |buf, (dst, gb)| {
+            || (vec![T::zero(); k * g.band() * g.wo], Vec::new()),
+            |(buf, padded), (dst, gb)| {
                 for band in g.bands() {
                     let n = band.1 * g.wo;
                     gemm(
@@ -367,7 +453,10 @@ fn conv_grad_input<T: WithDType>(grad: &[T], wt: &[T], g: &Geometry) -> Vec<T> {
                         false,
                         threads,
                     );
-                    col2im_band(buf, g, band, dst);
+                    match &gather {
+                        Some(ga) => ga.add_back(buf, padded, dst),
+                        None => col2im_band(buf, g, band, dst),
+                    }
                 }
             },
         );
