@@ -8,7 +8,9 @@
 //! backward recomputes the gates with one large product, runs the recurrence
 //! backwards, and gets the weight gradient from one more large product.
 //! [`token_losses`] fuses log-softmax, label smoothing, the target's negative
-//! log-likelihood and the arg-max check in one pass over the logits.
+//! log-likelihood and the arg-max check in one pass over the logits, and
+//! [`linear_token_losses`] fuses the output projection with it, so the logits
+//! never become a graph node.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};

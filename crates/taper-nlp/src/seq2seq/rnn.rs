@@ -109,15 +109,10 @@ impl RnnDirection {
         x: &Tensor,
         init: Option<&RnnState>,
     ) -> Result<(Tensor, RnnState)> {
-        let (t, b, i) = x.dims3()?;
+        let (t, b, _) = x.dims3()?;
         let h = self.hidden;
-        if x.dim(2)? != self.w_ih.dim(1)? {
-            return Err(Error::Config(format!(
-                "RNN input has {i} features, the layer expects {}",
-                self.w_ih.dim(1)?
-            )));
-        }
-        // One fused op (matrix product from the bias) over every step at once.
+        // One fused op (matrix product from the bias) over every step at once;
+        // it rejects an input of the wrong width with a named error.
         match self.cell {
             CellKind::Lstm => {
                 let bias = (&self.b_ih + &self.b_hh)?;
