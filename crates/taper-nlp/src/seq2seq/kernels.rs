@@ -610,20 +610,58 @@ fn token_losses_fwd<T: Real>(x: &[T], v: usize, targets: &[u32], eps: f64) -> Ve
         .zip(x.par_chunks(v))
         .zip(targets.par_iter())
         .for_each(|((o, row), &t)| {
-            // Separate vectorising passes; the arg-max is the first maximum.
-            let max = vmath::max(row);
-            let arg = row.iter().position(|&a| a == max).unwrap_or(0);
-            let sum = vmath::sum(row);
-            let z = vmath::sum_map(row, |a| (a - max).ex());
-            let lse = max.to_f64() + z.ln();
-            let xt = row[t as usize].to_f64();
-            let nll = lse - xt;
-            let smooth = lse - sum / v as f64;
-            o[0] = T::from_f64((1.0 - eps) * nll + eps * smooth);
-            o[1] = T::from_f64(nll);
-            o[2] = T::from_f64(if arg == t as usize { 1.0 } else { 0.0 });
+            let st = RowStats::of(row, t);
+            let z = vmath::sum_map(row, |a| (a - st.max).ex());
+            st.write_losses(o, z, v, eps);
         });
     out
+}
+
+/// What one row of logits contributes to its losses besides `Σ e^{x - max}`.
+struct RowStats<T> {
+    max: T,
+    /// The arg-max (the first maximum) is the target.
+    hit: bool,
+    sum: f64,
+    target_logit: f64,
+}
+
+impl<T: Real> RowStats<T> {
+    /// Separate vectorising passes over the row.
+    fn of(row: &[T], t: u32) -> Self {
+        let max = vmath::max(row);
+        let arg = row.iter().position(|&a| a == max).unwrap_or(0);
+        Self {
+            max,
+            hit: arg == t as usize,
+            sum: vmath::sum(row),
+            target_logit: row[t as usize].to_f64(),
+        }
+    }
+
+    /// `o = [smoothed loss, nll, hit]` given `z = Σ e^{x - max}` over `v` logits.
+    fn write_losses(&self, o: &mut [T], z: f64, v: usize, eps: f64) {
+        let lse = self.max.to_f64() + z.ln();
+        let nll = lse - self.target_logit;
+        let smooth = lse - self.sum / v as f64;
+        o[0] = T::from_f64((1.0 - eps) * nll + eps * smooth);
+        o[1] = T::from_f64(nll);
+        o[2] = T::from_f64(if self.hit { 1.0 } else { 0.0 });
+    }
+}
+
+/// One row's logit gradient, in place over `e = e^{x - max}` with `inv_z =
+/// 1 / Σ e` (1 for probabilities): for loss weights `(g0, g1)`,
+/// `(g0 + g1)·p - g0·eps/V`, minus `g0·(1 - eps) + g1` at the target.
+fn logit_grad_row<T: Real>(e: &mut [T], inv_z: f64, (g0, g1): (f64, f64), t: u32, eps: f64) {
+    if g0 == 0.0 && g1 == 0.0 {
+        e.fill(T::zero());
+        return;
+    }
+    let scale = T::from_f64((g0 + g1) * inv_z);
+    let uniform = T::from_f64(g0 * eps / e.len() as f64);
+    e.iter_mut().for_each(|v| *v = *v * scale - uniform);
+    e[t as usize] -= T::from_f64(g0 * (1.0 - eps) + g1);
 }
 
 fn token_losses_bwd<T: Real>(x: &[T], g: &[T], v: usize, targets: &[u32], eps: f64) -> Vec<T> {
@@ -632,8 +670,8 @@ fn token_losses_bwd<T: Real>(x: &[T], g: &[T], v: usize, targets: &[u32], eps: f
         .zip(x.par_chunks(v))
         .zip(g.par_chunks(3).zip(targets.par_iter()))
         .for_each(|((d, row), (gr, &t))| {
-            let (g0, g1) = (gr[0].to_f64(), gr[1].to_f64());
-            if g0 == 0.0 && g1 == 0.0 {
+            let g = (gr[0].to_f64(), gr[1].to_f64());
+            if g == (0.0, 0.0) {
                 return;
             }
             let m = vmath::max(row);
@@ -641,12 +679,7 @@ fn token_losses_bwd<T: Real>(x: &[T], g: &[T], v: usize, targets: &[u32], eps: f
                 *dj = (a - m).ex();
             }
             let z = vmath::sum(d);
-            let scale = T::from_f64((g0 + g1) / z);
-            let uniform = T::from_f64(g0 * eps / v as f64);
-            for dj in d.iter_mut() {
-                *dj = *dj * scale - uniform;
-            }
-            d[t as usize] -= T::from_f64(g0 * (1.0 - eps) + g1);
+            logit_grad_row(d, 1.0 / z, g, t, eps);
         });
     out
 }
@@ -792,42 +825,24 @@ fn head_fwd<T: Real>(
         .zip(probs.par_chunks_mut(n))
         .zip(targets.par_iter())
         .for_each(|((o, row), &t)| {
-            let max = vmath::max(row);
-            let arg = row.iter().position(|&a| a == max).unwrap_or(0);
-            let sum = vmath::sum(row);
-            let xt = row[t as usize].to_f64();
+            let st = RowStats::of(row, t);
             for v in row.iter_mut() {
-                *v = (*v - max).ex();
+                *v = (*v - st.max).ex();
             }
             let z = vmath::sum(row);
-            let lse = max.to_f64() + z.ln();
-            let nll = lse - xt;
-            let smooth = lse - sum / n as f64;
-            o[0] = T::from_f64((1.0 - eps) * nll + eps * smooth);
-            o[1] = T::from_f64(nll);
-            o[2] = T::from_f64(if arg == t as usize { 1.0 } else { 0.0 });
+            st.write_losses(o, z, n, eps);
             let inv = T::from_f64(1.0 / z);
             row.iter_mut().for_each(|v| *v *= inv);
         });
     (out, probs)
 }
 
-/// The logits' gradient, in place over the probabilities: for loss weights
-/// `(g0, g1)` per row, `(g0 + g1)·p - g0·eps/V`, minus `g0·(1 - eps) + g1` at
-/// the target.
+/// The logits' gradient, in place over the probabilities ([`logit_grad_row`]).
 fn head_logit_grad<T: Real>(p: &mut [T], g: &[T], n: usize, targets: &[u32], eps: f64) {
     p.par_chunks_mut(n)
         .zip(g.par_chunks(3).zip(targets.par_iter()))
         .for_each(|(row, (gr, &t))| {
-            let (g0, g1) = (gr[0].to_f64(), gr[1].to_f64());
-            if g0 == 0.0 && g1 == 0.0 {
-                row.fill(T::zero());
-                return;
-            }
-            let scale = T::from_f64(g0 + g1);
-            let uniform = T::from_f64(g0 * eps / n as f64);
-            row.iter_mut().for_each(|v| *v = *v * scale - uniform);
-            row[t as usize] -= T::from_f64(g0 * (1.0 - eps) + g1);
+            logit_grad_row(row, 1.0, (gr[0].to_f64(), gr[1].to_f64()), t, eps);
         });
 }
 
