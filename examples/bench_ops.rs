@@ -7,9 +7,10 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use clap::Parser;
 use std::time::Instant;
+use taper::nn;
+use taper::nn::{batch_norm, kernels, BatchNormConfig};
+use taper::nn::{Forward, Mode};
 use taper::train::cli::ExampleArgs;
-use taper::train::{kernels, nn, seed};
-use taper::vision::models::layers::batch_norm;
 
 #[global_allocator]
 static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
@@ -90,9 +91,9 @@ fn main() -> Result<()> {
     // composed ops against Taper's fused kernels.
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (64, 32, 28, 28), &dev)?)?;
     let vm = VarMap::new();
-    let vb = seed::seeded_var_builder(&vm, 0, DType::F32, &dev);
+    let vb = taper::nn::init::seeded_var_builder(&vm, 0, DType::F32, &dev);
     let candle_bn = candle_nn::batch_norm(32, 1e-5, vb.pp("a"))?;
-    let taper_bn = batch_norm(32, vb.pp("b"))?;
+    let taper_bn = batch_norm(32, BatchNormConfig::default(), vb.pp("b"))?;
     let candle = median_ms(args.reps, || {
         use candle_core::ModuleT;
         candle_bn
@@ -104,7 +105,7 @@ fn main() -> Result<()> {
     })?;
     let taper = median_ms(args.reps, || {
         taper_bn
-            .forward_relu_t(x.as_tensor(), true)?
+            .forward_relu_t(x.as_tensor(), &Mode::train(0))?
             .sum_all()?
             .backward()?;
         Ok(())
@@ -112,7 +113,7 @@ fn main() -> Result<()> {
     println!("batch norm + relu (64,32,28,28) fwd+bwd: candle {candle:.2} ms, taper {taper:.2} ms");
     out.insert("bn_relu_candle_ms".into(), candle.into());
     out.insert("bn_relu_taper_ms".into(), taper.into());
-    let drop = seed::Dropout::new(0.15, "d");
+    let drop = nn::Dropout::new(0.15, "d");
     let candle = median_ms(args.reps, || {
         candle_nn::ops::dropout(x.as_tensor(), 0.15)?
             .sum_all()?
@@ -120,7 +121,9 @@ fn main() -> Result<()> {
         Ok(())
     })?;
     let taper = median_ms(args.reps, || {
-        drop.forward_t(x.as_tensor(), true)?.sum_all()?.backward()?;
+        drop.forward_t(x.as_tensor(), &Mode::train(0))?
+            .sum_all()?
+            .backward()?;
         Ok(())
     })?;
     println!("dropout (64,32,28,28) fwd+bwd: candle {candle:.2} ms, taper {taper:.2} ms");

@@ -4,7 +4,7 @@
 //! `bench/torch_peer.py` measures the same cases in PyTorch.
 
 use anyhow::Result;
-use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarMap;
 use clap::Parser;
 use serde_json::{json, Map, Value};
@@ -14,12 +14,15 @@ use taper::nlp::seq2seq::{
     rnn_seq2seq, transformer, AttentionKind, CellKind, Positions, RnnSeq2SeqConfig, Seq2Seq,
     Seq2SeqTrainer, TeacherForcing, TransformerConfig,
 };
+use taper::nn::{linear, Linear};
+use taper::nn::{Forward, Mode};
 use taper::train::cli::ExampleArgs;
 use taper::train::data::{root::require_dir, DataLoader, LoaderConfig};
-use taper::train::nn::{linear, Linear};
 use taper::train::optim::{named_vars, Adam, AdamConfig};
 use taper::train::schedule::OneCycle;
-use taper::train::{clip::Clip, seed, Classifier, Optimizers, TrainStep, Trainer};
+use taper::train::{
+    clip::Clip, Classifier, Optimizers, StepContext, StepOutput, TrainStep, Trainer,
+};
 use taper::vision::datasets::{load_mnist, InMemoryImages, Split};
 use taper::vision::models::dcgan::GanOptimConfig;
 use taper::vision::models::{Cnn, CnnConfig, Dcgan, DcganConfig, LeNet, LeNetConfig};
@@ -61,23 +64,29 @@ fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> R
 
 struct Mlp(Linear, Linear, Linear);
 
-impl ModuleT for Mlp {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
-        let h = taper::train::nn::relu(&self.0.forward(&xs.flatten_from(1)?)?)?;
-        let h = taper::train::nn::relu(&self.1.forward(&h)?)?;
+impl Forward for Mlp {
+    fn forward_t(&self, xs: &Tensor, _mode: &Mode) -> candle_core::Result<Tensor> {
+        let h = taper::nn::relu(&self.0.forward(&xs.flatten_from(1)?)?)?;
+        let h = taper::nn::relu(&self.1.forward(&h)?)?;
         self.2.forward(&h)
     }
 }
 
-fn step_case<M: ModuleT>(model: M, vm: VarMap, x: Tensor, y: Tensor, reps: usize) -> Result<f64> {
+fn step_case<M: Forward + Sync>(
+    model: M,
+    vm: VarMap,
+    x: Tensor,
+    y: Tensor,
+    reps: usize,
+) -> Result<f64> {
     let mut clf = Classifier::new(model, vm.clone());
     let mut opt = Optimizers::single(Adam::new(named_vars(&vm, ""), AdamConfig::adamw(1e-3)));
     let batch = taper::train::data::TensorBatch { fields: vec![x, y] };
     let mut it = 0u64;
     median_ms(5, reps, || {
-        seed::set_iteration(it);
+        let ctx = StepContext::new(0, 0, 0, it);
         it += 1;
-        clf.train_step(&batch, &mut opt)?;
+        clf.train_step(&batch, &ctx, &mut opt)?.metrics()?;
         Ok(())
     })
 }
@@ -104,7 +113,7 @@ fn main() -> Result<()> {
     let c = &args.common;
     let dev = c.device()?;
     let mut out = Map::new();
-    let vbf = |vm: &VarMap| seed::seeded_var_builder(vm, 0, DType::F32, &dev);
+    let vbf = |vm: &VarMap| taper::nn::init::seeded_var_builder(vm, 0, DType::F32, &dev);
     let labels =
         |n: usize| Tensor::from_vec((0..n as u32).map(|i| i % 10).collect::<Vec<_>>(), n, &dev);
 
@@ -187,9 +196,9 @@ fn main() -> Result<()> {
         };
         let mut it = 0u64;
         let ms = median_ms(3, args.reps.min(10), || {
-            seed::set_iteration(it);
+            let ctx = StepContext::new(0, 0, 0, it);
             it += 1;
-            gan.train_step(&batch, &mut gopt)?;
+            gan.train_step(&batch, &ctx, &mut gopt)?.metrics()?;
             Ok(())
         })?;
         out.insert("step_dcgan_ms".into(), json!(ms));
@@ -271,9 +280,9 @@ fn main() -> Result<()> {
             ));
             let mut it = 0u64;
             let ms = median_ms(3, args.reps.min(10), || {
-                seed::set_iteration(it);
+                let ctx = StepContext::new(0, 0, 0, it);
                 it += 1;
-                task.train_step(&batch, &mut opt)?;
+                task.train_step(&batch, &ctx, &mut opt)?.metrics()?;
                 Ok(())
             })?;
             out.insert(format!("step_{name}_ms"), json!(ms));
@@ -287,7 +296,9 @@ fn main() -> Result<()> {
         for b in [1usize, 256] {
             let x = Tensor::randn(0f32, 1.0, (b, 1, 28, 28), &dev)?;
             let ms = median_ms(3, if b == 1 { 50 } else { 5 }, || {
-                cnn.forward_t(&x, false)?.sum_all()?.to_scalar::<f32>()?;
+                cnn.forward_t(&x, &Mode::eval())?
+                    .sum_all()?
+                    .to_scalar::<f32>()?;
                 Ok(())
             })?;
             out.insert(
@@ -361,8 +372,8 @@ fn main() -> Result<()> {
         let mut eval_secs = 0.0;
         let mut reached: Option<f64> = None;
         for (i, b) in train.epoch(0, 0).enumerate() {
-            seed::set_iteration(i as u64);
-            clf.train_step(&b?, &mut opt)?;
+            let ctx = StepContext::new(0, 0, i, i as u64);
+            clf.train_step(&b?, &ctx, &mut opt)?.metrics()?;
             if reached.is_none() && (i + 1) % 100 == 0 {
                 let e = Instant::now();
                 let acc = Trainer::evaluate(&mut clf, &test)?

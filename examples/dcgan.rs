@@ -17,15 +17,16 @@ use candle_nn::VarMap;
 use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use taper::train::checkpoint::{self, EpochRecord};
+use taper::nn::Mode;
+use taper::train::checkpoint;
 use taper::train::data::{
     root::require_dir, split_indices, DataLoader, LoaderConfig, TensorDataset,
 };
 use taper::train::optim::{named_vars, Adam, AdamConfig};
+use taper::train::record::EpochRecord;
 use taper::train::schedule::OneCycle;
 use taper::train::{
-    cli::ExampleArgs, clip::Clip, seed, Callback, Classifier, Control, Optimizers, Trainer,
-    TrainerConfig,
+    cli::ExampleArgs, clip::Clip, Callback, Classifier, Control, Optimizers, Trainer, TrainerConfig,
 };
 use taper::vision::datasets::{digits, load_digits, load_mnist, Split};
 use taper::vision::grid::{save_gif, save_grid};
@@ -151,7 +152,9 @@ struct SampleGrids {
 impl Callback for SampleGrids {
     fn on_epoch_end(&mut self, record: &EpochRecord) -> taper::train::Result<Control> {
         std::fs::create_dir_all(&self.dir).map_err(|e| taper::train::Error::io(&self.dir, e))?;
-        let x = self.gen.forward_t(&self.z, self.labels.as_ref(), false)?;
+        let x = self
+            .gen
+            .forward_t(&self.z, self.labels.as_ref(), &Mode::eval())?;
         let path = self.dir.join(format!("epoch-{:05}.png", record.epoch + 1));
         save_grid(&x, 10, self.scale, (-1.0, 1.0), &path)?;
         // Earlier epochs' grids come from disk, so a resumed run's animation is whole.
@@ -192,7 +195,7 @@ fn classifier(
     device: &Device,
 ) -> Result<LeNet> {
     let varmap = VarMap::new();
-    let vb = seed::seeded_var_builder(&varmap, c.seed, DType::F32, device);
+    let vb = taper::nn::init::seeded_var_builder(&varmap, c.seed, DType::F32, device);
     let model = LeNet::new(lenet_config(data.side), vb)?;
     let ck = match checkpoint::read(dir, "best")? {
         Some(ck) => Some(ck),
@@ -249,7 +252,10 @@ fn classifier(
         epochs,
         run_dir: Some(dir.to_path_buf()),
         seed: c.seed,
-        monitor: Some(("valid.accuracy".into(), taper::train::schedule::Mode::Max)),
+        monitor: Some((
+            "valid.accuracy".into(),
+            taper::train::schedule::Direction::Max,
+        )),
         verbose: true,
         config: serde_json::json!({"example": "mnist_cnn", "dataset": dataset, "model": "lenet",
             "augment": false, "lr": lr, "batch_size": batch, "epochs": epochs, "trained_by": "dcgan"}),
@@ -364,7 +370,6 @@ fn main() -> Result<()> {
         ..Default::default()
     };
     let cfg = gan_config(&args.dataset, args.conditional, args.width);
-    seed::manual_seed(c.seed);
     let varmap = VarMap::new();
     let mut gan = Dcgan::new(cfg, &varmap, c.seed, &device)?;
     let mut opt = gan.optimizers(o);

@@ -15,18 +15,18 @@ use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::VarMap;
 use clap::Parser;
 use std::path::{Path, PathBuf};
-use taper::nlp::seq2seq::Translator;
+use taper::nlp::seq2seq::{attention_rgb, Translator};
 use taper::train::checkpoint;
 use taper::train::data::{
     root::require_dir, split_indices, DataLoader, LoaderConfig, TensorDataset,
 };
 use taper::train::explain::{
-    attention_rgb, grad_cam, integrated_gradients, overlay_rgb, rank_correlation, smooth_grad,
-    to_map,
+    grad_cam, integrated_gradients, rank_correlation, smooth_grad, to_map,
 };
 use taper::train::optim::{named_vars, Adam, AdamConfig};
-use taper::train::{cli::ExampleArgs, seed, Classifier, Optimizers, Trainer, TrainerConfig};
+use taper::train::{cli::ExampleArgs, Classifier, Optimizers, Trainer, TrainerConfig};
 use taper::vision::datasets::{digits, load_digits, load_mnist, Split};
+use taper::vision::grid::overlay_rgb;
 use taper::vision::models::{LeNet, LeNetConfig};
 use taper::vision::transforms::{open_image, to_tensor, Compose, Normalize, Resize};
 
@@ -130,7 +130,7 @@ fn model(args: &Args, device: &Device) -> Result<(LeNet, String, Tensor, Tensor)
         }
         let dataset = cfg["dataset"].as_str().unwrap_or("digits").to_string();
         let varmap = VarMap::new();
-        let vb = seed::seeded_var_builder(&varmap, 0, DType::F32, device);
+        let vb = taper::nn::init::seeded_var_builder(&varmap, 0, DType::F32, device);
         let (net, tx, ty) = if dataset == "digits" {
             let (x, y) = load_digits(&digits::default_digits_path())?;
             (LeNet::new(LeNetConfig::digits(), vb)?, x, y)
@@ -149,9 +149,8 @@ fn model(args: &Args, device: &Device) -> Result<(LeNet, String, Tensor, Tensor)
     let all = TensorDataset::new(vec![x, y], device)?;
     let (train, test) = (all.subset(&tr)?, all.subset(&te)?);
     let (tx, ty) = (test.fields()[0].clone(), test.fields()[1].clone());
-    seed::manual_seed(c.seed);
     let varmap = VarMap::new();
-    let vb = seed::seeded_var_builder(&varmap, c.seed, DType::F32, device);
+    let vb = taper::nn::init::seeded_var_builder(&varmap, c.seed, DType::F32, device);
     let net = LeNet::new(LeNetConfig::digits(), vb)?;
     let mut clf = Classifier::new(net, varmap.clone());
     let adam = Adam::new(
@@ -278,7 +277,8 @@ fn main() -> Result<()> {
 
     // Model-parameter randomisation: the same network with fresh weights.
     let rand_vm = VarMap::new();
-    let rand_vb = seed::seeded_var_builder(&rand_vm, args.common.seed + 1000, DType::F32, &device);
+    let rand_vb =
+        taper::nn::init::seeded_var_builder(&rand_vm, args.common.seed + 1000, DType::F32, &device);
     let rnet = LeNet::new(*net.config(), rand_vb)?;
     let rlogits = |t: &Tensor| -> taper::train::Result<Tensor> {
         Ok(rnet.head_from_conv(&rnet.conv_features(t)?)?)

@@ -12,9 +12,7 @@ use std::time::Instant;
 use taper::train::data::{split_indices, DataLoader, LoaderConfig, TensorDataset};
 use taper::train::optim::{named_vars, Adam, AdamConfig};
 use taper::train::schedule::WarmupCosine;
-use taper::train::{
-    cli::ExampleArgs, clip::Clip, seed, Classifier, Optimizers, Trainer, TrainerConfig,
-};
+use taper::train::{cli::ExampleArgs, clip::Clip, Classifier, Optimizers, Trainer, TrainerConfig};
 use taper::vision::datasets::{digits, load_digits, load_mnist, Split};
 use taper::vision::models::Mlp;
 
@@ -67,10 +65,8 @@ fn main() -> Result<()> {
     let lr = c.lr.unwrap_or(lr);
     let batch = c.batch_size.unwrap_or(batch);
     let inputs = train_x.elem_count() / train_x.dim(0)?;
-
-    seed::manual_seed(c.seed);
     let varmap = VarMap::new();
-    let vb = seed::seeded_var_builder(&varmap, c.seed, DType::F32, &device);
+    let vb = taper::nn::init::seeded_var_builder(&varmap, c.seed, DType::F32, &device);
     let model = Mlp::new(inputs, args.hidden1, args.hidden2, 10, args.dropout, vb)?;
     let mut clf = Classifier::new(model, varmap.clone());
 
@@ -104,7 +100,10 @@ fn main() -> Result<()> {
         epochs,
         run_dir: Some(run_dir.clone()),
         seed: c.seed,
-        monitor: Some(("valid.accuracy".into(), taper::train::schedule::Mode::Max)),
+        monitor: Some((
+            "valid.accuracy".into(),
+            taper::train::schedule::Direction::Max,
+        )),
         resume: c.resume.is_some(),
         checkpoint_every: c.checkpoint_every,
         config: serde_json::json!({"example": "mlp", "dataset": args.dataset, "lr": lr,

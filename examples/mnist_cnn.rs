@@ -4,19 +4,20 @@
 //! picture with a trained run (`--resume RUN_DIR`).
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, ModuleT, Tensor, D};
+use candle_core::{DType, Device, D};
 use candle_nn::VarMap;
 use clap::Parser;
 use std::path::Path;
 use std::time::Instant;
+use taper::nn::{Forward, Mode};
 use taper::train::checkpoint;
 use taper::train::clip::Clip;
 use taper::train::data::{
     root::require_dir, split_indices, DataLoader, LoaderConfig, TensorDataset,
 };
 use taper::train::optim::{named_vars, Adam, AdamConfig};
-use taper::train::schedule::{Mode, OneCycle};
-use taper::train::{cli::ExampleArgs, seed, Classifier, Optimizers, Trainer, TrainerConfig};
+use taper::train::schedule::{Direction, OneCycle};
+use taper::train::{cli::ExampleArgs, Classifier, Optimizers, Trainer, TrainerConfig};
 use taper::vision::datasets::{digits, load_digits, load_mnist, InMemoryImages, Split};
 use taper::vision::models::{Cnn, CnnConfig, LeNet, LeNetConfig, ResNet, ResNetConfig};
 use taper::vision::transforms::{open_image, to_tensor, Compose, Normalize, RandomAffine, Resize};
@@ -46,7 +47,11 @@ struct Args {
     limit: Option<usize>,
 }
 
-fn build(model: &str, dataset: &str, vb: candle_nn::VarBuilder) -> Result<Box<dyn ModuleT>> {
+fn build(
+    model: &str,
+    dataset: &str,
+    vb: candle_nn::VarBuilder,
+) -> Result<Box<dyn Forward + Send + Sync>> {
     let small = dataset == "digits";
     Ok(match model {
         "lenet" => Box::new(LeNet::new(
@@ -73,14 +78,6 @@ fn build(model: &str, dataset: &str, vb: candle_nn::VarBuilder) -> Result<Box<dy
     })
 }
 
-struct Boxed(Box<dyn ModuleT>);
-
-impl ModuleT for Boxed {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        self.0.forward_t(xs, train)
-    }
-}
-
 fn side(dataset: &str) -> u32 {
     if dataset == "digits" {
         8
@@ -103,7 +100,7 @@ fn predict(args: &Args, image: &Path, device: &Device) -> Result<()> {
     let dataset = cfg["dataset"].as_str().unwrap_or("digits").to_string();
     let model_kind = cfg["model"].as_str().unwrap_or("lenet").to_string();
     let varmap = VarMap::new();
-    let vb = seed::seeded_var_builder(&varmap, 0, DType::F32, device);
+    let vb = taper::nn::init::seeded_var_builder(&varmap, 0, DType::F32, device);
     let model = build(&model_kind, &dataset, vb)?;
     ck.load_weights(&varmap)?;
     // Any photo: grey, resized to the training side; dark digits on light paper
@@ -117,7 +114,7 @@ fn predict(args: &Args, image: &Path, device: &Device) -> Result<()> {
         x = (1.0 - x)?;
     }
     let x = Normalize::mnist().apply(&x.unsqueeze(0)?)?;
-    let probs = taper::train::nn::softmax(&model.forward_t(&x, false)?)?.squeeze(0)?;
+    let probs = taper::nn::softmax(&model.forward_t(&x, &Mode::eval())?)?.squeeze(0)?;
     let p: Vec<f32> = probs.to_vec1()?;
     let best = probs.argmax(D::Minus1)?.to_scalar::<u32>()?;
     println!(
@@ -165,14 +162,9 @@ fn main() -> Result<()> {
         Some(n) if n < train_x.dim(0)? => (train_x.narrow(0, 0, n)?, train_y.narrow(0, 0, n)?),
         _ => (train_x, train_y),
     };
-
-    seed::manual_seed(c.seed);
     let varmap = VarMap::new();
-    let vb = seed::seeded_var_builder(&varmap, c.seed, DType::F32, &device);
-    let mut clf = Classifier::new(
-        Boxed(build(&args.model, &args.dataset, vb)?),
-        varmap.clone(),
-    );
+    let vb = taper::nn::init::seeded_var_builder(&varmap, c.seed, DType::F32, &device);
+    let mut clf = Classifier::new(build(&args.model, &args.dataset, vb)?, varmap.clone());
 
     let mut train_src = InMemoryImages::from_tensors(&train_x, &train_y, &device)?
         .with_normalize(Normalize::mnist());
@@ -213,7 +205,7 @@ fn main() -> Result<()> {
         epochs,
         run_dir: Some(run_dir.clone()),
         seed: c.seed,
-        monitor: Some(("valid.accuracy".into(), Mode::Max)),
+        monitor: Some(("valid.accuracy".into(), Direction::Max)),
         resume: c.resume.is_some(),
         checkpoint_every: c.checkpoint_every,
         config: serde_json::json!({"example": "mnist_cnn", "dataset": args.dataset, "model": args.model,

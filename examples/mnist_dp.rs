@@ -11,15 +11,15 @@ use candle_core::{DType, Device};
 use candle_nn::VarMap;
 use clap::Parser;
 use std::time::Instant;
-use taper::train::checkpoint::EpochRecord;
 use taper::train::data::{
     root::require_dir, split_indices, DataLoader, LoaderConfig, TensorDataset,
 };
 use taper::train::optim::{named_vars, Sgd, SgdConfig};
-use taper::train::privacy::{noise_for_epsilon, DpClassifier, DpSgd, RdpAccountant};
+use taper::train::privacy::{noise_for_epsilon, DpSgd, RdpAccountant};
+use taper::train::record::EpochRecord;
 use taper::train::schedule::{Constant, WarmupCosine};
 use taper::train::{
-    cli::ExampleArgs, seed, Callback, Classifier, Control, Optimizers, Trainer, TrainerConfig,
+    cli::ExampleArgs, Callback, Classifier, Control, Optimizers, Trainer, TrainerConfig,
 };
 use taper::vision::datasets::{digits, load_digits, load_mnist, Split};
 use taper::vision::models::{LeNet, LeNetConfig};
@@ -158,27 +158,26 @@ fn main() -> Result<()> {
     let sigma = match args.noise {
         Some(s) if s < 0.0 => bail!("--noise must be at least 0"),
         Some(s) => s,
-        None => noise_for_epsilon(args.epsilon, args.delta, q, epochs as u64 * steps_per_epoch)?,
+        None => {
+            let k = c.accumulate.max(1) as u64;
+            let q = (q * k as f64).min(1.0);
+            noise_for_epsilon(
+                args.epsilon,
+                args.delta,
+                q,
+                epochs as u64 * steps_per_epoch.div_ceil(k),
+            )?
+        }
     };
     println!(
         "DP-SGD: {n} examples, batch {batch} (q = {q:.5}), σ = {sigma:.4}, C = {}, {epochs} epochs",
         args.max_grad_norm
     );
-
-    seed::manual_seed(c.seed);
     let varmap = VarMap::new();
-    let vb = seed::seeded_var_builder(&varmap, c.seed, DType::F32, &device);
+    let vb = taper::nn::init::seeded_var_builder(&varmap, c.seed, DType::F32, &device);
     let net = LeNet::new(cfg, vb)?;
-    let mut model = DpClassifier {
-        inner: Classifier::new(net, varmap.clone()),
-        dp: DpSgd {
-            max_grad_norm: args.max_grad_norm,
-            noise_multiplier: sigma,
-            seed: c.seed,
-        },
-        sample_rate: q,
-        accountant: RdpAccountant::new(),
-    };
+    let mut model = Classifier::new(net, varmap.clone());
+    let dp = DpSgd::new(args.max_grad_norm, sigma, q)?;
     let sgd = Sgd::new(
         named_vars(&varmap, ""),
         SgdConfig {
@@ -187,8 +186,13 @@ fn main() -> Result<()> {
             ..Default::default()
         },
     );
-    let mut opt = Optimizers::single(sgd);
-    let group = opt.groups()[0].name.clone();
+    // Accumulating k batches samples at k·q and adds the noise once per update.
+    let k = c.accumulate.max(1);
+    let updates_per_epoch = steps_per_epoch.div_ceil(k as u64);
+    let mut opt = Optimizers::single(sgd)
+        .with_accumulation(k)
+        .with_privacy(dp);
+    let group = opt.groups()[0].name().to_string();
     match args.schedule.as_str() {
         "constant" => opt.set_schedule(&group, Constant(lr))?,
         "cosine" => opt.set_schedule(
@@ -198,7 +202,7 @@ fn main() -> Result<()> {
                 min_lr: 0.02 * lr,
                 warmup_steps: 0,
                 warmup_start: 1.0,
-                total_steps: (steps_per_epoch * epochs as u64) as usize,
+                total_steps: (updates_per_epoch * epochs as u64) as usize,
             },
         )?,
         o => bail!("unknown --schedule '{o}' (constant or cosine)"),
@@ -217,20 +221,23 @@ fn main() -> Result<()> {
         ..Default::default()
     })
     .with_callback(Budget {
-        q,
+        q: (q * k as f64).min(1.0),
         sigma,
         delta: args.delta,
         target: args.noise.is_none().then_some(args.epsilon),
-        steps_per_epoch,
+        steps_per_epoch: updates_per_epoch,
     });
     let report = trainer.fit(&mut model, &mut opt, &train, Some(&test))?;
     let last = report
         .last()
         .ok_or_else(|| anyhow::anyhow!("no epoch was run"))?;
     let acc = last.valid.get("accuracy").copied().unwrap_or(f64::NAN);
-    let mut a = RdpAccountant::new();
-    a.record(q, sigma, report.history.len() as u64 * steps_per_epoch);
-    let (eps, _) = a.epsilon(args.delta);
+    // The accountant of the optimizers counted every update (and is in the
+    // checkpoints, so a resumed run does not forget what it spent).
+    let (eps, _) = opt
+        .privacy()
+        .map(|dp| dp.epsilon(args.delta))
+        .ok_or_else(|| anyhow::anyhow!("DP-SGD was not installed"))?;
     println!("run directory: {}", run_dir.display());
     println!(
         "{}",

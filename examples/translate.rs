@@ -33,8 +33,8 @@ use taper::train::cli::ExampleArgs;
 use taper::train::clip::Clip;
 use taper::train::data::{split_indices, DataLoader, LoaderConfig};
 use taper::train::optim::{named_vars, Adam, AdamConfig};
-use taper::train::schedule::{Mode, WarmupCosine};
-use taper::train::{seed, Optimizers, Trainer, TrainerConfig};
+use taper::train::schedule::{Direction, WarmupCosine};
+use taper::train::{Optimizers, Trainer, TrainerConfig};
 
 #[global_allocator]
 static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
@@ -298,8 +298,6 @@ fn main() -> Result<()> {
     }
     let train_enc = Arc::new(train_enc);
     let test_enc = Arc::new(test_enc);
-
-    seed::manual_seed(c.seed);
     let varmap = VarMap::new();
     let model = spec.build(&varmap, c.seed, &device)?;
     let train = DataLoader::new(
@@ -342,7 +340,7 @@ fn main() -> Result<()> {
         epochs,
         run_dir: Some(run_dir.clone()),
         seed: c.seed,
-        monitor: Some(("valid.nll".into(), Mode::Min)),
+        monitor: Some(("valid.nll".into(), Direction::Min)),
         resume,
         config: serde_json::json!({"example": "translate", "spec": spec, "lr": lr,
             "batch_size": batch, "epochs": epochs, "label_smoothing": label_smoothing,
@@ -513,7 +511,7 @@ fn heatmaps(
             true,
         )?;
         let att = &dec.attention.as_ref().context("attention")?[0];
-        let (w, h, rgb) = taper::train::explain::attention_rgb(att, 24);
+        let (w, h, rgb) = taper::nlp::seq2seq::attention_rgb(att, 24);
         let img = image::RgbImage::from_raw(w as u32, h as u32, rgb).context("heat map size")?;
         let p = run_dir.join(format!("attention-{i}.png"));
         img.save(&p)?;

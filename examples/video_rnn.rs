@@ -7,16 +7,17 @@
 //! `-- --source mnist` (MNIST digits from the data root).
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, ModuleT, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use clap::Parser;
 use std::path::Path;
 use std::time::Instant;
+use taper::nn::Forward;
 use taper::train::data::{root::require_dir, split_indices, DataLoader, LoaderConfig};
 use taper::train::optim::{named_vars, Adam, AdamConfig};
-use taper::train::schedule::{Mode, OneCycle};
+use taper::train::schedule::{Direction, OneCycle};
 use taper::train::{
-    cli::ExampleArgs, clip::Clip, seed, Classifier, FitReport, Optimizers, Trainer, TrainerConfig,
+    cli::ExampleArgs, clip::Clip, Classifier, FitReport, Optimizers, Trainer, TrainerConfig,
 };
 use taper::vision::datasets::{
     digits, load_digits, load_mnist, MovingDigits, MovingDigitsConfig, Split,
@@ -90,7 +91,7 @@ struct Setup {
 }
 
 fn fit(
-    model: impl ModuleT,
+    model: impl Forward + Sync,
     varmap: VarMap,
     run_dir: &Path,
     s: &Setup,
@@ -117,7 +118,7 @@ fn fit(
         epochs,
         run_dir: Some(run_dir.to_path_buf()),
         seed: s.seed,
-        monitor: Some(("valid.accuracy".into(), Mode::Max)),
+        monitor: Some(("valid.accuracy".into(), Direction::Max)),
         // A run stopped before its baseline started has no baseline checkpoint.
         resume: s.resume && run_dir.join("checkpoints/latest.json").is_file(),
         config,
@@ -184,11 +185,10 @@ fn main() -> Result<()> {
             "train_clips": args.train_clips, "test_clips": args.test_clips, "cell": args.cell,
             "epochs": epochs, "lr": lr, "batch_size": batch})
     };
-    seed::manual_seed(c.seed);
     let vm = VarMap::new();
     let model = video_classifier(
         cfg,
-        seed::seeded_var_builder(&vm, c.seed, DType::F32, &device),
+        taper::nn::init::seeded_var_builder(&vm, c.seed, DType::F32, &device),
     )?;
     let t0 = Instant::now();
     let setup = Setup {
@@ -218,7 +218,7 @@ fn main() -> Result<()> {
         let vm = VarMap::new();
         let model = frame_classifier(
             cfg,
-            seed::seeded_var_builder(&vm, c.seed, DType::F32, &device),
+            taper::nn::init::seeded_var_builder(&vm, c.seed, DType::F32, &device),
         )?;
         let t0 = Instant::now();
         let r = fit(

@@ -1,10 +1,13 @@
 //! Taper: deep learning in Rust on candle, from regression to seq2seq.
 //!
-//! This umbrella crate re-exports the domain crates behind features (all on by
-//! default); depend on a single `taper-*` crate to pull only that domain.
+//! This umbrella crate re-exports the crates: `taper::nn` (layers, losses,
+//! kernels) and `taper::train` (the trainer) always, the domains behind features
+//! (all on by default); depend on a single `taper-*` crate to pull only that
+//! domain.
 
 #[cfg(feature = "nlp")]
 pub use taper_nlp as nlp;
+pub use taper_nn as nn;
 #[cfg(feature = "regression")]
 pub use taper_regression as regression;
 pub use taper_train as train;

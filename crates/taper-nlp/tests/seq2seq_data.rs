@@ -129,7 +129,7 @@ fn date_task_trains_end_to_end() {
     let (tr, _) = EncodedPairs::encode(train, &src, &tgt, 30, 12).unwrap();
     let (te, _) = EncodedPairs::encode(test, &src, &tgt, 30, 12).unwrap();
     let varmap = VarMap::new();
-    let vb = taper_train::seed::seeded_var_builder(&varmap, 3, DType::F32, &dev);
+    let vb = taper_nn::init::seeded_var_builder(&varmap, 3, DType::F32, &dev);
     let model = rnn_seq2seq(
         RnnSeq2SeqConfig {
             cell: CellKind::Lstm,

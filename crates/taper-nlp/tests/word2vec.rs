@@ -229,7 +229,7 @@ fn candle_gradient_is_the_word2vec_update() {
     let (vocab, dim, alpha) = (7usize, 5usize, 0.3f64);
     for arch in [Architecture::SkipGram, Architecture::Cbow] {
         let varmap = VarMap::new();
-        let vb = taper_train::seed::seeded_var_builder(&varmap, 9, DType::F32, &Device::Cpu);
+        let vb = taper_nn::init::seeded_var_builder(&varmap, 9, DType::F32, &Device::Cpu);
         let net = Word2VecNet::new(vocab, dim, arch, vb, varmap.clone()).unwrap();
         // Non-zero output vectors so that every term of the update matters.
         let out0 = Tensor::randn(0f32, 0.5, (vocab, dim), &Device::Cpu).unwrap();
@@ -302,7 +302,7 @@ fn candle_gradient_is_the_word2vec_update() {
             },
         );
         let mut opt = Optimizers::new().with_group("model", sgd, Constant(alpha), Clip::None);
-        let (loss, _) = net.loss(&batch, true).unwrap();
+        let (loss, _) = net.loss(&batch, &taper_nn::Mode::train(0)).unwrap();
         opt.step_single(&loss).unwrap();
         let got_in = net.input_weights().to_vec2::<f32>().unwrap();
         let got_out = net.output_weights().to_vec2::<f32>().unwrap();

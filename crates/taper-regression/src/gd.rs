@@ -202,20 +202,20 @@ impl GdModel {
         let n = batch.len() as f64;
         let (data_loss, extra) = match self.loss {
             Loss::Squared => {
-                let l = taper_train::nn::mse(&z.squeeze(1)?, y)?;
+                let l = taper_nn::mse(&z.squeeze(1)?, y)?;
                 let mse = scalar(&l)?;
                 (l, ("mse", mse))
             }
             Loss::Logistic => {
                 let z = z.squeeze(1)?;
-                let l = taper_train::nn::binary_cross_entropy_with_logits(&z, y)?;
+                let l = taper_nn::binary_cross_entropy_with_logits(&z, y)?;
                 // The exact solvers predict the positive class when P > 0.5, i.e. z > 0.
                 let hits = z.gt(0.0)?.to_dtype(y.dtype())?.eq(y)?;
                 let acc = scalar(&hits.to_dtype(DType::F64)?.mean_all()?)?;
                 (l, ("accuracy", acc))
             }
             Loss::Softmax => {
-                let l = taper_train::nn::cross_entropy(&z, y)?;
+                let l = taper_nn::cross_entropy(&z, y)?;
                 (l, ("accuracy", taper_train::metrics::accuracy(&z, y)?))
             }
         };
@@ -236,7 +236,11 @@ fn scalar(t: &Tensor) -> candle_core::Result<f64> {
 }
 
 impl LossModel<TensorBatch> for GdModel {
-    fn loss(&self, batch: &TensorBatch, _train: bool) -> taper_train::Result<(Tensor, Metrics)> {
+    fn loss(
+        &self,
+        batch: &TensorBatch,
+        _mode: &taper_nn::Mode,
+    ) -> taper_train::Result<(Tensor, Metrics)> {
         self.objective(batch)
     }
     fn varmap(&self) -> &VarMap {
@@ -347,7 +351,7 @@ pub(crate) fn train(problem: Problem, cfg: &GdConfig) -> Result<Trained> {
     });
     let mut step = Supervised(model);
     trainer.fit(&mut step, &mut opt, &loader, None)?;
-    let steps = opt.groups().iter().map(|g| g.steps).sum();
+    let steps = opt.groups().iter().map(|g| g.steps()).sum();
     let model = step.0;
 
     let (loss, _) = model.objective(&full)?;
@@ -376,7 +380,7 @@ pub(crate) fn train(problem: Problem, cfg: &GdConfig) -> Result<Trained> {
 /// One optimizer group named `model` over `vars`, with the configured schedule.
 fn optimizers(vars: Vec<(String, Var)>, cfg: &GdConfig, total_steps: usize) -> Optimizers {
     fn group(
-        opt: impl taper_train::optim::Optimizer + 'static,
+        opt: impl taper_train::optim::Optim + 'static,
         cfg: &GdConfig,
         total_steps: usize,
     ) -> Optimizers {

@@ -13,59 +13,18 @@
 //! pointer file is replaced by an atomic rename, so readers only ever see
 //! complete checkpoints.
 
+pub use crate::fs::atomic_write;
+
+use crate::fs::{sync_dir, sync_file};
 use crate::optim::OptimState;
+use crate::record::EpochRecord;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
-/// fsynced, renamed over `path`, then the folder fsynced.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    // Process id and a per-process counter: two threads saving the same file at
-    // once must not share a temporary file.
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    // Directories can be fsynced on Unix; elsewhere the rename is the best we have.
-    #[cfg(unix)]
-    File::open(if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    })?
-    .sync_all()?;
-    Ok(())
-}
-
-fn sync_file(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(path, e))
-}
 
 /// The variables of `varmap` by name.
 pub fn varmap_tensors(varmap: &VarMap) -> HashMap<String, Tensor> {
@@ -157,25 +116,6 @@ pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One epoch's figures, as appended to `metrics.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EpochRecord {
-    /// Epoch index (0-based).
-    pub epoch: usize,
-    /// Training metrics (means over the epoch).
-    pub train: BTreeMap<String, f64>,
-    /// Validation metrics.
-    pub valid: BTreeMap<String, f64>,
-    /// Learning rate of each group at the epoch's end.
-    pub lr: BTreeMap<String, f64>,
-    /// Seconds the epoch took.
-    pub seconds: f64,
-    /// Resident memory of the process at the epoch's end, and its peak so far, in
-    /// MiB (Linux; absent elsewhere): the per-epoch record that shows a leak.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_mib: Option<crate::runlog::MemoryUse>,
-}
-
 /// Saved state of one optimizer group.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct GroupState {
@@ -210,6 +150,9 @@ pub struct TrainerState {
     pub groups: BTreeMap<String, GroupState>,
     /// The user's configuration, for the record.
     pub config: serde_json::Value,
+    /// State of the optimizers' strategies (loss scaler, privacy accountant).
+    #[serde(default)]
+    pub strategies: serde_json::Value,
 }
 
 /// A checkpoint read back.

@@ -35,6 +35,26 @@ pub enum Error {
         msg: String,
     },
 
+    /// A tensor, a batch or a data set has the wrong shape or size.
+    #[error("{what}: expected {expected}, got {got}")]
+    Shape {
+        /// What was checked (the operation or the data).
+        what: String,
+        /// The shape or size expected.
+        expected: String,
+        /// The shape or size found.
+        got: String,
+    },
+
+    /// A class label outside the model's classes.
+    #[error("label {label} is outside the model's {classes} classes (0..{classes})")]
+    Label {
+        /// The offending label.
+        label: u64,
+        /// How many classes the model has.
+        classes: usize,
+    },
+
     /// A setting is invalid (batch size 0, unknown optimizer group, bad device name).
     #[error("config: {0}")]
     Config(String),
@@ -73,6 +93,15 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// A shape error: `what` expected `expected`, got `got`.
+    pub fn shape(what: impl Into<String>, expected: impl ToString, got: impl ToString) -> Self {
+        Error::Shape {
+            what: what.into(),
+            expected: expected.to_string(),
+            got: got.to_string(),
         }
     }
 

@@ -10,7 +10,9 @@
 //! - [`integrated_gradients`]: the path integral from a baseline (Sundararajan et
 //!   al. 2017), with its completeness gap;
 //! - [`grad_cam`]: class activation maps of a convolutional layer (Selvaraju et al. 2017);
-//! - [`heat_rgb`], [`overlay_rgb`]: colour maps for writing them as images.
+//! - [`to_map`], [`heat_rgb`], [`heat_color`]: attributions as colour maps (the
+//!   domains draw them: overlays on images in `taper-vision`, attention maps in
+//!   `taper-nlp`).
 
 use crate::{Error, Result};
 use candle_core::{DType, Device, IndexOp, Tensor, Var, D};
@@ -22,15 +24,17 @@ use rand_distr::{Distribution, Normal};
 fn target_score(logits: &Tensor, target: &[u32]) -> Result<Tensor> {
     let (n, c) = logits.dims2()?;
     if target.len() != n {
-        return Err(Error::Config(format!(
-            "explain: {} targets for a batch of {n}",
-            target.len()
-        )));
+        return Err(Error::shape(
+            "explain: targets",
+            format!("{n} (one per example)"),
+            target.len(),
+        ));
     }
     if let Some(&bad) = target.iter().find(|&&t| t as usize >= c) {
-        return Err(Error::Config(format!(
-            "explain: target class {bad} but the model has {c} outputs"
-        )));
+        return Err(Error::Label {
+            label: bad as u64,
+            classes: c,
+        });
     }
     let idx = Tensor::from_slice(target, (n, 1), logits.device())?;
     Ok(logits.gather(&idx, 1)?.sum_all()?)
@@ -135,11 +139,11 @@ where
     }
     let base = match baseline {
         Some(b) if b.shape() != x.shape() => {
-            return Err(Error::Config(format!(
-                "integrated_gradients: baseline shape {:?} differs from input {:?}",
-                b.dims(),
-                x.dims()
-            )))
+            return Err(Error::shape(
+                "integrated_gradients: baseline",
+                format!("{:?} (the input's shape)", x.dims()),
+                format!("{:?}", b.dims()),
+            ))
         }
         Some(b) => b.clone(),
         None => x.zeros_like()?,
@@ -256,9 +260,11 @@ where
     let (ih, iw) = match x.dims() {
         [_, _, h, w] => (*h, *w),
         d => {
-            return Err(Error::Config(format!(
-                "grad_cam: input must be (N, C, H, W), found {d:?}"
-            )))
+            return Err(Error::shape(
+                "grad_cam: input",
+                "(N, C, H, W)",
+                format!("{d:?}"),
+            ))
         }
     };
     let up = cam.upsample_bilinear2d(ih, iw, false)?.squeeze(1)?;
@@ -277,9 +283,11 @@ pub fn to_map(attr: &Tensor) -> Result<Tensor> {
         2 => a,
         3 => a.sum(0)?,
         r => {
-            return Err(Error::Config(format!(
-                "to_map: expected (C, H, W) or (H, W), found rank {r}"
-            )))
+            return Err(Error::shape(
+                "to_map: attribution",
+                "(C, H, W) or (H, W)",
+                format!("rank {r}"),
+            ))
         }
     };
     let max = m.max_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
@@ -290,27 +298,13 @@ pub fn to_map(attr: &Tensor) -> Result<Tensor> {
 /// blue–cyan–yellow–red ramp.
 pub fn heat_rgb(map: &Tensor) -> Result<Vec<u8>> {
     let v: Vec<f32> = map.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    Ok(v.iter().flat_map(|&t| ramp(t)).collect())
+    Ok(v.iter().flat_map(|&t| heat_color(t)).collect())
 }
 
-/// An attention matrix (`weights[row][column]`, values in 0..1: rows the output
-/// tokens, columns the source tokens) drawn as `cell`-pixel squares in the heat
-/// ramp of [`heat_rgb`], with grey grid lines: `(width, height, RGB bytes)`.
-pub fn attention_rgb(weights: &[Vec<f32>], cell: usize) -> (usize, usize, Vec<u8>) {
-    let cols = weights.iter().map(|r| r.len()).max().unwrap_or(0);
-    let (w, h) = (cols * cell, weights.len() * cell);
-    let mut out = Vec::with_capacity(w * h * 3);
-    for y in 0..h {
-        for x in 0..w {
-            let grid = cell > 2 && (x % cell == 0 || y % cell == 0);
-            let v = weights[y / cell].get(x / cell).copied().unwrap_or(0.0);
-            out.extend(if grid { [160, 160, 160] } else { ramp(v) });
-        }
-    }
-    (w, h, out)
-}
-
-fn ramp(t: f32) -> [u8; 3] {
+/// The heat colour of a value in 0..1 (clamped): a blue–cyan–yellow–red ramp,
+/// as RGB bytes. The domains draw their maps with it (attribution overlays in
+/// `taper-vision`, attention maps in `taper-nlp`).
+pub fn heat_color(t: f32) -> [u8; 3] {
     let t = t.clamp(0.0, 1.0);
     const STOPS: [(f32, [f32; 3]); 5] = [
         (0.0, [0.0, 0.0, 0.5]),
@@ -327,49 +321,16 @@ fn ramp(t: f32) -> [u8; 3] {
     [mix(0), mix(1), mix(2)]
 }
 
-/// An image `(C, H, W)` with values in 0..1 (C = 1 or 3) blended with the heat
-/// map `(H, W)`: `alpha` of the map's colour over the image, as RGB bytes.
-pub fn overlay_rgb(image: &Tensor, map: &Tensor, alpha: f32) -> Result<Vec<u8>> {
-    let (c, h, w) = image.dims3()?;
-    if map.dims() != [h, w] {
-        return Err(Error::Config(format!(
-            "overlay: map {:?} does not match image {h}x{w}",
-            map.dims()
-        )));
-    }
-    let img = match c {
-        1 => image.repeat((3, 1, 1))?,
-        3 => image.clone(),
-        _ => {
-            return Err(Error::Config(format!(
-                "overlay: images need 1 or 3 channels, found {c}"
-            )))
-        }
-    };
-    let px: Vec<f32> = img
-        .to_dtype(DType::F32)?
-        .permute((1, 2, 0))?
-        .flatten_all()?
-        .to_vec1()?;
-    let heat = heat_rgb(map)?;
-    Ok(px
-        .iter()
-        .zip(&heat)
-        .map(|(&p, &hc)| {
-            let base = p.clamp(0.0, 1.0) * 255.0;
-            ((1.0 - alpha) * base + alpha * hc as f32).round() as u8
-        })
-        .collect())
-}
-
 /// Spearman rank correlation of two attribution tensors (flattened): the
 /// similarity measure of the model-parameter randomisation test.
 pub fn rank_correlation(a: &Tensor, b: &Tensor) -> Result<f64> {
     let va: Vec<f64> = a.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
     let vb: Vec<f64> = b.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
     if va.len() != vb.len() || va.len() < 2 {
-        return Err(Error::Config(
-            "rank_correlation: needs two tensors of the same size (at least 2)".into(),
+        return Err(Error::shape(
+            "rank_correlation",
+            "two tensors of one size (at least 2 values)",
+            format!("{} and {} values", va.len(), vb.len()),
         ));
     }
     let rho = crate::metrics::spearman(&va, &vb);

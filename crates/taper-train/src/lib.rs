@@ -1,15 +1,18 @@
-//! `taper-train`: the common trainer every Taper domain builds on.
+//! `taper-train`: the common trainer every Taper domain builds on. It knows no
+//! layer and no domain: models come from `taper-nn` (or anywhere) through the
+//! [`TrainStep`] trait.
 //!
 //! - [`data`]: [`data::Dataset`], [`data::Batcher`], [`data::DataLoader`] (seeded
 //!   shuffling, background prefetch), the data-root resolver;
 //! - [`optim`]: SGD, Adam/AdamW, RMSprop with savable state; [`schedule`]: LR
-//!   schedules; [`clip`]: gradient clipping; [`Optimizers`]: named groups;
-//! - [`Trainer`] over the [`TrainStep`] trait; [`metrics`]; [`checkpoint`]s
-//!   written atomically; [`seed`]: reproducible initialisation and dropout;
-//! - [`nn`]: layers and losses whose gradients propagate; [`gradcheck`];
-//! - [`explain`]: saliency, SmoothGrad, Integrated Gradients, Grad-CAM;
-//! - [`privacy`]: DP-SGD and its Rényi DP accountant; [`amp`]: mixed precision
-//!   (gradient accumulation is [`Optimizers::with_accumulation`]).
+//!   schedules; [`clip`]: gradient clipping; [`Optimizers`]: named groups and the
+//!   one update path, with its strategies [`amp`] (mixed precision) and
+//!   [`privacy`] (DP-SGD and its Rényi DP accountant) and gradient accumulation;
+//! - [`Trainer`] over the [`TrainStep`] trait, which receives a [`StepContext`]
+//!   (epoch, iteration, seed: every random draw of a step comes from it) and
+//!   returns a [`StepOutput`] ([`ClassificationOutput`] for classifiers);
+//!   [`metrics`]; [`checkpoint`]s written atomically; [`runlog`];
+//! - [`explain`]: saliency, SmoothGrad, Integrated Gradients, Grad-CAM.
 //!
 //! Binaries should use mimalloc as global allocator: candle's many short-lived
 //! buffers make glibc's allocator return memory to the OS on every free (an MLP
@@ -20,25 +23,27 @@ pub mod checkpoint;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod clip;
+pub mod context;
 pub mod data;
 pub mod device;
 mod error;
 pub mod explain;
-pub mod gradcheck;
-pub mod group;
-pub mod kernels;
+pub mod fs;
 pub mod metrics;
-pub mod nn;
 pub mod optim;
+pub mod optimizers;
+pub mod output;
 pub mod privacy;
+pub mod record;
 pub mod runlog;
 pub mod schedule;
-pub mod seed;
 pub mod trainer;
 
+pub use context::StepContext;
 pub use error::{Error, Result};
-pub use group::Optimizers;
 pub use metrics::Metrics;
+pub use optimizers::Optimizers;
+pub use output::{ClassificationOutput, StepOutput};
 pub use trainer::{
     Callback, Classifier, Control, FitReport, LossModel, StepInfo, Supervised, TrainStep, Trainer,
     TrainerConfig,

@@ -1,23 +1,37 @@
-//! Differentially private training: DP-SGD (Abadi et al. 2016) and its privacy
-//! accountant.
+//! Differentially private training: DP-SGD (Abadi et al. 2016) as a strategy of
+//! [`Optimizers`](crate::Optimizers), and its privacy accountant.
 //!
-//! [`DpSgd::noisy_grads`] computes each example's gradient, clips it to norm
-//! `max_grad_norm`, sums, adds Gaussian noise of standard deviation
-//! `noise_multiplier * max_grad_norm` and divides by the batch size; any optimizer
-//! then takes the result. [`RdpAccountant`] tracks the Rényi DP of the sampled
-//! Gaussian mechanism (Mironov, Talwar and Zhang 2019) over the steps taken and
-//! converts it to (ε, δ) with the conversion of Balle et al. 2020, as Opacus does.
+//! With [`DpSgd`] installed ([`Optimizers::with_privacy`](crate::Optimizers::with_privacy)),
+//! a step computes each example's gradient
+//! ([`Optimizers::step_per_example`](crate::Optimizers::step_per_example), which
+//! [`Classifier`](crate::Classifier) calls), clips it to norm `max_grad_norm` and
+//! sums; at the update the sum gets Gaussian noise of standard deviation
+//! `noise_multiplier * max_grad_norm` once and is divided by the number of
+//! examples. Accumulation over `k` batches therefore adds the noise once per
+//! logical batch of `k` batches (Opacus's virtual steps), and group clipping, the
+//! non-finite guard, schedules and checkpoints apply as in any run.
+//! [`RdpAccountant`] tracks the Rényi DP of the sampled Gaussian mechanism
+//! (Mironov, Talwar and Zhang 2019) over the updates taken and converts it to
+//! (ε, δ) with the conversion of Balle et al. 2020, as Opacus does; its history
+//! is saved with every checkpoint.
+//!
+//! The noise comes from the operating system's secure generator by default, as
+//! Opacus's secure mode: noise drawn from a seed saved with the run could be
+//! regenerated and subtracted by anyone holding the run, which voids the
+//! guarantee. [`DpSgd::with_seeded_noise`] gives a reproducible stream for tests
+//! and exact resume, at that cost.
 //!
 //! Sampling: the accountant assumes each example joins a batch independently with
 //! probability `q = batch / dataset`. The trainer's loader shuffles and cuts fixed
 //! batches instead, the usual practical stand-in (Abadi et al. 2016 do the same);
 //! the reported ε is for the Poisson-sampled mechanism.
 
+use crate::optim::NamedVar;
 use crate::{Error, Result};
-use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::Tensor;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
 
 /// The Rényi orders tried when converting to (ε, δ): those Opacus uses by default.
 pub fn default_orders() -> Vec<f64> {
@@ -147,7 +161,7 @@ pub fn epsilon_from_rdp(orders: &[f64], rdp: &[f64], delta: f64) -> (f64, f64) {
 }
 
 /// Tracks the privacy spent by the steps of DP-SGD.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RdpAccountant {
     /// (sampling rate, noise multiplier, steps) of each phase so far.
     pub history: Vec<(f64, f64, u64)>,
@@ -221,138 +235,118 @@ pub fn noise_for_epsilon(target_epsilon: f64, delta: f64, q: f64, steps: u64) ->
     Ok(hi)
 }
 
-/// DP-SGD's clipping and noise.
+/// Where DP-SGD's noise comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoiseSource {
+    /// The operating system's secure generator (through `rand`'s thread-local
+    /// ChaCha, reseeded from it): nothing saved with the run predicts the noise.
+    Secure,
+    /// A ChaCha8 stream seeded by `(seed, update)`: reproducible, so a resumed
+    /// run repeats an uninterrupted one, but anyone who knows the seed can remove
+    /// the noise. For tests and experiments, not for releasing a model.
+    Seeded(u64),
+}
+
+/// DP-SGD's settings, noise and accountant: the privacy strategy of
+/// [`Optimizers`](crate::Optimizers).
 #[derive(Debug, Clone)]
 pub struct DpSgd {
     /// Each example's gradient is scaled to at most this L2 norm (C).
     pub max_grad_norm: f64,
     /// Noise standard deviation as a multiple of `max_grad_norm` (σ).
     pub noise_multiplier: f64,
-    /// Seed of the noise; the step number is mixed in, so runs are reproducible.
-    pub seed: u64,
+    /// Loader batch size over data-set size: the accountant's sampling rate per
+    /// batch (an update over `k` accumulated batches samples at `k` times it).
+    pub sample_rate: f64,
+    /// Where the noise comes from.
+    pub noise: NoiseSource,
+    /// Privacy spent so far.
+    pub accountant: RdpAccountant,
 }
 
 impl DpSgd {
-    /// Clipped, noised, averaged gradients of `vars` for one batch.
+    /// DP-SGD with clipping bound `max_grad_norm` (C), noise multiplier σ and
+    /// sampling rate `batch / dataset`, noise from the secure generator.
     ///
-    /// `example_loss(i)` must return the loss of example `i` alone (its graph
-    /// reaching `vars`); `n` is the batch size; `step` numbers the noise draw.
-    /// Returns the gradient store for the optimizer and the mean per-example norm
-    /// before clipping.
-    pub fn noisy_grads<F>(
-        &self,
-        vars: &[&Var],
-        n: usize,
-        step: u64,
-        example_loss: F,
-    ) -> Result<(GradStore, f64)>
-    where
-        F: Fn(usize) -> Result<Tensor> + Sync,
-    {
-        if n == 0 {
-            return Err(Error::Config("DP-SGD: empty batch".into()));
-        }
-        if self.max_grad_norm <= 0.0 || self.noise_multiplier < 0.0 {
+    /// # Errors
+    /// `max_grad_norm <= 0`, `noise_multiplier < 0`, or a rate outside (0, 1].
+    pub fn new(max_grad_norm: f64, noise_multiplier: f64, sample_rate: f64) -> Result<Self> {
+        // Written so that NaN fails every check.
+        let valid = max_grad_norm > 0.0 && noise_multiplier >= 0.0;
+        if !valid {
             return Err(Error::Config(format!(
-                "DP-SGD: max_grad_norm must be > 0 and noise_multiplier >= 0 (got {}, {})",
-                self.max_grad_norm, self.noise_multiplier
+                "DP-SGD: max_grad_norm must be > 0 and noise_multiplier >= 0 (got {max_grad_norm}, {noise_multiplier})"
             )));
         }
-        // One example's graph is too small to keep the cores busy, so examples run
-        // in parallel: one chunk per thread, each summing its clipped gradients.
-        let threads = rayon::current_num_threads().clamp(1, n);
-        let chunk = n.div_ceil(threads);
-        let parts: Vec<Result<ChunkSum>> = {
-            use rayon::prelude::*;
-            (0..n)
-                .step_by(chunk)
-                .collect::<Vec<_>>()
-                .into_par_iter()
-                .map(|start| self.clipped_sum(vars, start..(start + chunk).min(n), &example_loss))
-                .collect()
-        };
-        let mut sums: Vec<Option<Tensor>> = vec![None; vars.len()];
-        let mut norms = 0.0;
-        let mut store = None;
-        for part in parts {
-            let part = part?;
-            norms += part.norms;
-            for (acc, s) in sums.iter_mut().zip(part.sums) {
-                if let Some(s) = s {
-                    *acc = Some(match acc.take() {
-                        None => s,
-                        Some(a) => (a + s)?,
-                    });
-                }
-            }
-            store = store.or(part.store);
+        if !(0.0 < sample_rate && sample_rate <= 1.0) {
+            return Err(Error::Config(format!(
+                "DP-SGD: the sampling rate batch/dataset must be in (0, 1], got {sample_rate}"
+            )));
         }
-        let mut store =
-            store.ok_or_else(|| Error::Config("DP-SGD: no example gave gradients".into()))?;
-        let std = self.noise_multiplier * self.max_grad_norm;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::seed::mix(
-            &[self.seed, step],
-            "dp-sgd noise",
-        ));
-        let normal = Normal::new(0.0f32, std as f32).map_err(|e| Error::Config(e.to_string()))?;
-        for (v, s) in vars.iter().zip(sums) {
-            let s = match s {
-                Some(s) => s,
-                None => v.as_tensor().zeros_like()?,
-            };
-            let noise: Vec<f32> = (0..s.elem_count())
-                .map(|_| normal.sample(&mut rng))
-                .collect();
-            let noise = Tensor::from_vec(noise, s.shape(), s.device())?.to_dtype(s.dtype())?;
-            let g = ((s + noise)? / n as f64)?;
-            store.insert(v.as_tensor(), g);
-        }
-        Ok((store, norms / n as f64))
+        Ok(Self {
+            max_grad_norm,
+            noise_multiplier,
+            sample_rate,
+            noise: NoiseSource::Secure,
+            accountant: RdpAccountant::new(),
+        })
     }
 
-    fn clipped_sum<F>(
+    /// Draws the noise from a stream seeded by `seed` (see [`NoiseSource::Seeded`]).
+    pub fn with_seeded_noise(mut self, seed: u64) -> Self {
+        self.noise = NoiseSource::Seeded(seed);
+        self
+    }
+
+    /// (ε, best Rényi order) spent so far at `delta`.
+    pub fn epsilon(&self, delta: f64) -> (f64, f64) {
+        self.accountant.epsilon(delta)
+    }
+
+    /// The noisy mean gradient of each of `vars` from the sums of clipped
+    /// per-example gradients `sums` over `examples` examples; `update` numbers the
+    /// draw of a seeded stream. Every variable gets noise, with or without a sum.
+    pub(crate) fn privatize(
         &self,
-        vars: &[&Var],
-        range: std::ops::Range<usize>,
-        example_loss: &F,
-    ) -> Result<ChunkSum>
-    where
-        F: Fn(usize) -> Result<Tensor> + Sync,
-    {
-        let mut out = ChunkSum {
-            sums: vec![None; vars.len()],
-            norms: 0.0,
-            store: None,
+        vars: &[NamedVar],
+        sums: Vec<Option<Tensor>>,
+        examples: usize,
+        update: u64,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let std = self.noise_multiplier * self.max_grad_norm;
+        let normal = Normal::new(0.0f32, std as f32).map_err(|e| Error::Config(e.to_string()))?;
+        let mut seeded = match self.noise {
+            NoiseSource::Seeded(seed) => Some(rand_chacha::ChaCha8Rng::seed_from_u64(
+                taper_nn::init::mix(&[seed, update], "dp-sgd noise"),
+            )),
+            NoiseSource::Secure => None,
         };
-        for i in range {
-            let grads = example_loss(i)?.backward()?;
-            let norm = crate::clip::grad_norm(vars, &grads)?;
-            if !norm.is_finite() {
-                return Err(Error::Config(format!(
-                    "DP-SGD: example {i} of the batch has a non-finite gradient"
-                )));
-            }
-            out.norms += norm;
-            let scale = (self.max_grad_norm / (norm + 1e-6)).min(1.0);
-            for (k, v) in vars.iter().enumerate() {
-                if let Some(g) = grads.get(v) {
-                    let g = (g * scale)?;
-                    out.sums[k] = Some(match out.sums[k].take() {
-                        None => g,
-                        Some(s) => (s + g)?,
-                    });
-                }
-            }
-            out.store = Some(grads);
+        let mut secure = rand::rng();
+        let mut out = Vec::with_capacity(vars.len());
+        for ((_, v), s) in vars.iter().zip(sums) {
+            let s = match s {
+                Some(s) => s,
+                None => v
+                    .as_tensor()
+                    .zeros_like()?
+                    .to_dtype(candle_core::DType::F32)?,
+            };
+            let n = s.elem_count();
+            let noise: Vec<f32> = match seeded.as_mut() {
+                Some(rng) => (0..n).map(|_| normal.sample(rng)).collect(),
+                None => (0..n).map(|_| normal.sample(&mut secure)).collect(),
+            };
+            let noise = Tensor::from_vec(noise, s.shape(), s.device())?.to_dtype(s.dtype())?;
+            out.push(Some(((s + noise)? / examples.max(1) as f64)?));
         }
         Ok(out)
     }
-}
 
-struct ChunkSum {
-    sums: Vec<Option<Tensor>>,
-    norms: f64,
-    store: Option<GradStore>,
+    /// Records one update over `batches` loader batches.
+    pub(crate) fn record_update(&mut self, batches: usize) {
+        let q = (self.sample_rate * batches as f64).min(1.0);
+        self.accountant.record(q, self.noise_multiplier, 1);
+    }
 }
 
 /// A typical δ: below 1 / dataset size, as the DP literature recommends.
@@ -363,67 +357,4 @@ pub fn default_delta(dataset_len: usize) -> f64 {
         p /= 10.0;
     }
     p
-}
-
-/// A classifier trained with DP-SGD: each batch's per-example gradients are
-/// clipped and noised ([`DpSgd`]) before the update of the only optimizer group,
-/// and the accountant records every step.
-pub struct DpClassifier<M> {
-    /// The network and its variables.
-    pub inner: crate::Classifier<M>,
-    /// Clipping bound, noise multiplier, noise seed.
-    pub dp: DpSgd,
-    /// Batch size over data-set size: the accountant's sampling rate.
-    pub sample_rate: f64,
-    /// Privacy spent so far.
-    pub accountant: RdpAccountant,
-}
-
-impl<M: candle_core::ModuleT + Sync> crate::TrainStep<crate::data::TensorBatch>
-    for DpClassifier<M>
-{
-    fn train_step(
-        &mut self,
-        batch: &crate::data::TensorBatch,
-        opt: &mut crate::Optimizers,
-    ) -> Result<crate::Metrics> {
-        use crate::LossModel;
-        let (x, y) = (batch.inputs(), batch.targets());
-        let n = batch.len();
-        let named = crate::optim::named_vars(&self.inner.varmap, "");
-        let vars: Vec<&Var> = named.iter().map(|(_, v)| v).collect();
-        let model = &self.inner.model;
-        // The trainer's step number: after a resume the accountant catches up on
-        // the steps the checkpoint already spent, and no noise draw repeats.
-        let step = crate::seed::iteration();
-        let missing = step.saturating_sub(self.accountant.steps());
-        if missing > 0 {
-            self.accountant
-                .record(self.sample_rate, self.dp.noise_multiplier, missing);
-        }
-        let (grads, norm) = self.dp.noisy_grads(&vars, n, step, |i| {
-            let logits = model.forward_t(&x.narrow(0, i, 1)?, true)?;
-            Ok(crate::nn::cross_entropy(&logits, &y.narrow(0, i, 1)?)?)
-        })?;
-        let group = opt
-            .groups()
-            .first()
-            .map(|g| g.name.clone())
-            .ok_or_else(|| Error::Config("DP-SGD needs one optimizer group".into()))?;
-        opt.apply_grads(&group, &grads)?;
-        self.accountant
-            .record(self.sample_rate, self.dp.noise_multiplier, 1);
-        // Loss and accuracy of the batch after the update, for the progress line.
-        let (_, m) = self.inner.loss(batch, false)?;
-        Ok(m.with("grad_norm", norm, n as f64))
-    }
-
-    fn valid_step(&mut self, batch: &crate::data::TensorBatch) -> Result<crate::Metrics> {
-        use crate::LossModel;
-        Ok(self.inner.loss(batch, false)?.1)
-    }
-
-    fn varmap(&self) -> &candle_nn::VarMap {
-        &self.inner.varmap
-    }
 }

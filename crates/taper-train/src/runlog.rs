@@ -1,6 +1,7 @@
 //! Progress display and run logs: `metrics.jsonl` and the `loss.png` curve.
 
-use crate::checkpoint::{atomic_write, EpochRecord};
+use crate::fs::atomic_write;
+use crate::record::EpochRecord;
 use crate::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -175,47 +176,4 @@ pub fn plot_loss(path: &Path, history: &[EpochRecord], key: &str) -> Result<()> 
     }
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
-}
-
-/// Resident memory of this process, in MiB.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryUse {
-    /// Resident set size now (`VmRSS`).
-    pub rss: f64,
-    /// Peak resident set size since the process started (`VmHWM`).
-    pub peak: f64,
-}
-
-/// The process's resident memory from `/proc/self/status`; `None` where that file
-/// does not exist (other systems).
-pub fn memory_use() -> Option<MemoryUse> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
-    let field = |key: &str| -> Option<f64> {
-        let line = text.lines().find(|l| l.starts_with(key))?;
-        let kib: f64 = line[key.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib / 1024.0)
-    };
-    Some(MemoryUse {
-        rss: field("VmRSS:")?,
-        peak: field("VmHWM:")?,
-    })
-}
-
-#[cfg(all(test, target_os = "linux"))]
-mod memory_tests {
-    #[test]
-    fn resident_memory_is_read_and_peak_bounds_it() {
-        let m = super::memory_use().expect("/proc/self/status on Linux");
-        assert!(m.rss > 1.0 && m.peak >= m.rss, "{m:?}");
-        // Touching 64 MiB raises the resident size by about that much.
-        let block = vec![1u8; 64 << 20];
-        let after = super::memory_use().unwrap();
-        assert!(after.rss - m.rss > 48.0, "{m:?} -> {after:?}");
-        assert!(block.iter().map(|&b| b as u64).sum::<u64>() == 64 << 20);
-    }
 }

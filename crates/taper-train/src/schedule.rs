@@ -11,7 +11,7 @@ use std::f64::consts::PI;
 /// A learning-rate schedule.
 pub trait LrSchedule: Send {
     /// Learning rate for the optimizer step with 0-based index `step`.
-    fn lr(&self, step: usize) -> f64;
+    fn learning_rate(&self, step: usize) -> f64;
     /// Called at each epoch's end with the monitored metric, when there is one.
     fn on_epoch_end(&mut self, _metric: Option<f64>) {}
     /// State to save (stateless schedules return `null`).
@@ -29,7 +29,7 @@ pub trait LrSchedule: Send {
 pub struct Constant(pub f64);
 
 impl LrSchedule for Constant {
-    fn lr(&self, _step: usize) -> f64 {
+    fn learning_rate(&self, _step: usize) -> f64 {
         self.0
     }
 }
@@ -46,7 +46,7 @@ pub struct StepDecay {
 }
 
 impl LrSchedule for StepDecay {
-    fn lr(&self, step: usize) -> f64 {
+    fn learning_rate(&self, step: usize) -> f64 {
         self.lr * self.gamma.powi((step / self.step_size.max(1)) as i32)
     }
 }
@@ -61,7 +61,7 @@ pub struct Exponential {
 }
 
 impl LrSchedule for Exponential {
-    fn lr(&self, step: usize) -> f64 {
+    fn learning_rate(&self, step: usize) -> f64 {
         self.lr * self.gamma.powi(step as i32)
     }
 }
@@ -97,7 +97,7 @@ impl WarmupCosine {
 }
 
 impl LrSchedule for WarmupCosine {
-    fn lr(&self, step: usize) -> f64 {
+    fn learning_rate(&self, step: usize) -> f64 {
         if step < self.warmup_steps {
             let f = self.warmup_start
                 + (1.0 - self.warmup_start) * step as f64 / self.warmup_steps as f64;
@@ -142,7 +142,7 @@ fn cos_anneal(start: f64, end: f64, pct: f64) -> f64 {
 }
 
 impl LrSchedule for OneCycle {
-    fn lr(&self, step: usize) -> f64 {
+    fn learning_rate(&self, step: usize) -> f64 {
         let initial = self.max_lr / self.div_factor;
         let min = initial / self.final_div_factor;
         let end1 = self.pct_start * self.total_steps as f64 - 1.0;
@@ -158,26 +158,26 @@ impl LrSchedule for OneCycle {
 
 /// Whether a monitored metric should go down (loss) or up (accuracy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Mode {
+pub enum Direction {
     /// Lower is better.
     Min,
     /// Higher is better.
     Max,
 }
 
-impl Mode {
+impl Direction {
     /// True when `a` improves on `best` by more than the relative `threshold`.
     pub fn improves(self, a: f64, best: f64, threshold: f64) -> bool {
         match self {
-            Mode::Min => a < best * (1.0 - threshold.copysign(best)),
-            Mode::Max => a > best * (1.0 + threshold.copysign(best)),
+            Direction::Min => a < best * (1.0 - threshold.copysign(best)),
+            Direction::Max => a > best * (1.0 + threshold.copysign(best)),
         }
     }
     /// The worst possible value.
     pub fn worst(self) -> f64 {
         match self {
-            Mode::Min => f64::INFINITY,
-            Mode::Max => f64::NEG_INFINITY,
+            Direction::Min => f64::INFINITY,
+            Direction::Max => f64::NEG_INFINITY,
         }
     }
 }
@@ -190,7 +190,7 @@ pub struct ReduceOnPlateau {
     /// Current learning rate.
     pub lr: f64,
     /// Direction of improvement.
-    pub mode: Mode,
+    pub mode: Direction,
     /// Factor applied on a plateau.
     pub factor: f64,
     /// Epochs without improvement tolerated.
@@ -208,7 +208,7 @@ pub struct ReduceOnPlateau {
 
 impl ReduceOnPlateau {
     /// PyTorch's defaults (factor 0.1, patience 10, threshold 1e-4).
-    pub fn new(lr: f64, mode: Mode) -> Self {
+    pub fn new(lr: f64, mode: Direction) -> Self {
         Self {
             lr,
             mode,
@@ -225,7 +225,7 @@ impl ReduceOnPlateau {
 }
 
 impl LrSchedule for ReduceOnPlateau {
-    fn lr(&self, _step: usize) -> f64 {
+    fn learning_rate(&self, _step: usize) -> f64 {
         self.lr
     }
     fn on_epoch_end(&mut self, metric: Option<f64>) {

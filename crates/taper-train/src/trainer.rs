@@ -1,33 +1,57 @@
 //! The training loop, shared by every domain.
 
-use crate::checkpoint::{self, EpochRecord, TrainerState};
+use crate::checkpoint::{self, TrainerState};
+use crate::context::StepContext;
 use crate::data::{DataLoader, TensorBatch};
-use crate::group::Optimizers;
-use crate::metrics::{accuracy, Metrics};
+use crate::metrics::Metrics;
+use crate::optimizers::Optimizers;
+use crate::output::{check_labels, ClassificationOutput, StepOutput};
+use crate::record::EpochRecord;
 use crate::runlog::{append_jsonl, epoch_line, plot_loss, write_history, Progress};
-use crate::schedule::Mode;
-use crate::{seed, Error, Result};
-use candle_core::{ModuleT, Tensor};
+use crate::schedule::Direction;
+use crate::{Error, Result};
+use candle_core::{DType, Tensor};
 use candle_nn::VarMap;
 use std::path::PathBuf;
 use std::time::Instant;
+use taper_nn::{cross_entropy, Forward, Mode};
 
 /// What a model implements to be trained: one training step per batch (which
 /// calls [`Optimizers::step`] once per group it updates, in its own order) and an
-/// evaluation step.
+/// evaluation step. Both receive the [`StepContext`]: every random draw of a step
+/// comes from it.
 pub trait TrainStep<B> {
-    /// Trains on one batch; returns its metrics (at least `loss`).
-    fn train_step(&mut self, batch: &B, opt: &mut Optimizers) -> Result<Metrics>;
+    /// What a step returns; the trainer reads the batch's metrics from it
+    /// ([`ClassificationOutput`] for classifiers, [`Metrics`] for anything else).
+    type Output: StepOutput;
+    /// Trains on one batch.
+    ///
+    /// # Errors
+    /// Whatever the forward pass or the update raises; the trainer adds the
+    /// epoch and step to non-finite-value errors.
+    fn train_step(
+        &mut self,
+        batch: &B,
+        ctx: &StepContext,
+        opt: &mut Optimizers,
+    ) -> Result<Self::Output>;
     /// Evaluates one batch in evaluation mode, without updating anything.
-    fn valid_step(&mut self, batch: &B) -> Result<Metrics>;
+    ///
+    /// # Errors
+    /// Whatever the forward pass raises.
+    fn valid_step(&mut self, batch: &B, ctx: &StepContext) -> Result<Self::Output>;
     /// All the model's variables, under their checkpoint names.
     fn varmap(&self) -> &VarMap;
 }
 
 /// The common case: a model that computes a loss and metrics for a batch.
 pub trait LossModel<B> {
-    /// Loss (a scalar tensor) and metrics; `train` selects dropout/batch-norm mode.
-    fn loss(&self, batch: &B, train: bool) -> Result<(Tensor, Metrics)>;
+    /// Loss (a scalar tensor) and metrics; `mode` selects training (dropout,
+    /// batch statistics, with the step's random stream) or evaluation.
+    ///
+    /// # Errors
+    /// Whatever the forward pass raises.
+    fn loss(&self, batch: &B, mode: &Mode) -> Result<(Tensor, Metrics)>;
     /// All the model's variables.
     fn varmap(&self) -> &VarMap;
 }
@@ -36,61 +60,140 @@ pub trait LossModel<B> {
 pub struct Supervised<M>(pub M);
 
 impl<B, M: LossModel<B>> TrainStep<B> for Supervised<M> {
-    fn train_step(&mut self, batch: &B, opt: &mut Optimizers) -> Result<Metrics> {
-        let (loss, metrics) = self.0.loss(batch, true)?;
+    type Output = Metrics;
+    fn train_step(
+        &mut self,
+        batch: &B,
+        ctx: &StepContext,
+        opt: &mut Optimizers,
+    ) -> Result<Metrics> {
+        let (loss, metrics) = self.0.loss(batch, &ctx.mode())?;
         opt.step_single(&loss)?;
         Ok(metrics)
     }
-    fn valid_step(&mut self, batch: &B) -> Result<Metrics> {
-        Ok(self.0.loss(batch, false)?.1)
+    fn valid_step(&mut self, batch: &B, _ctx: &StepContext) -> Result<Metrics> {
+        Ok(self.0.loss(batch, &Mode::eval())?.1)
     }
     fn varmap(&self) -> &VarMap {
         self.0.varmap()
     }
 }
 
-/// A classifier over [`TensorBatch`]es (inputs, class indices): cross-entropy loss,
-/// `loss` and `accuracy` metrics.
+/// A classifier over [`TensorBatch`]es (inputs, class indices) with a
+/// cross-entropy loss, for any network mapping inputs to logits `(N, C)`.
+///
+/// One classifier for every strategy of the [`Optimizers`] it trains with:
+/// under mixed precision its inputs are cast to the working dtype and the loss
+/// is computed in f32; under DP-SGD it hands the optimizers per-example losses.
+/// A label outside `0..C` is [`Error::Label`].
 pub struct Classifier<M> {
     /// The network, mapping inputs to logits (N, C).
     pub model: M,
-    /// Its variables.
+    /// Its variables (the f32 masters under mixed precision): what checkpoints hold.
     pub varmap: VarMap,
+    /// The dtype inputs are cast to before the network (`None`: as they come).
+    /// Set from the optimizers' working dtype at each training step.
+    pub input_dtype: Option<DType>,
 }
 
-impl<M: ModuleT> Classifier<M> {
+impl<M: Forward> Classifier<M> {
     /// Wraps a network and its variables.
     pub fn new(model: M, varmap: VarMap) -> Self {
-        Self { model, varmap }
+        Self {
+            model,
+            varmap,
+            input_dtype: None,
+        }
+    }
+
+    /// Casts inputs to `dtype` before the network (a half-precision model
+    /// evaluated without its optimizers).
+    pub fn with_input_dtype(mut self, dtype: DType) -> Self {
+        self.input_dtype = Some(dtype);
+        self
+    }
+
+    fn inputs(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self.input_dtype {
+            Some(d) if d != x.dtype() => x.to_dtype(d)?,
+            _ => x.clone(),
+        })
+    }
+
+    /// Logits in f32 (the loss is computed in f32, as autocast does).
+    fn logits(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
+        Ok(self.model.forward_t(x, mode)?.to_dtype(DType::F32)?)
     }
 }
 
-impl<M: ModuleT> LossModel<TensorBatch> for Classifier<M> {
-    fn loss(&self, batch: &TensorBatch, train: bool) -> Result<(Tensor, Metrics)> {
-        let logits = self.model.forward_t(batch.inputs(), train)?;
-        let loss = crate::nn::cross_entropy(&logits, batch.targets())?;
-        let n = batch.len() as f64;
-        let l = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        let acc = accuracy(&logits, batch.targets())?;
-        Ok((
+fn only_group(opt: &Optimizers) -> Result<String> {
+    match opt.groups() {
+        [g] => Ok(g.name().to_string()),
+        gs => Err(Error::Config(format!(
+            "a classifier trains one optimizer group, there are {}",
+            gs.len()
+        ))),
+    }
+}
+
+impl<M: Forward + Sync> TrainStep<TensorBatch> for Classifier<M> {
+    type Output = ClassificationOutput;
+
+    fn train_step(
+        &mut self,
+        batch: &TensorBatch,
+        ctx: &StepContext,
+        opt: &mut Optimizers,
+    ) -> Result<ClassificationOutput> {
+        if let Some(d) = opt.compute_dtype() {
+            self.input_dtype = Some(d);
+        }
+        let x = self.inputs(batch.inputs())?;
+        let y = batch.targets();
+        let mode = ctx.mode();
+        let group = only_group(opt)?;
+        let mut extra = Metrics::new();
+        let n = batch.len();
+        let (loss, logits) = if opt.needs_per_example() {
+            let this = &*self;
+            let norm = opt.step_per_example(&group, n, &mode, |i, m| {
+                let logits = this.logits(&x.narrow(0, i, 1)?, m)?;
+                check_labels(&logits, &y.narrow(0, i, 1)?)?;
+                Ok(cross_entropy(&logits, &y.narrow(0, i, 1)?)?)
+            })?;
+            extra.add("grad_norm", norm, n as f64);
+            // The batch's figures after the update, in evaluation mode.
+            let logits = self.logits(&x, &Mode::eval())?;
+            (cross_entropy(&logits, y)?, logits)
+        } else {
+            let logits = self.logits(&x, &mode)?;
+            check_labels(&logits, y)?;
+            let loss = cross_entropy(&logits, y)?;
+            opt.step(&group, &loss)?;
+            (loss.detach(), logits.detach())
+        };
+        if let Some(p) = opt.precision() {
+            extra.add("loss_scale", p.scaler.scale, 1.0);
+        }
+        Ok(ClassificationOutput::new(loss, logits, y.clone()).with_extra(extra))
+    }
+
+    fn valid_step(
+        &mut self,
+        batch: &TensorBatch,
+        _ctx: &StepContext,
+    ) -> Result<ClassificationOutput> {
+        let x = self.inputs(batch.inputs())?;
+        let logits = self.logits(&x, &Mode::eval())?;
+        check_labels(&logits, batch.targets())?;
+        let loss = cross_entropy(&logits, batch.targets())?;
+        Ok(ClassificationOutput::new(
             loss,
-            Metrics::new().with("loss", l, n).with("accuracy", acc, n),
+            logits,
+            batch.targets().clone(),
         ))
     }
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
-}
 
-impl<M: ModuleT> TrainStep<TensorBatch> for Classifier<M> {
-    fn train_step(&mut self, batch: &TensorBatch, opt: &mut Optimizers) -> Result<Metrics> {
-        let (loss, m) = self.loss(batch, true)?;
-        opt.step_single(&loss)?;
-        Ok(m)
-    }
-    fn valid_step(&mut self, batch: &TensorBatch) -> Result<Metrics> {
-        Ok(self.loss(batch, false)?.1)
-    }
     fn varmap(&self) -> &VarMap {
         &self.varmap
     }
@@ -142,7 +245,7 @@ pub struct TrainerConfig {
     pub seed: u64,
     /// Metric to monitor, as `valid.<name>` or `train.<name>`, and its direction.
     /// Defaults to `valid.loss` (min) when there is validation data.
-    pub monitor: Option<(String, Mode)>,
+    pub monitor: Option<(String, Direction)>,
     /// Stop when the monitored metric has not improved for this many epochs.
     pub early_stopping_patience: Option<usize>,
     /// Keep the checkpoint of the best monitored value as `best`.
@@ -251,11 +354,13 @@ impl Trainer {
             ));
         }
         ck.load_weights(model.vars())?;
+        opt.load_strategy_state(&ck.state.strategies)?;
+        opt.after_weights_loaded()?;
         let device = crate::optim::named_vars(model.vars(), "")
             .first()
             .map(|(_, v)| v.device().clone())
             .unwrap_or(candle_core::Device::Cpu);
-        let names: Vec<String> = opt.groups().iter().map(|g| g.name.clone()).collect();
+        let names: Vec<String> = opt.groups().iter().map(|g| g.name().to_string()).collect();
         for name in names {
             let (os, sched) = ck.optim_state(&name, &device)?;
             opt.load_group_state(&name, &os, &sched)?;
@@ -282,7 +387,6 @@ impl Trainer {
         if let Some(dir) = &cfg.run_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        seed::manual_seed(cfg.seed);
         let mut state = TrainerState {
             version: 1,
             seed: cfg.seed,
@@ -301,7 +405,7 @@ impl Trainer {
         let monitor = cfg
             .monitor
             .clone()
-            .or_else(|| valid.map(|_| ("valid.loss".to_string(), Mode::Min)));
+            .or_else(|| valid.map(|_| ("valid.loss".to_string(), Direction::Min)));
         let mut stopped_early = false;
         let nb = train.num_batches();
         while state.epoch < cfg.epochs {
@@ -314,22 +418,25 @@ impl Trainer {
             );
             for batch in train.epoch(epoch, state.batch_in_epoch) {
                 let batch = batch?;
-                seed::set_iteration(state.iteration);
-                let m = model.train_step(&batch, opt).map_err(|e| match e {
-                    Error::NonFinite { group, value, .. } => Error::NonFinite {
-                        step: state.iteration as usize,
-                        epoch,
-                        group,
-                        value,
-                    },
-                    Error::NonFiniteGradient { group, param, .. } => Error::NonFiniteGradient {
-                        step: state.iteration as usize,
-                        epoch,
-                        group,
-                        param,
-                    },
-                    other => other,
-                })?;
+                let ctx = StepContext::new(cfg.seed, epoch, state.batch_in_epoch, state.iteration);
+                let m = model
+                    .train_step(&batch, &ctx, opt)
+                    .and_then(|out| out.metrics())
+                    .map_err(|e| match e {
+                        Error::NonFinite { group, value, .. } => Error::NonFinite {
+                            step: state.iteration as usize,
+                            epoch,
+                            group,
+                            value,
+                        },
+                        Error::NonFiniteGradient { group, param, .. } => Error::NonFiniteGradient {
+                            step: state.iteration as usize,
+                            epoch,
+                            group,
+                            param,
+                        },
+                        other => other,
+                    })?;
                 state.epoch_train.merge(&m);
                 state.iteration += 1;
                 state.batch_in_epoch += 1;
@@ -353,6 +460,7 @@ impl Trainer {
                         && !opt.pending()
                     {
                         let tag = format!("step-{:09}", state.iteration);
+                        state.strategies = opt.strategy_state();
                         checkpoint::save(dir, &tag, model.varmap(), &opt.states(), &state, false)?;
                     }
                 }
@@ -361,17 +469,18 @@ impl Trainer {
             opt.flush()?;
             let mut vm = Metrics::new();
             if let Some(v) = valid {
-                for batch in v.epoch(0, 0) {
-                    vm.merge(&model.valid_step(&batch?)?);
+                for (i, batch) in v.epoch(0, 0).enumerate() {
+                    let ctx = StepContext::new(cfg.seed, epoch, i, state.iteration);
+                    vm.merge(&model.valid_step(&batch?, &ctx)?.metrics()?);
                 }
             }
             let record = EpochRecord {
                 epoch,
                 train: state.epoch_train.means(),
                 valid: vm.means(),
-                lr: opt.lrs().into_iter().collect(),
+                lr: opt.learning_rates().into_iter().collect(),
                 seconds: t0.elapsed().as_secs_f64(),
-                memory_mib: crate::runlog::memory_use(),
+                memory_mib: crate::record::memory_use(),
             };
             let monitored = monitor.as_ref().and_then(|(key, _)| lookup(&record, key));
             opt.on_epoch_end(monitored);
@@ -400,6 +509,7 @@ impl Trainer {
                 append_jsonl(&dir.join("metrics.jsonl"), &record)?;
                 let tag = format!("epoch-{:05}", epoch + 1);
                 let best = cfg.keep_best && (improved || monitor.is_none());
+                state.strategies = opt.strategy_state();
                 checkpoint::save(dir, &tag, model.varmap(), &opt.states(), &state, best)?;
             }
             let mut stop = false;
@@ -443,8 +553,9 @@ impl Trainer {
         M: TrainStep<B>,
     {
         let mut m = Metrics::new();
-        for batch in loader.epoch(0, 0) {
-            m.merge(&model.valid_step(&batch?)?);
+        for (i, batch) in loader.epoch(0, 0).enumerate() {
+            let ctx = StepContext::new(0, 0, i, 0);
+            m.merge(&model.valid_step(&batch?, &ctx)?.metrics()?);
         }
         Ok(m)
     }

@@ -4,12 +4,12 @@
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{linear, Linear, VarMap};
+use taper_nn::init::seeded_var_builder;
+use taper_nn::{conv2d, Conv2d, Conv2dConfig};
 use taper_train::explain::{
     gauss_legendre, grad_cam, integrated_gradients, rank_correlation, saliency, smooth_grad, to_map,
 };
-use taper_train::nn::{conv2d, Conv2d, Conv2dConfig};
 use taper_train::optim::{named_vars, Adam, AdamConfig};
-use taper_train::seed::seeded_var_builder;
 use taper_train::Result;
 
 fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
@@ -66,11 +66,22 @@ fn bad_targets_are_refused() {
     let model = Linear::new(Tensor::ones((2, 3), DType::F32, &dev).unwrap(), None);
     let f = |x: &Tensor| Ok(model.forward(x)?);
     let x = Tensor::ones((2, 3), DType::F32, &dev).unwrap();
-    let e = saliency(f, &x, &[0]).unwrap_err().to_string();
-    assert!(e.contains("1 targets for a batch of 2"), "{e}");
-    let e = saliency(f, &x, &[0, 7]).unwrap_err().to_string();
+    let e = saliency(f, &x, &[0]).unwrap_err();
+    assert!(matches!(e, taper_train::Error::Shape { .. }), "{e}");
     assert!(
-        e.contains("target class 7") && e.contains("2 outputs"),
+        e.to_string()
+            .contains("expected 2 (one per example), got 1"),
+        "{e}"
+    );
+    let e = saliency(f, &x, &[0, 7]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            taper_train::Error::Label {
+                label: 7,
+                classes: 2
+            }
+        ),
         "{e}"
     );
     let e = integrated_gradients(
@@ -82,7 +93,7 @@ fn bad_targets_are_refused() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("baseline shape"), "{e}");
+    assert!(e.contains("baseline: expected [2, 3]"), "{e}");
 }
 
 /// Twenty features, of which only the first four decide the class: a model that
@@ -124,7 +135,7 @@ impl Mlp {
 }
 
 fn train(model: &Mlp, vm: &VarMap) -> f32 {
-    use taper_train::optim::Optimizer;
+    use taper_train::optim::Optim;
     let (x, y) = task(512, 1);
     let mut opt = Adam::new(
         named_vars(vm, ""),
@@ -134,7 +145,7 @@ fn train(model: &Mlp, vm: &VarMap) -> f32 {
         },
     );
     for _ in 0..150 {
-        let loss = taper_train::nn::cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
+        let loss = taper_nn::cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
         opt.step(&loss.backward().unwrap()).unwrap();
     }
     let (tx, ty) = task(256, 2);

@@ -7,10 +7,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::Value;
 use taper_train::optim::{
-    Adam, AdamConfig, NamedVar, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+    Adam, AdamConfig, NamedVar, Optim, RmsProp, RmsPropConfig, Sgd, SgdConfig,
 };
 use taper_train::schedule::{
-    Exponential, LrSchedule, Mode, OneCycle, ReduceOnPlateau, StepDecay, WarmupCosine,
+    Direction, Exponential, LrSchedule, OneCycle, ReduceOnPlateau, StepDecay, WarmupCosine,
 };
 
 const REFERENCE: &str = include_str!("../../../tools/optim_reference.json");
@@ -37,9 +37,7 @@ fn t(v: &[f64], shape: &[usize]) -> Tensor {
 }
 
 /// Runs 5 steps of `make(vars)` on the reference problem; returns (W, b, loss) per step.
-fn trajectory(
-    make: impl Fn(Vec<NamedVar>) -> Box<dyn Optimizer>,
-) -> Vec<(Vec<f64>, Vec<f64>, f64)> {
+fn trajectory(make: impl Fn(Vec<NamedVar>) -> Box<dyn Optim>) -> Vec<(Vec<f64>, Vec<f64>, f64)> {
     let w = Var::from_tensor(&t(&[0.5, -0.3, 0.8, -0.1, 0.2, 0.4], &[2, 3])).unwrap();
     let b = Var::from_tensor(&t(&[0.1, -0.2], &[2])).unwrap();
     let x = t(
@@ -70,7 +68,7 @@ fn trajectory(
     out
 }
 
-fn check(name: &str, make: impl Fn(Vec<NamedVar>) -> Box<dyn Optimizer>) {
+fn check(name: &str, make: impl Fn(Vec<NamedVar>) -> Box<dyn Optim>) {
     let r = &reference()[name];
     let got = trajectory(make);
     for (step, (w, b, loss)) in got.iter().enumerate() {
@@ -210,7 +208,7 @@ fn optimizer_state_round_trip_continues_identically() {
                 lr: 0.1,
                 ..Default::default()
             },
-        )) as Box<dyn Optimizer>
+        )) as Box<dyn Optim>
     };
     let straight = trajectory(make);
     let w = Var::from_tensor(&t(&[0.5, -0.3, 0.8, -0.1, 0.2, 0.4], &[2, 3])).unwrap();
@@ -246,7 +244,7 @@ fn optimizer_state_round_trip_continues_identically() {
     assert!(saved.tensors.contains_key("w.exp_avg") && saved.tensors.contains_key("b.exp_avg_sq"));
     let mut second = Adam::new(vars(), AdamConfig::default());
     second.load_state(&saved).unwrap();
-    assert_eq!(second.lr(), 0.1);
+    assert_eq!(second.learning_rate(), 0.1);
     for _ in 0..3 {
         step(&mut second);
     }
@@ -277,7 +275,7 @@ fn check_lrs(name: &str, s: &mut dyn LrSchedule, tol: f64) {
         .map(|v| v.as_f64().unwrap())
         .collect();
     for (k, e) in expected.iter().enumerate() {
-        let got = s.lr(k);
+        let got = s.learning_rate(k);
         assert!(
             (got - e).abs() <= tol,
             "{name} step {k}: lr {got} vs PyTorch {e}"
@@ -326,20 +324,20 @@ fn reduce_on_plateau_matches_pytorch() {
         1.0, 0.9, 0.91, 0.92, 0.93, 0.85, 0.86, 0.86, 0.86, 0.86, 0.5, 0.6,
     ];
     let expected = reference()["reduce_lr_on_plateau"]["lr"].clone();
-    let mut s = ReduceOnPlateau::new(0.1, Mode::Min);
+    let mut s = ReduceOnPlateau::new(0.1, Direction::Min);
     s.factor = 0.5;
     s.patience = 2;
     for (i, m) in metrics.iter().enumerate() {
         s.on_epoch_end(Some(*m));
         assert_eq!(
-            s.lr(0),
+            s.learning_rate(0),
             expected[i].as_f64().unwrap(),
             "after epoch {}",
             i + 1
         );
     }
     // Its state survives a save and load.
-    let mut restored = ReduceOnPlateau::new(1.0, Mode::Min);
+    let mut restored = ReduceOnPlateau::new(1.0, Direction::Min);
     restored.load_state(&s.state()).unwrap();
-    assert_eq!(restored.lr(0), s.lr(0));
+    assert_eq!(restored.learning_rate(0), s.learning_rate(0));
 }

@@ -1,17 +1,19 @@
 //! The training loop: learning, resume, checkpoints, guards and bad input.
 
-use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{linear, Linear, VarMap};
 use std::path::Path;
+use taper_nn::init::seeded_var_builder;
+use taper_nn::Dropout;
+use taper_nn::{Forward, Mode};
 use taper_train::checkpoint::{self, load_weights};
 use taper_train::clip::Clip;
 use taper_train::data::{DataLoader, LoaderConfig, TensorBatch, TensorDataset};
 use taper_train::optim::{named_vars, Adam, AdamConfig, Sgd, SgdConfig};
-use taper_train::schedule::{Constant, Mode};
-use taper_train::seed::{seeded_var_builder, Dropout};
+use taper_train::schedule::{Constant, Direction};
 use taper_train::{
-    Callback, Classifier, Error, LossModel, Metrics, Optimizers, StepInfo, Supervised, TrainStep,
-    Trainer, TrainerConfig,
+    Callback, Classifier, Error, LossModel, Metrics, Optimizers, StepContext, StepInfo, Supervised,
+    TrainStep, Trainer, TrainerConfig,
 };
 
 /// Two Gaussian blobs per class in 4-D, 3 classes: learnable, not trivial.
@@ -40,10 +42,10 @@ struct Net {
     drop: Dropout,
 }
 
-impl ModuleT for Net {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+impl Forward for Net {
+    fn forward_t(&self, xs: &Tensor, mode: &Mode) -> candle_core::Result<Tensor> {
         let h = self.a.forward(xs)?.relu()?;
-        self.b.forward(&self.drop.forward_t(&h, train)?)
+        self.b.forward(&self.drop.forward_t(&h, mode)?)
     }
 }
 
@@ -212,9 +214,11 @@ struct NanAfter {
 }
 
 impl LossModel<TensorBatch> for NanAfter {
-    fn loss(&self, batch: &TensorBatch, train: bool) -> taper_train::Result<(Tensor, Metrics)> {
-        let (l, m) = self.inner.loss(batch, train)?;
-        if train {
+    fn loss(&self, batch: &TensorBatch, mode: &Mode) -> taper_train::Result<(Tensor, Metrics)> {
+        let logits = self.inner.model.forward_t(batch.inputs(), mode)?;
+        let l = taper_nn::cross_entropy(&logits, batch.targets())?;
+        let m = Metrics::new().with("loss", l.to_scalar::<f32>()? as f64, batch.len() as f64);
+        if mode.is_train() {
             self.calls.set(self.calls.get() + 1);
             if self.calls.get() > self.at {
                 return Ok(((l * f64::NAN)?, m));
@@ -346,7 +350,7 @@ fn early_stopping_and_keep_best() {
     ));
     let mut cfg = quiet(20, Some(dir.path()));
     cfg.early_stopping_patience = Some(2);
-    cfg.monitor = Some(("valid.accuracy".into(), Mode::Max));
+    cfg.monitor = Some(("valid.accuracy".into(), Direction::Max));
     let report = Trainer::new(cfg)
         .fit(&mut clf, &mut opt, &train, Some(&valid))
         .unwrap();
@@ -364,9 +368,11 @@ struct TwoGroups {
 }
 
 impl TrainStep<TensorBatch> for TwoGroups {
+    type Output = Metrics;
     fn train_step(
         &mut self,
         b: &TensorBatch,
+        _ctx: &StepContext,
         opt: &mut Optimizers,
     ) -> taper_train::Result<Metrics> {
         let d_loss = self.d.forward(b.inputs())?.sqr()?.mean_all()?;
@@ -375,7 +381,7 @@ impl TrainStep<TensorBatch> for TwoGroups {
         opt.step("gen", &g_loss)?;
         Ok(Metrics::new().with("loss", g_loss.to_scalar::<f32>()? as f64, b.len() as f64))
     }
-    fn valid_step(&mut self, _b: &TensorBatch) -> taper_train::Result<Metrics> {
+    fn valid_step(&mut self, _b: &TensorBatch, _ctx: &StepContext) -> taper_train::Result<Metrics> {
         Ok(Metrics::new())
     }
     fn varmap(&self) -> &VarMap {
@@ -418,8 +424,8 @@ fn two_optimizer_groups_step_independently() {
             assert_ne!(a, b, "{name} must be trained");
         }
     }
-    assert_eq!(opt.groups()[0].steps, 19);
-    assert_eq!(opt.groups()[1].steps, 19);
+    assert_eq!(opt.groups()[0].steps(), 19);
+    assert_eq!(opt.groups()[1].steps(), 19);
     // Both groups' states are in the checkpoint.
     let ck = checkpoint::read(dir.path(), "latest").unwrap().unwrap();
     assert!(ck.state.groups.contains_key("gen") && ck.state.groups.contains_key("disc"));
@@ -575,7 +581,7 @@ fn train_accumulated(batch: usize, accumulate: usize) -> (Vec<(String, Vec<f32>)
         .fit(&mut m, &mut opt, &train, None)
         .unwrap();
     assert!(!opt.pending(), "the epoch end applies what is left");
-    (weights(&vm), opt.groups()[0].steps)
+    (weights(&vm), opt.groups()[0].steps())
 }
 
 #[test]

@@ -97,3 +97,44 @@ pub fn save_gif(frames: &[GrayImage], delay_ms: u32, path: &Path) -> Result<()> 
     }
     Ok(())
 }
+
+/// An image `(C, H, W)` with values in 0..1 (C = 1 or 3) blended with the heat
+/// map `(H, W)` (values in 0..1, [`taper_train::explain::heat_rgb`]'s colours):
+/// `alpha` of the map's colour over the image, as RGB bytes (row-major, 3 per
+/// pixel). Attributions ([`taper_train::explain`]) are drawn this way.
+///
+/// # Errors
+/// A map of another size than the image, or an image of other than 1 or 3 channels.
+pub fn overlay_rgb(image: &Tensor, map: &Tensor, alpha: f32) -> Result<Vec<u8>> {
+    let (c, h, w) = image.dims3()?;
+    if map.dims() != [h, w] {
+        return Err(Error::shape(
+            "overlay: heat map",
+            format!("[{h}, {w}] (the image's size)"),
+            format!("{:?}", map.dims()),
+        ));
+    }
+    let img = match c {
+        1 => image.repeat((3, 1, 1))?,
+        3 => image.clone(),
+        _ => {
+            return Err(Error::Config(format!(
+                "overlay: images need 1 or 3 channels, found {c}"
+            )))
+        }
+    };
+    let px: Vec<f32> = img
+        .to_dtype(DType::F32)?
+        .permute((1, 2, 0))?
+        .flatten_all()?
+        .to_vec1()?;
+    let heat = taper_train::explain::heat_rgb(map)?;
+    Ok(px
+        .iter()
+        .zip(&heat)
+        .map(|(&p, &hc)| {
+            let base = p.clamp(0.0, 1.0) * 255.0;
+            ((1.0 - alpha) * base + alpha * hc as f32).round() as u8
+        })
+        .collect())
+}

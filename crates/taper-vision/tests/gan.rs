@@ -1,118 +1,18 @@
-//! DCGAN: the layers' values and gradients, a short training run (both losses
-//! move, both networks change, samples in [-1, 1]), exact resume of both
-//! networks and both optimizers, bad input, and IS / Fréchet distance on known cases.
+//! DCGAN: a short training run (both losses move, both networks change, samples
+//! in [-1, 1]), exact resume of both networks and both optimizers, bad input, and
+//! IS / Fréchet distance on known cases. Its layers are tested in `taper-nn`.
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use std::path::Path;
+use taper_nn::init::seeded_var_builder;
+use taper_nn::Mode;
 use taper_train::data::{DataLoader, LoaderConfig, TensorDataset};
-use taper_train::gradcheck::check_gradients;
-use taper_train::seed::seeded_var_builder;
 use taper_train::{Trainer, TrainerConfig};
 use taper_vision::datasets::{digits, load_digits};
 use taper_vision::metrics::{frechet_distance, inception_score, GaussianStats};
 use taper_vision::models::dcgan::{check_gan_weights, GanOptimConfig};
-use taper_vision::models::layers::{batch_norm, conv_transpose2d, leaky_relu};
 use taper_vision::models::{Dcgan, DcganConfig};
-
-fn randn(shape: &[usize], seed: u64) -> Tensor {
-    let mut rng = taper_train::seed::rng_for(seed, "test");
-    taper_train::seed::init_tensor(
-        candle_nn::Init::Randn {
-            mean: 0.0,
-            stdev: 1.0,
-        },
-        &shape.into(),
-        &mut rng,
-        DType::F64,
-        &Device::Cpu,
-    )
-    .unwrap()
-}
-
-#[test]
-fn conv_transpose_matches_candle_and_gradients() {
-    for (stride, padding, side) in [(2, 1, 3), (1, 0, 4), (2, 0, 2)] {
-        // Five images: the strided cases take the gather/scatter path.
-        let x = randn(&[5, 3, side, side], 1);
-        let w = randn(&[3, 4, 4, 4], 2);
-        let ours = conv_transpose2d(&x, &w, stride, padding).unwrap();
-        let theirs = x.conv_transpose2d(&w, padding, 0, stride, 1).unwrap();
-        assert_eq!(ours.dims(), theirs.dims());
-        let d: f64 = (ours - theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert!(d < 1e-10, "stride {stride} padding {padding}: {d}");
-        let g = check_gradients(
-            |t| {
-                conv_transpose2d(&t[0], &t[1], stride, padding)?
-                    .sqr()?
-                    .sum_all()
-            },
-            &[x, w],
-            1e-5,
-            40,
-        )
-        .unwrap();
-        assert!(g.passed(1e-6), "{g:?}");
-    }
-    let e = conv_transpose2d(&randn(&[1, 2, 3, 3], 0), &randn(&[3, 1, 4, 4], 0), 2, 1)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("input has 2 channels, weight expects 3"), "{e}");
-}
-
-#[test]
-fn batch_norm_normalises_and_propagates() {
-    let vm = VarMap::new();
-    let vb = seeded_var_builder(&vm, 0, DType::F64, &Device::Cpu);
-    let bn = batch_norm(3, vb).unwrap();
-    let x = (randn(&[8, 3, 4, 4], 3) * 3.0)
-        .unwrap()
-        .affine(1.0, 2.0)
-        .unwrap();
-    let y = bn.forward_t(&x, true).unwrap();
-    let per_channel = y.transpose(0, 1).unwrap().flatten_from(1).unwrap();
-    let mean: Vec<f64> = per_channel.mean(1).unwrap().to_vec1().unwrap();
-    assert!(mean.iter().all(|m| m.abs() < 0.05), "{mean:?}");
-    let rm: Vec<f64> = vm.data().lock().unwrap()["running_mean"]
-        .as_tensor()
-        .to_vec1()
-        .unwrap();
-    assert!(rm.iter().all(|m| (m - 0.2).abs() < 0.1), "{rm:?}");
-    let g = check_gradients(
-        |t| {
-            let vm = VarMap::new();
-            let bn = batch_norm(3, seeded_var_builder(&vm, 0, DType::F64, &Device::Cpu))?;
-            (bn.forward_t(&t[0], true)? * &t[1])?.sum_all()
-        },
-        &[randn(&[4, 3, 2, 2], 4), randn(&[4, 3, 2, 2], 5)],
-        1e-5,
-        48,
-    )
-    .unwrap();
-    assert!(g.passed(1e-6), "{g:?}");
-}
-
-#[test]
-fn leaky_relu_values_and_gradient() {
-    let x = Tensor::new(&[-2.0f64, -0.5, 0.0, 1.5], &Device::Cpu).unwrap();
-    let y: Vec<f64> = leaky_relu(&x, 0.2).unwrap().to_vec1().unwrap();
-    assert_eq!(y, vec![-0.4, -0.1, 0.0, 1.5]);
-    let g = check_gradients(
-        |t| (leaky_relu(&t[0], 0.2)? * &t[1])?.sum_all(),
-        &[randn(&[3, 5], 8), randn(&[3, 5], 9)],
-        1e-6,
-        15,
-    )
-    .unwrap();
-    assert!(g.passed(1e-6), "{g:?}");
-}
 
 fn tiny() -> DcganConfig {
     DcganConfig {
@@ -197,7 +97,7 @@ fn short_training_moves_both_networks() {
         x.max_all().unwrap().to_scalar().unwrap(),
     );
     assert!((-1.0..=1.0).contains(&lo) && (-1.0..=1.0).contains(&hi) && hi > lo);
-    let logits = gan.disc.forward_t(&x, None, false).unwrap();
+    let logits = gan.disc.forward_t(&x, None, &Mode::eval()).unwrap();
     assert_eq!(logits.dims(), &[16]);
 }
 
@@ -300,18 +200,12 @@ fn conditional_generation_and_bad_labels() {
         .forward_t(
             &Tensor::zeros((2, 1, 28, 28), DType::F32, &Device::Cpu).unwrap(),
             Some(&labels.narrow(0, 0, 2).unwrap()),
-            false,
+            &Mode::eval(),
         )
         .unwrap_err()
         .to_string();
     assert!(e.contains("(N, 1, 8, 8)"), "{e}");
     let _ = gan.gen.config();
-    let _: &dyn Module = &taper_vision::models::layers::ConvTranspose2d::new(
-        Tensor::zeros((1, 1, 2, 2), DType::F32, &Device::Cpu).unwrap(),
-        None,
-        1,
-        0,
-    );
 }
 
 #[test]
@@ -329,7 +223,17 @@ fn inception_score_known_cases() {
 
 #[test]
 fn frechet_distance_known_cases() {
-    let x = randn(&[500, 6], 11);
+    let x = taper_nn::init::init_tensor(
+        candle_nn::Init::Randn {
+            mean: 0.0,
+            stdev: 1.0,
+        },
+        &(500, 6).into(),
+        &mut taper_nn::init::rng_for(11, "test"),
+        DType::F64,
+        &Device::Cpu,
+    )
+    .unwrap();
     let s = GaussianStats::from_features(&x).unwrap();
     assert!(frechet_distance(&s, &s).unwrap().abs() < 1e-9);
     // Shifting every sample by mu leaves the covariance: the distance is |mu|^2.

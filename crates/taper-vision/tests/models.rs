@@ -1,9 +1,10 @@
 //! Models: shapes, training/evaluation modes, batch-norm statistics and gradients.
 
-use candle_core::{DType, Device, ModuleT, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use taper_train::gradcheck::check_gradients;
-use taper_train::seed::seeded_var_builder;
+use taper_nn::gradcheck::check_gradients;
+use taper_nn::init::seeded_var_builder;
+use taper_nn::{Forward, Mode};
 use taper_vision::models::*;
 
 fn x(n: usize, side: usize) -> Tensor {
@@ -15,11 +16,20 @@ fn shapes_and_names() {
     let vm = VarMap::new();
     let vb = seeded_var_builder(&vm, 0, DType::F32, &Device::Cpu);
     let lenet = LeNet::new(LeNetConfig::mnist(), vb.pp("lenet")).unwrap();
-    assert_eq!(lenet.forward_t(&x(3, 28), false).unwrap().dims(), &[3, 10]);
+    assert_eq!(
+        lenet.forward_t(&x(3, 28), &Mode::eval()).unwrap().dims(),
+        &[3, 10]
+    );
     let cnn = Cnn::new(CnnConfig::digits(), vb.pp("cnn")).unwrap();
-    assert_eq!(cnn.forward_t(&x(2, 8), true).unwrap().dims(), &[2, 10]);
+    assert_eq!(
+        cnn.forward_t(&x(2, 8), &Mode::train(0)).unwrap().dims(),
+        &[2, 10]
+    );
     let res = ResNet::new(ResNetConfig::small(1, (28, 28), 10), vb.pp("res")).unwrap();
-    assert_eq!(res.forward_t(&x(2, 28), true).unwrap().dims(), &[2, 10]);
+    assert_eq!(
+        res.forward_t(&x(2, 28), &Mode::train(0)).unwrap().dims(),
+        &[2, 10]
+    );
     let names: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
     for n in [
         "lenet.conv1.weight",
@@ -29,7 +39,10 @@ fn shapes_and_names() {
     ] {
         assert!(names.iter().any(|k| k == n), "{n} missing from {names:?}");
     }
-    let e = lenet.forward_t(&x(1, 8), false).unwrap_err().to_string();
+    let e = lenet
+        .forward_t(&x(1, 8), &Mode::eval())
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("model expects images (N, 1, 28, 28), got [1, 1, 8, 8]"),
         "{e}"
@@ -57,16 +70,16 @@ fn batch_norm_statistics_move_only_in_training() {
     };
     let before = rm();
     let input = (x(8, 8) + 3.0).unwrap();
-    let e1 = cnn.forward_t(&input, false).unwrap();
+    let e1 = cnn.forward_t(&input, &Mode::eval()).unwrap();
     assert_eq!(
         rm(),
         before,
         "evaluation must not update running statistics"
     );
-    let t1 = cnn.forward_t(&input, true).unwrap();
+    let t1 = cnn.forward_t(&input, &Mode::train(0)).unwrap();
     assert_ne!(rm(), before, "training updates running statistics");
     // Evaluation is deterministic; training (dropout, batch statistics) differs from it.
-    let e2 = cnn.forward_t(&input, false).unwrap();
+    let e2 = cnn.forward_t(&input, &Mode::eval()).unwrap();
     assert_ne!(
         e1.to_vec2::<f32>().unwrap(),
         e2.to_vec2::<f32>().unwrap(),
@@ -74,7 +87,7 @@ fn batch_norm_statistics_move_only_in_training() {
     );
     assert_eq!(
         e2.to_vec2::<f32>().unwrap(),
-        cnn.forward_t(&input, false)
+        cnn.forward_t(&input, &Mode::eval())
             .unwrap()
             .to_vec2::<f32>()
             .unwrap()
@@ -88,7 +101,13 @@ fn batch_norm_and_residual_blocks_have_exact_gradients() {
     let vb = seeded_var_builder(&vm, 0, DType::F64, &Device::Cpu);
     let block = resnet::BasicBlock::new(2, 3, 2, vb).unwrap();
     let input = Tensor::randn(0f64, 1.0, (3, 2, 4, 4), &Device::Cpu).unwrap();
-    let r = check_gradients(|xs| block.forward_t(&xs[0], true), &[input], 1e-6, 40).unwrap();
+    let r = check_gradients(
+        |xs| block.forward_t(&xs[0], &Mode::train(0)),
+        &[input],
+        1e-6,
+        40,
+    )
+    .unwrap();
     assert!(r.max_numeric > 1e-3 && r.passed(1e-5), "{r:?}");
 }
 
@@ -98,7 +117,7 @@ fn batch_norm_and_residual_blocks_have_exact_gradients() {
 #[cfg(target_os = "linux")]
 #[test]
 fn optimizer_state_does_not_keep_each_steps_graph() {
-    use taper_train::optim::{named_vars, Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+    use taper_train::optim::{named_vars, Adam, AdamConfig, Optim, Sgd, SgdConfig};
     let vm = VarMap::new();
     let vb = seeded_var_builder(&vm, 1, DType::F32, &Device::Cpu);
     let cnn = Cnn::new(CnnConfig::digits(), vb).unwrap();
@@ -120,9 +139,10 @@ fn optimizer_state_does_not_keep_each_steps_graph() {
             ..Default::default()
         },
     );
-    let rss = || taper_train::runlog::memory_use().unwrap().rss;
+    let rss = || taper_train::record::memory_use().unwrap().rss;
     let mut step = |k: usize| {
-        let loss = taper_train::nn::cross_entropy(&cnn.forward_t(&xs, true).unwrap(), &ys).unwrap();
+        let loss =
+            taper_nn::cross_entropy(&cnn.forward_t(&xs, &Mode::train(0)).unwrap(), &ys).unwrap();
         let g = loss.backward().unwrap();
         if k % 2 == 0 {
             adam.step(&g).unwrap();

@@ -1,10 +1,11 @@
 //! Moving-digit clips (determinism, shapes, labels that follow the motion) and
 //! the CNN + RNN clip classifier (shapes, bad input).
 
-use candle_core::{DType, Device, ModuleT, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
+use taper_nn::init::seeded_var_builder;
+use taper_nn::{Forward, Mode};
 use taper_train::data::BatchSource;
-use taper_train::seed::seeded_var_builder;
 use taper_vision::datasets::moving::DIRECTIONS;
 use taper_vision::datasets::{
     clip_from_frames, digits, load_digits, MovingDigits, MovingDigitsConfig,
@@ -132,16 +133,19 @@ fn video_models_shapes_and_bad_clips() {
     .unwrap();
     let single = frame_classifier(cfg, vb.pp("single")).unwrap();
     let clips = Tensor::zeros((2, 3, 1, 64, 64), DType::F32, &Device::Cpu).unwrap();
-    for m in [&lstm as &dyn ModuleT, &gru, &single] {
-        assert_eq!(m.forward_t(&clips, true).unwrap().dims(), &[2, 4]);
+    for m in [&lstm as &dyn Forward, &gru, &single] {
+        assert_eq!(
+            m.forward_t(&clips, &Mode::train(0)).unwrap().dims(),
+            &[2, 4]
+        );
         let empty = Tensor::zeros((2, 0, 1, 64, 64), DType::F32, &Device::Cpu).unwrap();
-        let e = m.forward_t(&empty, false).unwrap_err().to_string();
+        let e = m.forward_t(&empty, &Mode::eval()).unwrap_err().to_string();
         assert!(e.contains("0 frames"), "{e}");
         let small = Tensor::zeros((2, 3, 1, 32, 32), DType::F32, &Device::Cpu).unwrap();
-        let e = m.forward_t(&small, false).unwrap_err().to_string();
+        let e = m.forward_t(&small, &Mode::eval()).unwrap_err().to_string();
         assert!(e.contains("frames are 1x32x32"), "{e}");
         let e = m
-            .forward_t(&clips.squeeze(2).unwrap(), false)
+            .forward_t(&clips.squeeze(2).unwrap(), &Mode::eval())
             .unwrap_err()
             .to_string();
         assert!(e.contains("clips must be (N, frames, 1, 64, 64)"), "{e}");

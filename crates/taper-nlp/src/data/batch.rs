@@ -172,7 +172,7 @@ impl Seq2SeqBatch {
 /// then cut. Padding is then at most a token or two per row.
 pub fn length_buckets(data: &EncodedPairs, batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
     let mut idx: Vec<usize> = (0..data.len()).collect();
-    idx.shuffle(&mut taper_train::seed::rng_for(seed, "buckets"));
+    idx.shuffle(&mut taper_nn::init::rng_for(seed, "buckets"));
     idx.sort_by_key(|&i| (data.src[i].len(), data.tgt[i].len()));
     idx.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
 }

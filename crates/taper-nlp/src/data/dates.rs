@@ -50,7 +50,7 @@ pub fn format_date(year: u32, month: u32, day: u32, f: usize) -> String {
 
 /// `n` (human date, ISO date) pairs, years 1900–2099, a pure function of `seed`.
 pub fn generate_dates(n: usize, seed: u64) -> Vec<(String, String)> {
-    let mut rng = taper_train::seed::rng_for(seed, "dates");
+    let mut rng = taper_nn::init::rng_for(seed, "dates");
     (0..n)
         .map(|_| {
             let year = rng.random_range(1900..2100u32);

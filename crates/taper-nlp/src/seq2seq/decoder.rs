@@ -8,12 +8,12 @@
 
 use super::attention::{self, Attention, AttentionKind, Linear, Memory};
 use super::encoder::{rnn_encoder, EncoderConfig, RnnEncoder};
-use super::rnn::{rnn, CellKind, Rnn, RnnConfig, RnnState};
 use super::{DecodeState, Seq2Seq, Source};
 use crate::{Error, Result};
 use candle_core::{Module, Tensor, D};
 use candle_nn::{Embedding, Init, VarBuilder};
-use taper_train::seed::Dropout;
+use taper_nn::rnn::{rnn, CellKind, Rnn, RnnConfig, RnnState};
+use taper_nn::{Dropout, Forward, Mode};
 
 /// Settings of an [`RnnSeq2Seq`].
 #[derive(Debug, Clone, Copy)]
@@ -122,10 +122,10 @@ impl RnnSeq2Seq {
         &self.cfg
     }
 
-    fn encode(&self, src: Source, train: bool) -> Result<(Memory, Vec<RnnState>)> {
-        let (out, last) = self.encoder.forward(src, train)?;
+    fn encode(&self, src: Source, mode: &Mode) -> Result<(Memory, Vec<RnnState>)> {
+        let (out, last) = self.encoder.forward(src, mode)?;
         let memory = self.attention.prepare(&out, &out, Some(src.mask))?;
-        let h0 = super::kernels::tanh(&self.bridge.forward(&last)?)?;
+        let h0 = taper_nn::tanh(&self.bridge.forward(&last)?)?;
         let hd = self.cfg.hidden;
         let states = (0..self.cfg.dec_layers)
             .map(|l| {
@@ -146,9 +146,9 @@ impl RnnSeq2Seq {
         tgt_in: &Tensor,
         states: &[RnnState],
         memory: &Memory,
-        train: bool,
+        mode: &Mode,
     ) -> Result<(Tensor, Vec<RnnState>, Tensor)> {
-        let (features, states, w) = self.decode_features(tgt_in, states, memory, train)?;
+        let (features, states, w) = self.decode_features(tgt_in, states, memory, mode)?;
         Ok((self.out.forward(&features)?, states, w))
     }
 
@@ -159,19 +159,19 @@ impl RnnSeq2Seq {
         tgt_in: &Tensor,
         states: &[RnnState],
         memory: &Memory,
-        train: bool,
+        mode: &Mode,
     ) -> Result<(Tensor, Vec<RnnState>, Tensor)> {
         let x = self
             .drop_emb
-            .forward_t(&self.embedding.forward(tgt_in)?, train)?;
-        let (h, states) = self.rnn.forward(&x, None, Some(states), train)?;
+            .forward_t(&self.embedding.forward(tgt_in)?, mode)?;
+        let (h, states) = self.rnn.forward(&x, None, Some(states), mode)?;
         let (ctx, w) = self.attention.attend(&h, memory)?;
-        let comb = super::kernels::tanh(
+        let comb = taper_nn::tanh(
             &self
                 .combine
                 .forward(&Tensor::cat(&[&h, &ctx], D::Minus1)?)?,
         )?;
-        Ok((self.drop_out.forward_t(&comb, train)?, states, w))
+        Ok((self.drop_out.forward_t(&comb, mode)?, states, w))
     }
 
     fn pack(&self, memory: Memory, states: &[RnnState]) -> DecodeState {
@@ -211,9 +211,9 @@ impl RnnSeq2Seq {
 }
 
 impl Seq2Seq for RnnSeq2Seq {
-    fn logits(&self, src: Source, tgt_in: &Tensor, train: bool) -> Result<Tensor> {
-        let (memory, states) = self.encode(src, train)?;
-        Ok(self.decode(tgt_in, &states, &memory, train)?.0)
+    fn logits(&self, src: Source, tgt_in: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let (memory, states) = self.encode(src, mode)?;
+        Ok(self.decode(tgt_in, &states, &memory, mode)?.0)
     }
 
     fn token_losses(
@@ -222,22 +222,23 @@ impl Seq2Seq for RnnSeq2Seq {
         tgt_in: &Tensor,
         targets: &[u32],
         label_smoothing: f64,
-        train: bool,
+        mode: &Mode,
     ) -> Result<Tensor> {
-        let (memory, states) = self.encode(src, train)?;
-        let (features, _, _) = self.decode_features(tgt_in, &states, &memory, train)?;
+        let (memory, states) = self.encode(src, mode)?;
+        let (features, _, _) = self.decode_features(tgt_in, &states, &memory, mode)?;
         super::head_losses(&self.out, &features, targets, label_smoothing)
     }
 
     fn start(&self, src: Source) -> Result<DecodeState> {
-        let (memory, states) = self.encode(src, false)?;
+        let (memory, states) = self.encode(src, &Mode::eval())?;
         Ok(self.pack(memory, &states))
     }
 
     fn step(&self, state: &DecodeState, prev: &Tensor) -> Result<(Tensor, DecodeState, Tensor)> {
         let (memory, states) = self.unpack(state)?;
-        let (logits, states, w) = self.decode(&prev.unsqueeze(1)?, &states, &memory, false)?;
-        let logp = taper_train::nn::log_softmax(&logits.squeeze(1)?)?;
+        let (logits, states, w) =
+            self.decode(&prev.unsqueeze(1)?, &states, &memory, &Mode::eval())?;
+        let logp = taper_nn::log_softmax(&logits.squeeze(1)?)?;
         Ok((logp, self.pack(memory, &states), w.squeeze(1)?))
     }
 

@@ -1,11 +1,11 @@
 //! The recurrent encoder: embedding, dropout, stacked (bidirectional) RNN.
 
-use super::rnn::{final_states, rnn, CellKind, Rnn, RnnConfig};
 use super::Source;
 use crate::Result;
 use candle_core::{Module, Tensor};
 use candle_nn::{Embedding, Init, VarBuilder};
-use taper_train::seed::Dropout;
+use taper_nn::rnn::{final_states, rnn, CellKind, Rnn, RnnConfig};
+use taper_nn::{Dropout, Forward, Mode};
 
 /// Embedding → dropout → RNN. Outputs `(B, S, hidden)` (both directions
 /// concatenated when bidirectional, each of `hidden / 2` units).
@@ -70,11 +70,11 @@ pub fn rnn_encoder(cfg: EncoderConfig, vb: VarBuilder) -> Result<RnnEncoder> {
 impl RnnEncoder {
     /// `(outputs (B, S, hidden), final state (B, hidden))`: the final state is
     /// read at each sequence's own last token.
-    pub fn forward(&self, src: Source, train: bool) -> Result<(Tensor, Tensor)> {
+    pub fn forward(&self, src: Source, mode: &Mode) -> Result<(Tensor, Tensor)> {
         let x = self
             .dropout
-            .forward_t(&self.embedding.forward(src.ids)?, train)?;
-        let (out, _) = self.rnn.forward(&x, Some(src.lens), None, train)?;
+            .forward_t(&self.embedding.forward(src.ids)?, mode)?;
+        let (out, _) = self.rnn.forward(&x, Some(src.lens), None, mode)?;
         let last = final_states(&out, src.lens, self.rnn.config().bidirectional)?;
         Ok((out, last))
     }

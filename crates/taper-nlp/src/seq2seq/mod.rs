@@ -1,20 +1,21 @@
 //! Sequence-to-sequence models: recurrent encoder–decoders with attention, the
 //! Transformer, greedy and beam-search decoding, and their training step.
 //!
-//! - [`attention`]: additive, Luong (dot, general) and multi-head attention with
-//!   padding and causal masks; [`rnn`]: stacked, bidirectional LSTM/GRU;
+//! - [`attention`]: which of `taper-nn`'s attention modules (additive, Luong dot
+//!   and general, multi-head) a decoder uses; the recurrent layers are
+//!   `taper-nn`'s stacked, bidirectional LSTM/GRU ([`taper_nn::rnn`]);
 //! - [`encoder`] + [`decoder`]: [`RnnSeq2Seq`]; [`transformer`]: [`Transformer`];
 //! - [`beam`]: batched greedy and beam-search decoding over any [`Seq2Seq`];
 //! - [`train`]: masked, label-smoothed loss, scheduled teacher forcing and the
 //!   [`taper_train::TrainStep`] implementation;
-//! - [`kernels`]: the fused CPU ops (whole-sequence LSTM, token losses).
+//!
+//! The fused CPU ops these models run on (whole-sequence LSTM, additive scores,
+//! token losses with the output projection) are `taper-nn`'s [`taper_nn::kernels`].
 
 pub mod attention;
 pub mod beam;
 pub mod decoder;
 pub mod encoder;
-pub mod kernels;
-pub mod rnn;
 pub mod saved;
 pub mod train;
 pub mod transformer;
@@ -22,13 +23,15 @@ pub mod transformer;
 pub use attention::{Attention, AttentionKind, Memory};
 pub use beam::{beam_search, greedy, BeamConfig, Decoded};
 pub use decoder::{rnn_seq2seq, RnnSeq2Seq, RnnSeq2SeqConfig};
-pub use rnn::{CellKind, Rnn, RnnConfig, RnnState};
-pub use saved::{step_tokens, Alignment, ModelSpec, Translator};
+pub use saved::{attention_rgb, step_tokens, Alignment, ModelSpec, Translator};
+pub use taper_nn::rnn::{CellKind, Rnn, RnnConfig, RnnState};
 pub use train::{Seq2SeqTrainer, TeacherForcing};
 pub use transformer::{transformer, Positions, Transformer, TransformerConfig};
 
 use crate::Result;
 use candle_core::Tensor;
+use taper_nn::loss::{linear_token_losses, token_losses};
+use taper_nn::Mode;
 
 /// What decoding carries from step to step: tensors whose first dimension is the
 /// batch (encoder memory, recurrent state, the prefix so far), so that beam
@@ -67,19 +70,17 @@ pub struct Source<'a> {
 /// Per-token losses of `features (…, H)` through the output projection `out`:
 /// one fused op when it has a bias (the models' heads do).
 pub(crate) fn head_losses(
-    out: &taper_train::nn::Linear,
+    out: &taper_nn::Linear,
     features: &Tensor,
     targets: &[u32],
     label_smoothing: f64,
 ) -> Result<Tensor> {
     Ok(match out.bias() {
-        Some(b) => {
-            kernels::linear_token_losses(features, out.weight(), b, targets, label_smoothing)?
-        }
+        Some(b) => linear_token_losses(features, out.weight(), b, targets, label_smoothing)?,
         None => {
             let logits = candle_core::Module::forward(out, features)?;
             let v = logits.dim(candle_core::D::Minus1)?;
-            kernels::token_losses(&logits.reshape(((), v))?, targets, label_smoothing)?
+            token_losses(&logits.reshape(((), v))?, targets, label_smoothing)?
         }
     })
 }
@@ -88,10 +89,10 @@ pub(crate) fn head_losses(
 /// step at a time.
 pub trait Seq2Seq: Send {
     /// Logits `(B, T, V)` for decoder inputs `tgt_in (B, T)` (teacher forcing).
-    fn logits(&self, src: Source, tgt_in: &Tensor, train: bool) -> Result<Tensor>;
+    fn logits(&self, src: Source, tgt_in: &Tensor, mode: &Mode) -> Result<Tensor>;
     /// Per-token losses `(B·T, 3)` against `targets` (`B·T` ids, row-major), as
-    /// [`kernels::token_losses`] of the logits. Models override it to fuse their
-    /// output projection with the loss ([`kernels::linear_token_losses`]), so the
+    /// [`taper_nn::loss::token_losses`] of the logits. Models override it to fuse their
+    /// output projection with the loss ([`taper_nn::loss::linear_token_losses`]), so the
     /// logits never become a graph node.
     fn token_losses(
         &self,
@@ -99,11 +100,11 @@ pub trait Seq2Seq: Send {
         tgt_in: &Tensor,
         targets: &[u32],
         label_smoothing: f64,
-        train: bool,
+        mode: &Mode,
     ) -> Result<Tensor> {
-        let logits = self.logits(src, tgt_in, train)?;
+        let logits = self.logits(src, tgt_in, mode)?;
         let (b, t, v) = logits.dims3()?;
-        Ok(kernels::token_losses(
+        Ok(token_losses(
             &logits.reshape((b * t, v))?,
             targets,
             label_smoothing,

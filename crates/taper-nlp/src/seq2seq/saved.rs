@@ -12,7 +12,7 @@ use crate::{Error, Result};
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 use std::path::{Path, PathBuf};
-use taper_train::seed;
+use taper_nn::init::seeded_var_builder;
 
 /// What is needed to rebuild a model: written to `RUN/model.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -56,11 +56,11 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// Builds the model's variables into `varmap` (seeded initialisation).
     pub fn build(&self, varmap: &VarMap, seed_: u64, device: &Device) -> Result<Box<dyn Seq2Seq>> {
-        let vb = seed::seeded_var_builder(varmap, seed_, DType::F32, device);
+        let vb = seeded_var_builder(varmap, seed_, DType::F32, device);
         Ok(match self.model.as_str() {
             "lstm" => Box::new(rnn_seq2seq(
                 RnnSeq2SeqConfig {
-                    cell: self.cell.parse::<CellKind>()?,
+                    cell: self.cell.parse::<CellKind>().map_err(Error::Config)?,
                     src_vocab: self.src_vocab,
                     tgt_vocab: self.tgt_vocab,
                     emb: self.emb,
@@ -222,4 +222,25 @@ impl Translator {
             text: self.tgt.decode(&dec.ids[0]),
         })
     }
+}
+
+/// An attention matrix (`weights[row][column]`, values in 0..1: rows the output
+/// tokens, columns the source tokens) drawn as `cell`-pixel squares in the heat
+/// colours of [`taper_train::explain::heat_color`], with grey grid lines: `(width, height, RGB bytes)`.
+pub fn attention_rgb(weights: &[Vec<f32>], cell: usize) -> (usize, usize, Vec<u8>) {
+    let cols = weights.iter().map(|r| r.len()).max().unwrap_or(0);
+    let (w, h) = (cols * cell, weights.len() * cell);
+    let mut out = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let grid = cell > 2 && (x % cell == 0 || y % cell == 0);
+            let v = weights[y / cell].get(x / cell).copied().unwrap_or(0.0);
+            out.extend(if grid {
+                [160, 160, 160]
+            } else {
+                taper_train::explain::heat_color(v)
+            });
+        }
+    }
+    (w, h, out)
 }

@@ -1,14 +1,15 @@
 //! Training a [`Seq2Seq`] model through taper-train's `Trainer`: the masked,
 //! label-smoothed loss and scheduled teacher forcing.
 
-use super::kernels::token_losses;
 use super::{Seq2Seq, Source};
 use crate::data::Seq2SeqBatch;
 use crate::Result;
 use candle_core::{DType, Tensor, D};
 use candle_nn::VarMap;
-use rand::{Rng, SeedableRng};
-use taper_train::{Metrics, Optimizers, TrainStep};
+use rand::Rng;
+use taper_nn::loss::token_losses;
+use taper_nn::Mode;
+use taper_train::{Metrics, Optimizers, StepContext, TrainStep};
 
 /// Token counts behind a batch's loss.
 #[derive(Debug, Clone, Copy, Default)]
@@ -122,19 +123,27 @@ impl Seq2SeqTrainer {
             .with("token_accuracy", stats.correct as f64 / n, n))
     }
 
-    fn mixed_inputs(&self, batch: &Seq2SeqBatch, src: Source, ratio: f64) -> Result<Tensor> {
-        let logits = self.model.logits(src, &batch.tgt_in, false)?.detach();
+    fn mixed_inputs(
+        &self,
+        batch: &Seq2SeqBatch,
+        src: Source,
+        ratio: f64,
+        ctx: &StepContext,
+    ) -> Result<Tensor> {
+        let logits = self
+            .model
+            .logits(src, &batch.tgt_in, &Mode::eval())?
+            .detach();
         let pred: Vec<u32> = logits
             .argmax(D::Minus1)?
             .to_dtype(DType::U32)?
             .flatten_all()?
             .to_vec1()?;
         let (b, t) = batch.tgt_in.dims2()?;
-        let it = taper_train::seed::iteration();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(taper_train::seed::mix(
-            &[self.seed, it],
-            "teacher-forcing",
-        ));
+        let mut rng = taper_nn::init::rng_for(
+            taper_nn::init::mix(&[self.seed, ctx.iteration], "teacher-forcing"),
+            "",
+        );
         let mut mixed = batch.tgt_in_host.clone();
         for r in 0..b {
             for s in 1..t {
@@ -148,9 +157,12 @@ impl Seq2SeqTrainer {
 }
 
 impl TrainStep<Seq2SeqBatch> for Seq2SeqTrainer {
+    type Output = Metrics;
+
     fn train_step(
         &mut self,
         batch: &Seq2SeqBatch,
+        ctx: &StepContext,
         opt: &mut Optimizers,
     ) -> taper_train::Result<Metrics> {
         let src = Source {
@@ -158,9 +170,9 @@ impl TrainStep<Seq2SeqBatch> for Seq2SeqTrainer {
             mask: &batch.src_mask,
             lens: &batch.src_lens,
         };
-        let ratio = self.teacher_forcing.ratio(taper_train::seed::iteration());
+        let ratio = self.teacher_forcing.ratio(ctx.iteration);
         let tgt_in = if ratio < 1.0 {
-            self.mixed_inputs(batch, src, ratio)?
+            self.mixed_inputs(batch, src, ratio, ctx)?
         } else {
             batch.tgt_in.clone()
         };
@@ -169,14 +181,18 @@ impl TrainStep<Seq2SeqBatch> for Seq2SeqTrainer {
             &tgt_in,
             &batch.tgt_out_host,
             self.label_smoothing,
-            true,
+            &ctx.mode(),
         )?;
         let (loss, stats) = masked_loss(&per, batch)?;
         opt.step_single(&loss)?;
         Ok(Self::metrics(&loss, &stats)?)
     }
 
-    fn valid_step(&mut self, batch: &Seq2SeqBatch) -> taper_train::Result<Metrics> {
+    fn valid_step(
+        &mut self,
+        batch: &Seq2SeqBatch,
+        _ctx: &StepContext,
+    ) -> taper_train::Result<Metrics> {
         let src = Source {
             ids: &batch.src,
             mask: &batch.src_mask,
@@ -187,7 +203,7 @@ impl TrainStep<Seq2SeqBatch> for Seq2SeqTrainer {
             &batch.tgt_in,
             &batch.tgt_out_host,
             self.label_smoothing,
-            false,
+            &Mode::eval(),
         )?;
         let (loss, stats) = masked_loss(&per, batch)?;
         Ok(Self::metrics(&loss, &stats)?)

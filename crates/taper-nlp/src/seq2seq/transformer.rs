@@ -10,8 +10,8 @@ use super::{DecodeState, Seq2Seq, Source};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Init, VarBuilder};
-use taper_train::nn::{layer_norm, LayerNorm};
-use taper_train::seed::Dropout;
+use taper_nn::{layer_norm, LayerNorm};
+use taper_nn::{Dropout, Forward, Mode};
 
 /// How positions are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,9 +88,9 @@ impl FeedForward {
             drop: Dropout::new(p, &format!("{}.drop", vb.prefix())),
         })
     }
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = taper_train::kernels::relu(&self.l1.forward(x)?)?;
-        Ok(self.l2.forward(&self.drop.forward_t(&h, train)?)?)
+    fn forward(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let h = taper_nn::relu(&self.l1.forward(x)?)?;
+        Ok(self.l2.forward(&self.drop.forward_t(&h, mode)?)?)
     }
 }
 
@@ -104,12 +104,12 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mask: &Tensor, mode: &Mode) -> Result<Tensor> {
         let xn = self.ln1.forward(x)?;
         let (a, _) = self.attn.forward(&xn, &xn, &xn, Some(mask))?;
-        let x = (x + self.drop.forward_t(&a, train)?)?;
-        let f = self.ff.forward(&self.ln2.forward(&x)?, train)?;
-        Ok((&x + self.drop.forward_t(&f, train)?)?)
+        let x = (x + self.drop.forward_t(&a, mode)?)?;
+        let f = self.ff.forward(&self.ln2.forward(&x)?, mode)?;
+        Ok((&x + self.drop.forward_t(&f, mode)?)?)
     }
 }
 
@@ -130,18 +130,18 @@ impl DecoderLayer {
         y: &Tensor,
         causal: &Tensor,
         memory: &Memory,
-        train: bool,
+        mode: &Mode,
     ) -> Result<(Tensor, Tensor)> {
         let yn = self.ln1.forward(y)?;
         // No target padding mask: a real position only sees earlier positions,
         // which are real; padded positions are never scored.
         let m = self.self_attn.prepare(&yn, &yn, None)?;
         let (a, _) = self.self_attn.attend_with(&yn, &m, Some(causal))?;
-        let y = (y + self.drop.forward_t(&a, train)?)?;
+        let y = (y + self.drop.forward_t(&a, mode)?)?;
         let (c, w) = self.cross.attend(&self.ln2.forward(&y)?, memory)?;
-        let y = (&y + self.drop.forward_t(&c, train)?)?;
-        let f = self.ff.forward(&self.ln3.forward(&y)?, train)?;
-        Ok(((&y + self.drop.forward_t(&f, train)?)?, w))
+        let y = (&y + self.drop.forward_t(&c, mode)?)?;
+        let f = self.ff.forward(&self.ln3.forward(&y)?, mode)?;
+        Ok(((&y + self.drop.forward_t(&f, mode)?)?, w))
     }
 }
 
@@ -242,7 +242,7 @@ impl Transformer {
         &self.cfg
     }
 
-    fn embed(&self, emb: &Embedding, pos: &Tensor, ids: &Tensor, train: bool) -> Result<Tensor> {
+    fn embed(&self, emb: &Embedding, pos: &Tensor, ids: &Tensor, mode: &Mode) -> Result<Tensor> {
         let t = ids.dim(1)?;
         if t > self.cfg.max_len {
             return Err(Error::Config(format!(
@@ -252,18 +252,18 @@ impl Transformer {
         }
         let x = (emb.forward(ids)? * (self.cfg.d_model as f64).sqrt())?
             .broadcast_add(&pos.narrow(0, 0, t)?)?;
-        Ok(self.drop.forward_t(&x, train)?)
+        Ok(self.drop.forward_t(&x, mode)?)
     }
 
-    fn encode(&self, src: Source, train: bool) -> Result<Vec<Memory>> {
-        let mut x = self.embed(&self.src_emb, &self.pos_src, src.ids, train)?;
+    fn encode(&self, src: Source, mode: &Mode) -> Result<Vec<Memory>> {
+        let mut x = self.embed(&self.src_emb, &self.pos_src, src.ids, mode)?;
         for l in &self.enc {
-            x = l.forward(&x, src.mask, train)?;
+            x = l.forward(&x, src.mask, mode)?;
         }
         let x = self.enc_norm.forward(&x)?;
         self.dec
             .iter()
-            .map(|l| l.cross.prepare(&x, &x, Some(src.mask)))
+            .map(|l| Ok(l.cross.prepare(&x, &x, Some(src.mask))?))
             .collect()
     }
 
@@ -271,9 +271,9 @@ impl Transformer {
         &self,
         tgt_in: &Tensor,
         memories: &[Memory],
-        train: bool,
+        mode: &Mode,
     ) -> Result<(Tensor, Tensor)> {
-        let (features, w) = self.decode_features(tgt_in, memories, train)?;
+        let (features, w) = self.decode_features(tgt_in, memories, mode)?;
         Ok((self.out.forward(&features)?, w))
     }
 
@@ -283,14 +283,14 @@ impl Transformer {
         &self,
         tgt_in: &Tensor,
         memories: &[Memory],
-        train: bool,
+        mode: &Mode,
     ) -> Result<(Tensor, Tensor)> {
         let t = tgt_in.dim(1)?;
         let causal = causal_bias(t, tgt_in.device())?;
-        let mut y = self.embed(&self.tgt_emb, &self.pos_tgt, tgt_in, train)?;
+        let mut y = self.embed(&self.tgt_emb, &self.pos_tgt, tgt_in, mode)?;
         let mut w = None;
         for (l, m) in self.dec.iter().zip(memories) {
-            let (ny, nw) = l.forward(&y, &causal, m, train)?;
+            let (ny, nw) = l.forward(&y, &causal, m, mode)?;
             y = ny;
             w = Some(nw);
         }
@@ -300,9 +300,9 @@ impl Transformer {
 }
 
 impl Seq2Seq for Transformer {
-    fn logits(&self, src: Source, tgt_in: &Tensor, train: bool) -> Result<Tensor> {
-        let memories = self.encode(src, train)?;
-        Ok(self.decode(tgt_in, &memories, train)?.0)
+    fn logits(&self, src: Source, tgt_in: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let memories = self.encode(src, mode)?;
+        Ok(self.decode(tgt_in, &memories, mode)?.0)
     }
 
     fn token_losses(
@@ -311,15 +311,15 @@ impl Seq2Seq for Transformer {
         tgt_in: &Tensor,
         targets: &[u32],
         label_smoothing: f64,
-        train: bool,
+        mode: &Mode,
     ) -> Result<Tensor> {
-        let memories = self.encode(src, train)?;
-        let (features, _) = self.decode_features(tgt_in, &memories, train)?;
+        let memories = self.encode(src, mode)?;
+        let (features, _) = self.decode_features(tgt_in, &memories, mode)?;
         super::head_losses(&self.out, &features, targets, label_smoothing)
     }
 
     fn start(&self, src: Source) -> Result<DecodeState> {
-        let memories = self.encode(src, false)?;
+        let memories = self.encode(src, &Mode::eval())?;
         let b = src.ids.dim(0)?;
         // The prefix decoded so far; the decoder is re-run over it at each step
         // (sequences here are short; a key/value cache would save the rest).
@@ -335,11 +335,11 @@ impl Seq2Seq for Transformer {
         let memories = state.tensors[1..]
             .chunks(3)
             .map(Memory::from_slice)
-            .collect::<Result<Vec<_>>>()?;
-        let (logits, w) = self.decode(&prefix, &memories, false)?;
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let (logits, w) = self.decode(&prefix, &memories, &Mode::eval())?;
         let t = prefix.dim(1)?;
         let last = logits.narrow(1, t - 1, 1)?.squeeze(1)?;
-        let logp = taper_train::nn::log_softmax(&last)?;
+        let logp = taper_nn::log_softmax(&last)?;
         let w = w.narrow(1, t - 1, 1)?.squeeze(1)?;
         let mut tensors = state.tensors.clone();
         tensors[0] = prefix;

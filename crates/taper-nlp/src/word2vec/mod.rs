@@ -263,7 +263,7 @@ impl Rng {
         all[0] = seed;
         let n = parts.len().min(7);
         all[1..=n].copy_from_slice(&parts[..n]);
-        Self(taper_train::seed::mix(&all[..=n], "word2vec"))
+        Self(taper_nn::init::mix(&all[..=n], "word2vec"))
     }
 
     /// The next 64 random bits.

@@ -19,20 +19,28 @@ const SIGMOID_SIZE: usize = 1024;
 
 /// A `vocab × dim` table that several threads update at once.
 ///
-/// Hogwild: updates of different threads may interleave on a row and lose a few
-/// increments. This is the design of word2vec.c and gensim (sparse updates
-/// rarely collide, and a lost increment is noise SGD absorbs); taking a lock per
-/// row would cost more than the update itself. Every access goes through raw
-/// pointers whose bounds are checked against the table's size.
+/// Hogwild (Recht et al. 2011): updates of different threads may interleave on a
+/// row and lose a few increments. This is the design of word2vec.c and gensim
+/// (sparse updates rarely collide, and a lost increment is noise SGD absorbs);
+/// taking a lock per row would cost more than the update itself.
+///
+/// No reference to a shared row is ever made: rows are read into the caller's
+/// own buffers and updated element by element through raw pointers
+/// ([`SharedTable::dot`], [`SharedTable::add_to`], [`SharedTable::axpy_into`]),
+/// so no `&`/`&mut` aliasing assumption is made about memory another thread
+/// writes. Every row index is checked against the table's size.
 struct SharedTable {
     ptr: *mut f32,
     rows: usize,
     dim: usize,
 }
 
-// The pointer targets a Vec that outlives every thread (they run inside a scope
-// that ends before the Vec is read again).
+// SAFETY: the pointer targets a Vec that outlives every thread (they run inside
+// a scope that ends before the Vec is read again), and the table hands out no
+// references: every access is a raw element read or write (see the type's doc).
 unsafe impl Sync for SharedTable {}
+// SAFETY: as for `Sync`: the table owns nothing and points into a Vec that
+// outlives the threads it is sent to.
 unsafe impl Send for SharedTable {}
 
 impl SharedTable {
@@ -44,12 +52,73 @@ impl SharedTable {
         }
     }
 
+    /// The first element of row `i`; panics on a row outside the table (an
+    /// internal invariant: ids come from the vocabulary the table was sized by).
     #[inline(always)]
     fn row(&self, i: u32) -> *mut f32 {
         let i = i as usize;
         assert!(i < self.rows, "row {i} out of {} rows", self.rows);
-        // In bounds: checked just above.
+        // SAFETY: `i < rows`, so `i * dim` is within the allocation of
+        // `rows * dim` values the table was made from.
         unsafe { self.ptr.add(i * self.dim) }
+    }
+
+    /// `Σ_k x[k] · row_i[k]` over `x.len() == dim` values, summed in the order of
+    /// [`crate::vectors::dot`] (eight partial sums, then the tail).
+    #[inline(always)]
+    fn dot(&self, x: &[f32], i: u32) -> f32 {
+        let r = self.row(i);
+        let x = &x[..self.dim];
+        let body = x.len() / 8 * 8;
+        let mut acc = [0f32; 8];
+        for (c, xs) in x[..body].chunks_exact(8).enumerate() {
+            for (l, a) in acc.iter_mut().enumerate() {
+                // SAFETY: `8c + l < dim`: an element of row `i` (checked by `row`).
+                *a += xs[l] * unsafe { r.add(8 * c + l).read() };
+            }
+        }
+        let mut s: f32 = x[body..]
+            .iter()
+            .enumerate()
+            // SAFETY: `body + j < dim`: an element of row `i`.
+            .map(|(j, xv)| xv * unsafe { r.add(body + j).read() })
+            .sum();
+        s += (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]);
+        s
+    }
+
+    /// `y += a · row_i` (y of `dim` values, the caller's own).
+    #[inline(always)]
+    fn axpy_into(&self, a: f32, i: u32, y: &mut [f32]) {
+        let r = self.row(i);
+        for (k, yv) in y[..self.dim].iter_mut().enumerate() {
+            // SAFETY: `k < dim`: an element of row `i`.
+            *yv += a * unsafe { r.add(k).read() };
+        }
+    }
+
+    /// `row_i += a · x` (x of `dim` values, the caller's own).
+    #[inline(always)]
+    fn add_to(&self, a: f32, x: &[f32], i: u32) {
+        let r = self.row(i);
+        for (k, xv) in x[..self.dim].iter().enumerate() {
+            // SAFETY: `k < dim`: an element of row `i`; a raw read and write, no
+            // reference to memory other threads may update.
+            unsafe {
+                let p = r.add(k);
+                p.write(p.read() + a * xv);
+            }
+        }
+    }
+
+    /// Row `i` copied into `out` (`dim` values).
+    #[inline(always)]
+    fn read_into(&self, i: u32, out: &mut [f32]) {
+        let r = self.row(i);
+        for (k, o) in out[..self.dim].iter_mut().enumerate() {
+            // SAFETY: `k < dim`: an element of row `i`.
+            *o = unsafe { r.add(k).read() };
+        }
     }
 }
 
@@ -65,6 +134,7 @@ struct Ctx<'a> {
 
 struct Scratch {
     buf: Vec<u32>,
+    /// The hidden vector: a copy of the input row (skip-gram) or the context mean (CBOW).
     neu1: Vec<f32>,
     neu1e: Vec<f32>,
 }
@@ -191,12 +261,17 @@ fn train_chunk(ctx: &Ctx, epoch: usize, chunk: usize, scratch: &mut Scratch) -> 
         {
             // Same code compiled for AVX2/FMA: the binary stays portable while a
             // modern CPU gets 8-wide fused dot products and updates.
+            // SAFETY: both target features were detected on this CPU just above.
             return unsafe { train_chunk_avx2(ctx, epoch, chunk, scratch) };
         }
     }
     train_chunk_generic(ctx, epoch, chunk, scratch)
 }
 
+/// [`train_chunk_generic`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn train_chunk_avx2(ctx: &Ctx, epoch: usize, chunk: usize, scratch: &mut Scratch) -> u64 {
@@ -232,12 +307,12 @@ fn train_chunk_generic(ctx: &Ctx, epoch: usize, chunk: usize, scratch: &mut Scra
                 Architecture::SkipGram => {
                     for (j, &word) in buf.iter().enumerate().take(hi).skip(lo) {
                         if j != i {
-                            let l1 = ctx.syn0.row(word);
+                            // The input row is read once: only this pair's update,
+                            // at the end, writes it.
+                            ctx.syn0.read_into(word, neu1);
                             neu1e.iter_mut().for_each(|x| *x = 0.0);
-                            negative_sampling(ctx, l1, buf[i], alpha, neu1e, &mut rng);
-                            // l1 is a row of the input table: dim values long.
-                            let l1 = unsafe { std::slice::from_raw_parts_mut(l1, cfg.dim) };
-                            axpy(1.0, neu1e, l1);
+                            negative_sampling(ctx, neu1, buf[i], alpha, neu1e, &mut rng);
+                            ctx.syn0.add_to(1.0, neu1e, word);
                         }
                     }
                 }
@@ -246,9 +321,7 @@ fn train_chunk_generic(ctx: &Ctx, epoch: usize, chunk: usize, scratch: &mut Scra
                     let mut count = 0usize;
                     for (j, &word) in buf.iter().enumerate().take(hi).skip(lo) {
                         if j != i {
-                            let r =
-                                unsafe { std::slice::from_raw_parts(ctx.syn0.row(word), cfg.dim) };
-                            axpy(1.0, r, neu1);
+                            ctx.syn0.axpy_into(1.0, word, neu1);
                             count += 1;
                         }
                     }
@@ -258,16 +331,13 @@ fn train_chunk_generic(ctx: &Ctx, epoch: usize, chunk: usize, scratch: &mut Scra
                     let inv = 1.0 / count as f32;
                     neu1.iter_mut().for_each(|x| *x *= inv);
                     neu1e.iter_mut().for_each(|x| *x = 0.0);
-                    negative_sampling(ctx, neu1.as_mut_ptr(), buf[i], alpha, neu1e, &mut rng);
+                    negative_sampling(ctx, neu1, buf[i], alpha, neu1e, &mut rng);
                     // Every context word gets the hidden layer's whole error, not
                     // the mean's gradient (error / count): word2vec.c and gensim
                     // (cbow_mean=1) do so, and it trains rare context words faster.
                     for (j, &word) in buf.iter().enumerate().take(hi).skip(lo) {
                         if j != i {
-                            let r = unsafe {
-                                std::slice::from_raw_parts_mut(ctx.syn0.row(word), cfg.dim)
-                            };
-                            axpy(1.0, neu1e, r);
+                            ctx.syn0.add_to(1.0, neu1e, word);
                         }
                     }
                 }
@@ -277,20 +347,18 @@ fn train_chunk_generic(ctx: &Ctx, epoch: usize, chunk: usize, scratch: &mut Scra
     effective
 }
 
-/// One positive and `negative` noise targets for the hidden vector `l1`:
-/// updates the output rows and accumulates the hidden vector's gradient in `neu1e`.
+/// One positive and `negative` noise targets for the hidden vector `l1` (the
+/// caller's copy): updates the output rows and accumulates the hidden vector's
+/// gradient in `neu1e`.
 #[inline(always)]
 fn negative_sampling(
     ctx: &Ctx,
-    l1: *mut f32,
+    l1: &[f32],
     target: u32,
     alpha: f32,
     neu1e: &mut [f32],
     rng: &mut Rng,
 ) {
-    let dim = ctx.cfg.dim;
-    // l1 is a row of the input table or the CBOW mean, both dim long.
-    let l1 = unsafe { std::slice::from_raw_parts(l1 as *const f32, dim) };
     for d in 0..=ctx.cfg.negative {
         let (t, label) = if d == 0 {
             (target, 1.0)
@@ -301,26 +369,13 @@ fn negative_sampling(
             }
             (t, 0.0)
         };
-        let row = unsafe { std::slice::from_raw_parts_mut(ctx.syn1.row(t), dim) };
-        let f = dot(l1, row);
+        let f = ctx.syn1.dot(l1, t);
         if f.abs() >= MAX_EXP {
             // Saturated: gensim skips the pair (word2vec.c applies a clipped step).
             continue;
         }
         let g = (label - sigmoid(&ctx.sigmoid, f)) * alpha;
-        axpy(g, row, neu1e);
-        axpy(g, l1, row);
-    }
-}
-
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    crate::vectors::dot(a, b)
-}
-
-#[inline(always)]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
+        ctx.syn1.axpy_into(g, t, neu1e);
+        ctx.syn1.add_to(g, l1, t);
     }
 }

@@ -8,13 +8,15 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Init, VarBuilder, VarMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use taper_train::checkpoint::EpochRecord;
+use taper_nn::init::seeded_var_builder;
+use taper_nn::Mode;
 use taper_train::clip::Clip;
 use taper_train::data::{DataLoader, LoaderConfig, TensorBatch};
 use taper_train::optim::{named_vars, Adam, AdamConfig, Sgd, SgdConfig};
+use taper_train::record::EpochRecord;
 use taper_train::schedule::LrSchedule;
 use taper_train::{
-    seed, Callback, Control, FitReport, LossModel, Metrics, Optimizers, Supervised, Trainer,
+    Callback, Control, FitReport, LossModel, Metrics, Optimizers, Supervised, Trainer,
     TrainerConfig,
 };
 
@@ -127,7 +129,7 @@ pub(crate) fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
 impl LossModel<TensorBatch> for Word2VecNet {
     /// The loss is a sum over pairs, so that SGD with word2vec's learning rate
     /// moves each pair as much as one word2vec update; `loss` is reported per pair.
-    fn loss(&self, batch: &TensorBatch, _train: bool) -> taper_train::Result<(Tensor, Metrics)> {
+    fn loss(&self, batch: &TensorBatch, _mode: &Mode) -> taper_train::Result<(Tensor, Metrics)> {
         let (loss, p) = self.batch_loss(batch)?;
         let mut m = Metrics::new();
         if p > 0 {
@@ -154,7 +156,7 @@ pub struct LinearDecay {
 }
 
 impl LrSchedule for LinearDecay {
-    fn lr(&self, step: usize) -> f64 {
+    fn learning_rate(&self, step: usize) -> f64 {
         let p = (step as f64 / self.total_steps.max(1) as f64).min(1.0);
         (self.lr - (self.lr - self.min_lr) * p).max(self.min_lr)
     }
@@ -224,7 +226,7 @@ pub fn train_candle(
         return Err(Error::Config("batch size must be positive".into()));
     }
     let varmap = VarMap::new();
-    let vb = seed::seeded_var_builder(&varmap, cfg.seed, DType::F32, &opts.device);
+    let vb = seeded_var_builder(&varmap, cfg.seed, DType::F32, &opts.device);
     let net = Word2VecNet::new(prep.vocab.len(), cfg.dim, cfg.arch, vb, varmap.clone())?;
     let source = PairBatches::new(Arc::new(prep.clone()), cfg, &opts.device);
     let loader = DataLoader::new(source, LoaderConfig::train(opts.batch_size, cfg.seed))?;

@@ -2,7 +2,6 @@
 
 pub mod root;
 
-use crate::seed::mix;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
@@ -10,6 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
+use taper_nn::init::mix;
 
 /// A data set: a length and an item by index. It knows nothing of batches.
 pub trait Dataset: Send + Sync {
@@ -178,10 +178,11 @@ impl TensorDataset {
         };
         for (i, f) in fields.iter().enumerate() {
             if f.dims().first() != Some(&n) {
-                return Err(Error::Data(format!(
-                    "field {i} has shape {:?} but field 0 has {n} items",
-                    f.dims()
-                )));
+                return Err(Error::shape(
+                    format!("tensor data set, field {i}"),
+                    format!("{n} items (as field 0)"),
+                    format!("shape {:?}", f.dims()),
+                ));
             }
         }
         if n == 0 {

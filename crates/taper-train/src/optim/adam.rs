@@ -1,4 +1,4 @@
-use super::{candle_optimizer, fused, scalar, Buffers, NamedVar, OptimState, Optimizer};
+use super::{candle_optimizer, fused, scalar, Buffers, NamedVar, Optim, OptimState};
 use crate::Result;
 use candle_core::backprop::GradStore;
 
@@ -85,7 +85,7 @@ impl Adam {
     }
 }
 
-impl Optimizer for Adam {
+impl Optim for Adam {
     fn name(&self) -> &'static str {
         if self.cfg.decoupled_weight_decay {
             "adamw"
@@ -185,10 +185,10 @@ impl Optimizer for Adam {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
+    fn learning_rate(&self) -> f64 {
         self.cfg.lr
     }
-    fn set_lr(&mut self, lr: f64) {
+    fn set_learning_rate(&mut self, lr: f64) {
         self.cfg.lr = lr;
     }
     fn state(&self) -> OptimState {

@@ -7,8 +7,8 @@
 //! the variable. These kernels rewrite the moment buffers and the variable where
 //! they lie. Other devices, and AMSGrad, keep the composed form.
 
-use crate::kernels::Real;
 use candle_core::{CpuStorage, DType, InplaceOp3, Layout, Result, Tensor};
+use taper_nn::kernels::Real;
 
 fn range(l: &Layout) -> Result<std::ops::Range<usize>> {
     let (a, b) = l
@@ -91,7 +91,7 @@ impl InplaceOp3 for AdamKernel {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        use crate::kernels::cpu_slice;
+        use taper_nn::kernels::cpu_slice;
         if l1.shape() != dst_l.shape() || l2.shape() != dst_l.shape() {
             candle_core::bail!("adam: state shapes differ from the parameter's");
         }

@@ -31,7 +31,13 @@ pub struct OptimState {
 }
 
 /// What every optimizer offers, so the trainer and users can swap them freely.
-pub trait Optimizer: Send {
+///
+/// Named `Optim` (as in `torch.optim`) so it never shadows candle-nn's
+/// `Optimizer` trait, which each of ours also implements. Inside an
+/// [`Optimizers`](crate::Optimizers) its `step` is only called by
+/// `Optimizers::step`, which clips, guards against non-finite values, schedules
+/// and accumulates first.
+pub trait Optim: Send {
     /// A short name (`"sgd"`, `"adam"`, `"adamw"`, `"rmsprop"`).
     fn name(&self) -> &'static str;
     /// The parameters it updates.
@@ -39,12 +45,12 @@ pub trait Optimizer: Send {
     /// Applies one update from `grads`; parameters without a gradient are left alone.
     fn step(&mut self, grads: &GradStore) -> Result<()>;
     /// Current learning rate.
-    fn lr(&self) -> f64;
+    fn learning_rate(&self) -> f64;
     /// Sets the learning rate (schedules call this).
-    fn set_lr(&mut self, lr: f64);
+    fn set_learning_rate(&mut self, lr: f64);
     /// Saves the state.
     fn state(&self) -> OptimState;
-    /// Restores a state saved by [`Optimizer::state`] of the same optimizer and parameters.
+    /// Restores a state saved by [`Optim::state`] of the same optimizer and parameters.
     fn load_state(&mut self, state: &OptimState) -> Result<()>;
 }
 
@@ -96,11 +102,11 @@ impl Buffers {
             self.slots[i] = match st.tensors.get(&key) {
                 None => None,
                 Some(t) if t.shape() != var.shape() => {
-                    return Err(Error::Config(format!(
-                        "optimizer state '{key}' has shape {:?}, parameter has {:?}",
-                        t.dims(),
-                        var.dims()
-                    )))
+                    return Err(Error::shape(
+                        format!("optimizer state '{key}'"),
+                        format!("{:?} (the parameter's shape)", var.dims()),
+                        format!("{:?}", t.dims()),
+                    ))
                 }
                 // A copy: the state handed in may be loaded elsewhere too.
                 Some(t) => Some(t.to_device(var.device())?.to_dtype(var.dtype())?.copy()?),
@@ -135,14 +141,14 @@ macro_rules! candle_optimizer {
                 &mut self,
                 grads: &candle_core::backprop::GradStore,
             ) -> candle_core::Result<()> {
-                crate::optim::Optimizer::step(self, grads)
+                crate::optim::Optim::step(self, grads)
                     .map_err(|e| candle_core::Error::Msg(e.to_string()))
             }
             fn learning_rate(&self) -> f64 {
-                crate::optim::Optimizer::lr(self)
+                crate::optim::Optim::learning_rate(self)
             }
             fn set_learning_rate(&mut self, lr: f64) {
-                crate::optim::Optimizer::set_lr(self, lr)
+                crate::optim::Optim::set_learning_rate(self, lr)
             }
         }
     };

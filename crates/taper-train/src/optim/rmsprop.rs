@@ -1,4 +1,4 @@
-use super::{candle_optimizer, scalar, Buffers, NamedVar, OptimState, Optimizer};
+use super::{candle_optimizer, scalar, Buffers, NamedVar, Optim, OptimState};
 use crate::Result;
 use candle_core::backprop::GradStore;
 
@@ -56,7 +56,7 @@ impl RmsProp {
     }
 }
 
-impl Optimizer for RmsProp {
+impl Optim for RmsProp {
     fn name(&self) -> &'static str {
         "rmsprop"
     }
@@ -105,10 +105,10 @@ impl Optimizer for RmsProp {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
+    fn learning_rate(&self) -> f64 {
         self.cfg.lr
     }
-    fn set_lr(&mut self, lr: f64) {
+    fn set_learning_rate(&mut self, lr: f64) {
         self.cfg.lr = lr;
     }
     fn state(&self) -> OptimState {

@@ -1,4 +1,4 @@
-use super::{candle_optimizer, scalar, Buffers, NamedVar, OptimState, Optimizer};
+use super::{candle_optimizer, scalar, Buffers, NamedVar, Optim, OptimState};
 use crate::Result;
 use candle_core::backprop::GradStore;
 
@@ -49,7 +49,7 @@ impl Sgd {
     }
 }
 
-impl Optimizer for Sgd {
+impl Optim for Sgd {
     fn name(&self) -> &'static str {
         "sgd"
     }
@@ -83,10 +83,10 @@ impl Optimizer for Sgd {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
+    fn learning_rate(&self) -> f64 {
         self.cfg.lr
     }
-    fn set_lr(&mut self, lr: f64) {
+    fn set_learning_rate(&mut self, lr: f64) {
         self.cfg.lr = lr;
     }
     fn state(&self) -> OptimState {

@@ -6,8 +6,8 @@ use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use taper_nn::init::mix;
 use taper_train::data::Dataset;
-use taper_train::seed::mix;
 
 const EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "gif", "bmp"];
 

@@ -6,8 +6,8 @@ use candle_core::{DType, Device, Tensor};
 use image::{DynamicImage, GrayImage, RgbImage};
 use rayon::prelude::*;
 use std::sync::Arc;
+use taper_nn::init::mix;
 use taper_train::data::{BatchSource, TensorBatch};
-use taper_train::seed::mix;
 
 /// Decoded images and labels; each batch runs the pipeline over its images in
 /// parallel with per-image seeds `(seed, epoch, index)`, so the pixels do not

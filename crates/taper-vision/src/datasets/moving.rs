@@ -9,8 +9,8 @@ use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
 use rayon::prelude::*;
+use taper_nn::init::{mix, rng_for};
 use taper_train::data::{BatchSource, TensorBatch};
-use taper_train::seed::{mix, rng_for};
 
 /// Direction classes: the signs of the last step's (dx, dy), y pointing down.
 pub const DIRECTIONS: [&str; 4] = ["right-down", "right-up", "left-down", "left-up"];

@@ -145,7 +145,7 @@ pub fn classifier_outputs(
     for s in (0..n).step_by(batch) {
         let x = norm.apply(&images.narrow(0, s, batch.min(n - s))?.to_device(&dev)?)?;
         let f = model.features(&x)?;
-        probs.push(taper_train::nn::softmax(&model.logits_from_features(&f)?)?);
+        probs.push(taper_nn::softmax(&model.logits_from_features(&f)?)?);
         feats.push(f);
     }
     Ok((Tensor::cat(&probs, 0)?, Tensor::cat(&feats, 0)?))

@@ -1,12 +1,10 @@
 //! A deeper CNN with batch normalisation and dropout.
 
 use super::check_input;
-use super::layers::{batch_norm, BatchNorm};
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use taper_train::nn::{conv2d_no_bias, max_pool2d, Conv2d, Conv2dConfig};
-use taper_train::nn::{linear, Linear};
-use taper_train::seed::Dropout;
+use taper_nn::{batch_norm, BatchNorm, BatchNormConfig, Dropout, Forward, Mode};
+use taper_nn::{conv2d_no_bias, linear, max_pool2d, Conv2d, Conv2dConfig, Linear};
 
 /// Shape of a [`Cnn`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,23 +55,28 @@ pub struct ConvBn {
 
 impl ConvBn {
     /// `conv.weight` and `bn.{weight,bias,running_mean,running_var}` under `vb`.
-    pub fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let cfg = Conv2dConfig { padding: 1, stride };
         Ok(Self {
-            conv: conv2d_no_bias(cin, cout, 3, cfg, vb.pp("conv"))?,
-            bn: batch_norm(cout, vb.pp("bn"))?,
+            conv: conv2d_no_bias(in_channels, out_channels, 3, cfg, vb.pp("conv"))?,
+            bn: batch_norm(out_channels, BatchNormConfig::default(), vb.pp("bn"))?,
         })
     }
 
     /// Convolution and batch norm, without the activation.
-    pub fn forward_pre(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(xs)?, train)
+    pub fn forward_pre(&self, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
+        self.bn.forward_t(&self.conv.forward(xs)?, mode)
     }
 }
 
-impl ModuleT for ConvBn {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_relu_t(&self.conv.forward(xs)?, train)
+impl Forward for ConvBn {
+    fn forward_t(&self, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
+        self.bn.forward_relu_t(&self.conv.forward(xs)?, mode)
     }
 }
 
@@ -117,19 +120,19 @@ impl Cnn {
     }
 }
 
-impl ModuleT for Cnn {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+impl Forward for Cnn {
+    fn forward_t(&self, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
         let (h, w) = self.cfg.image_size;
         check_input(xs, self.cfg.in_channels, h, w)?;
         let mut xs = xs.clone();
         for (i, b) in self.blocks.iter().enumerate() {
-            xs = b.forward_t(&xs, train)?;
+            xs = b.forward_t(&xs, mode)?;
             if i % 2 == 1 {
                 xs = max_pool2d(&xs, 2)?;
             }
         }
-        let xs = self.drop_conv.forward_t(&xs, train)?.flatten_from(1)?;
-        let xs = self.fc1.forward(&xs)?.apply(&taper_train::nn::relu)?;
-        self.fc2.forward(&self.drop_fc.forward_t(&xs, train)?)
+        let xs = self.drop_conv.forward_t(&xs, mode)?.flatten_from(1)?;
+        let xs = self.fc1.forward(&xs)?.apply(&taper_nn::relu)?;
+        self.fc2.forward(&self.drop_fc.forward_t(&xs, mode)?)
     }
 }

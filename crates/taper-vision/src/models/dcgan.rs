@@ -8,20 +8,54 @@
 //! strided convolution → LeakyReLU → strided convolution → batch norm → LeakyReLU →
 //! linear → one logit.
 
-use super::layers::{
-    batch_norm_dcgan, conv_transpose2d_no_bias, is_running_stat, leaky_relu, BatchNorm,
-    ConvTranspose2d, DCGAN_INIT,
-};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::{Init, VarBuilder, VarMap};
 use std::path::Path;
+use taper_nn::init::{init_tensor, rng_for, seeded_var_builder};
+use taper_nn::{batch_norm, is_running_stat, leaky_relu, BatchNorm, BatchNormConfig};
+use taper_nn::{binary_cross_entropy_with_logits as bce, Conv2d, Conv2dConfig};
+use taper_nn::{ConvTranspose2d, Forward, Linear, Mode};
 use taper_train::data::TensorBatch;
-use taper_train::nn::Linear;
-use taper_train::nn::{binary_cross_entropy_with_logits as bce, Conv2d, Conv2dConfig};
 use taper_train::optim::{named_vars, Adam, AdamConfig, NamedVar};
 use taper_train::schedule::Constant;
-use taper_train::{clip::Clip, seed, Metrics, Optimizers, TrainStep};
+use taper_train::{clip::Clip, Metrics, Optimizers, StepContext, TrainStep};
+
+/// DCGAN's initialisation of convolution weights: N(0, 0.02).
+pub const DCGAN_INIT: Init = Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
+
+/// A batch norm as DCGAN initialises it: scale from N(1, 0.02).
+fn batch_norm_dcgan(channels: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {
+    let cfg = BatchNormConfig {
+        weight_init: Init::Randn {
+            mean: 1.0,
+            stdev: 0.02,
+        },
+        ..Default::default()
+    };
+    batch_norm(channels, cfg, vb)
+}
+
+/// A `k`x`k` transposed convolution without bias (it precedes a batch norm or
+/// `tanh`), weights drawn from [`DCGAN_INIT`].
+fn up_conv(
+    in_channels: usize,
+    out_channels: usize,
+    vb: VarBuilder,
+) -> candle_core::Result<ConvTranspose2d> {
+    let w = vb.get_with_hints((in_channels, out_channels, 4, 4), "weight", DCGAN_INIT)?;
+    Ok(ConvTranspose2d::new(
+        w,
+        None,
+        Conv2dConfig {
+            padding: 1,
+            stride: 2,
+        },
+    ))
+}
 
 /// Shape of a DCGAN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,9 +192,9 @@ pub fn generator(cfg: DcganConfig, vb: VarBuilder) -> Result<Generator> {
         cfg,
         fc: Linear::new(fc_w, None),
         bn0: batch_norm_dcgan(w2, vb.pp("bn0"))?,
-        up1: conv_transpose2d_no_bias(w2, cfg.gen_width, 4, 2, 1, vb.pp("up1"))?,
+        up1: up_conv(w2, cfg.gen_width, vb.pp("up1"))?,
         bn1: batch_norm_dcgan(cfg.gen_width, vb.pp("bn1"))?,
-        up2: conv_transpose2d_no_bias(cfg.gen_width, cfg.channels, 4, 2, 1, vb.pp("up2"))?,
+        up2: up_conv(cfg.gen_width, cfg.channels, vb.pp("up2"))?,
     })
 }
 
@@ -176,7 +210,7 @@ impl Generator {
         &self,
         z: &Tensor,
         labels: Option<&Tensor>,
-        train: bool,
+        mode: &Mode,
     ) -> candle_core::Result<Tensor> {
         let (n, l) = z.dims2()?;
         if l != self.cfg.latent {
@@ -195,8 +229,8 @@ impl Generator {
             .fc
             .forward(&z)?
             .reshape((n, 2 * self.cfg.gen_width, s, s))?;
-        let x = self.bn0.forward_relu_t(&x, train)?;
-        let x = self.bn1.forward_relu_t(&self.up1.forward(&x)?, train)?;
+        let x = self.bn0.forward_relu_t(&x, mode)?;
+        let x = self.bn1.forward_relu_t(&self.up1.forward(&x)?, mode)?;
         self.up2.forward(&x)?.tanh()
     }
 }
@@ -257,7 +291,7 @@ impl Discriminator {
         &self,
         x: &Tensor,
         labels: Option<&Tensor>,
-        train: bool,
+        mode: &Mode,
     ) -> candle_core::Result<Tensor> {
         let c = &self.cfg;
         super::check_input(x, c.channels, c.image_size, c.image_size)?;
@@ -274,7 +308,7 @@ impl Discriminator {
             None => x.clone(),
         };
         let x = leaky_relu(&self.conv1.forward(&x)?, 0.2)?;
-        let x = leaky_relu(&self.bn2.forward_t(&self.conv2.forward(&x)?, train)?, 0.2)?;
+        let x = leaky_relu(&self.bn2.forward_t(&self.conv2.forward(&x)?, mode)?, 0.2)?;
         self.fc.forward(&x.flatten_from(1)?)?.squeeze(D::Minus1)
     }
 }
@@ -329,7 +363,7 @@ impl Dcgan {
     /// Both networks in `varmap`, initial weights and the noise of each step drawn
     /// from `seed`.
     pub fn new(cfg: DcganConfig, varmap: &VarMap, seed: u64, device: &Device) -> Result<Self> {
-        let vb = seed::seeded_var_builder(varmap, seed, DType::F32, device);
+        let vb = seeded_var_builder(varmap, seed, DType::F32, device);
         Ok(Self {
             gen: generator(cfg, vb.pp(GEN_PREFIX))?,
             disc: discriminator(cfg, vb.pp(DISC_PREFIX))?,
@@ -381,7 +415,7 @@ impl Dcgan {
     /// an error.
     pub fn generate(&self, z: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
         one_hot(self.config(), labels, z.dim(0)?, DType::F32).map_err(config_error)?;
-        Ok(self.gen.forward_t(z, labels, false)?)
+        Ok(self.gen.forward_t(z, labels, &Mode::eval())?)
     }
 
     /// Loads both networks from a weights file, with an error naming the network a
@@ -391,14 +425,15 @@ impl Dcgan {
         taper_train::checkpoint::load_weights(&self.varmap, path)
     }
 
-    fn losses(&self, batch: &TensorBatch, train: bool) -> Result<GanLosses> {
+    /// The discriminator's loss on a batch and a fake batch drawn for step `ctx`.
+    fn losses(&self, batch: &TensorBatch, ctx: &StepContext, mode: &Mode) -> Result<GanLosses> {
         let real = batch.inputs();
         let n = real.dim(0)?;
         if n == 0 {
             return Err(Error::Data("empty batch".into()));
         }
         let dev = real.device();
-        let it = seed::iteration();
+        let it = ctx.iteration;
         let z = self.noise("train.z", it, n, dev)?;
         let conditional = self.config().classes;
         let real_labels = conditional.map(|_| batch.targets().clone());
@@ -406,11 +441,11 @@ impl Dcgan {
             Some(k) => Some(random_labels(self.seed, it, n, k, dev)?),
             None => None,
         };
-        let fake = self.gen.forward_t(&z, fake_labels.as_ref(), train)?;
-        let real_logits = self.disc.forward_t(real, real_labels.as_ref(), train)?;
+        let fake = self.gen.forward_t(&z, fake_labels.as_ref(), mode)?;
+        let real_logits = self.disc.forward_t(real, real_labels.as_ref(), mode)?;
         let fake_logits = self
             .disc
-            .forward_t(&fake.detach(), fake_labels.as_ref(), train)?;
+            .forward_t(&fake.detach(), fake_labels.as_ref(), mode)?;
         let ones = Tensor::ones(n, real_logits.dtype(), dev)?;
         let zeros = Tensor::zeros(n, real_logits.dtype(), dev)?;
         let d_loss = (bce(&real_logits, &ones)? + bce(&fake_logits, &zeros)?)?;
@@ -459,8 +494,8 @@ pub fn noise(
     latent: usize,
     device: &Device,
 ) -> Result<Tensor> {
-    let mut rng = seed::rng_for(seed::mix(&[seed, index], stream), "dcgan.noise");
-    Ok(seed::init_tensor(
+    let mut rng = rng_for(taper_nn::init::mix(&[seed, index], stream), "dcgan.noise");
+    Ok(init_tensor(
         candle_nn::Init::Randn {
             mean: 0.0,
             stdev: 1.0,
@@ -474,7 +509,7 @@ pub fn noise(
 
 fn random_labels(seed: u64, it: u64, n: usize, k: usize, dev: &Device) -> Result<Tensor> {
     use rand::Rng;
-    let mut rng = seed::rng_for(seed::mix(&[seed, it], "labels"), "dcgan.labels");
+    let mut rng = rng_for(taper_nn::init::mix(&[seed, it], "labels"), "dcgan.labels");
     let l: Vec<u32> = (0..n).map(|_| rng.random_range(0..k as u32)).collect();
     Ok(Tensor::from_vec(l, n, dev)?)
 }
@@ -500,41 +535,51 @@ pub fn check_gan_weights(path: &Path) -> Result<()> {
 }
 
 impl TrainStep<TensorBatch> for Dcgan {
-    fn train_step(&mut self, batch: &TensorBatch, opt: &mut Optimizers) -> Result<Metrics> {
-        let l = self.losses(batch, true)?;
+    type Output = Metrics;
+
+    fn train_step(
+        &mut self,
+        batch: &TensorBatch,
+        ctx: &StepContext,
+        opt: &mut Optimizers,
+    ) -> Result<Metrics> {
+        let mode = ctx.mode();
+        let l = self.losses(batch, ctx, &mode)?;
         opt.step("d", &l.d_loss)?;
         // The fake batch's graph is kept: the generator has not changed since it
         // was drawn, and the updated discriminator judges it.
-        let g_logits = self.disc.forward_t(&l.fake, l.fake_labels.as_ref(), true)?;
-        let g_loss = bce(&g_logits, &l.ones)?;
-        opt.step("g", &g_loss)?;
-        let n = batch.len() as f64;
-        let (d, g) = (scalar(&l.d_loss)?, scalar(&g_loss)?);
-        Ok(Metrics::new()
-            .with("loss", d + g, n)
-            .with("d_loss", d, n)
-            .with("g_loss", g, n)
-            .with("d_real", l.d_real, n)
-            .with("d_fake", l.d_fake, n))
-    }
-
-    fn valid_step(&mut self, batch: &TensorBatch) -> Result<Metrics> {
-        let l = self.losses(batch, false)?;
         let g_logits = self
             .disc
-            .forward_t(&l.fake, l.fake_labels.as_ref(), false)?;
+            .forward_t(&l.fake, l.fake_labels.as_ref(), &mode)?;
         let g_loss = bce(&g_logits, &l.ones)?;
-        let n = batch.len() as f64;
-        let (d, g) = (scalar(&l.d_loss)?, scalar(&g_loss)?);
-        Ok(Metrics::new()
-            .with("loss", d + g, n)
-            .with("d_loss", d, n)
-            .with("g_loss", g, n)
-            .with("d_real", l.d_real, n)
-            .with("d_fake", l.d_fake, n))
+        opt.step("g", &g_loss)?;
+        Self::metrics(batch, &l, &g_loss)
+    }
+
+    fn valid_step(&mut self, batch: &TensorBatch, ctx: &StepContext) -> Result<Metrics> {
+        let mode = Mode::eval();
+        let l = self.losses(batch, ctx, &mode)?;
+        let g_logits = self
+            .disc
+            .forward_t(&l.fake, l.fake_labels.as_ref(), &mode)?;
+        let g_loss = bce(&g_logits, &l.ones)?;
+        Self::metrics(batch, &l, &g_loss)
     }
 
     fn varmap(&self) -> &VarMap {
         &self.varmap
+    }
+}
+
+impl Dcgan {
+    fn metrics(batch: &TensorBatch, l: &GanLosses, g_loss: &Tensor) -> Result<Metrics> {
+        let n = batch.len() as f64;
+        let (d, g) = (scalar(&l.d_loss)?, scalar(g_loss)?);
+        Ok(Metrics::new()
+            .with("loss", d + g, n)
+            .with("d_loss", d, n)
+            .with("g_loss", g, n)
+            .with("d_real", l.d_real, n)
+            .with("d_fake", l.d_fake, n))
     }
 }

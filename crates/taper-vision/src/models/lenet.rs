@@ -2,12 +2,13 @@
 //! fully connected layers.
 
 use super::{check_input, conv_out};
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use taper_train::nn::max_pool2d;
-use taper_train::nn::{conv2d, Conv2d, Conv2dConfig};
-use taper_train::nn::{linear, Linear};
-use taper_train::seed::Dropout;
+use taper_nn::max_pool2d;
+use taper_nn::Dropout;
+use taper_nn::{conv2d, Conv2d, Conv2dConfig};
+use taper_nn::{linear, Linear};
+use taper_nn::{Forward, Mode};
 
 /// Shape of a [`LeNet`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -119,11 +120,11 @@ impl LeNet {
     pub fn features(&self, xs: &Tensor) -> Result<Tensor> {
         let (h, w) = self.cfg.image_size;
         check_input(xs, self.cfg.in_channels, h, w)?;
-        let xs = max_pool2d(&self.conv1.forward(xs)?.apply(&taper_train::nn::relu)?, 2)?;
-        let xs = max_pool2d(&self.conv2.forward(&xs)?.apply(&taper_train::nn::relu)?, 2)?;
+        let xs = max_pool2d(&self.conv1.forward(xs)?.apply(&taper_nn::relu)?, 2)?;
+        let xs = max_pool2d(&self.conv2.forward(&xs)?.apply(&taper_nn::relu)?, 2)?;
         self.fc1
             .forward(&xs.flatten_from(1)?)?
-            .apply(&taper_train::nn::relu)
+            .apply(&taper_nn::relu)
     }
 
     /// Logits from [`LeNet::features`] (evaluation mode: no dropout).
@@ -132,10 +133,10 @@ impl LeNet {
     }
 }
 
-impl ModuleT for LeNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+impl Forward for LeNet {
+    fn forward_t(&self, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
         let xs = self.features(xs)?;
-        self.fc2.forward(&self.dropout.forward_t(&xs, train)?)
+        self.fc2.forward(&self.dropout.forward_t(&xs, mode)?)
     }
 }
 
@@ -146,8 +147,8 @@ impl LeNet {
     pub fn conv_features(&self, xs: &Tensor) -> Result<Tensor> {
         let (h, w) = self.cfg.image_size;
         check_input(xs, self.cfg.in_channels, h, w)?;
-        let xs = max_pool2d(&self.conv1.forward(xs)?.apply(&taper_train::nn::relu)?, 2)?;
-        self.conv2.forward(&xs)?.apply(&taper_train::nn::relu)
+        let xs = max_pool2d(&self.conv1.forward(xs)?.apply(&taper_nn::relu)?, 2)?;
+        self.conv2.forward(&xs)?.apply(&taper_nn::relu)
     }
 
     /// Logits from [`LeNet::conv_features`] (evaluation mode: no dropout).
@@ -156,7 +157,7 @@ impl LeNet {
         let xs = self
             .fc1
             .forward(&xs.flatten_from(1)?)?
-            .apply(&taper_train::nn::relu)?;
+            .apply(&taper_nn::relu)?;
         self.fc2.forward(&xs)
     }
 }

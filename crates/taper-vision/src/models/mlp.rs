@@ -1,9 +1,10 @@
 //! The seed's multi-layer perceptron.
 
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use taper_train::nn::{linear, Linear};
-use taper_train::seed::Dropout;
+use taper_nn::Dropout;
+use taper_nn::{linear, Linear};
+use taper_nn::{Forward, Mode};
 
 /// The seed's multi-layer perceptron: input, hidden layers `h1`, `h2`, output
 /// logits; ReLU between layers and optional dropout.
@@ -35,13 +36,13 @@ impl Mlp {
     }
 }
 
-impl ModuleT for Mlp {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+impl Forward for Mlp {
+    fn forward_t(&self, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
         let xs = xs.flatten_from(1)?;
-        let xs = self.h1.forward(&xs)?.apply(&taper_train::nn::relu)?;
-        let xs = self.dropout.forward_t(&xs, train)?;
-        let xs = self.h2.forward(&xs)?.apply(&taper_train::nn::relu)?;
-        let xs = self.dropout.forward_t(&xs, train)?;
+        let xs = self.h1.forward(&xs)?.apply(&taper_nn::relu)?;
+        let xs = self.dropout.forward_t(&xs, mode)?;
+        let xs = self.h2.forward(&xs)?.apply(&taper_nn::relu)?;
+        let xs = self.dropout.forward_t(&xs, mode)?;
         self.out.forward(&xs)
     }
 }

@@ -1,11 +1,10 @@
 //! Vision models, each built from a `VarBuilder` (so weights save and load through
-//! `taper-train` checkpoints under PyTorch-style names) and run with `ModuleT`
-//! (training mode switches dropout and batch norm).
+//! `taper-train` checkpoints under PyTorch-style names) on `taper-nn`'s layers,
+//! and run with [`taper_nn::Forward`] (the [`taper_nn::Mode`] switches dropout and
+//! batch norm, and carries the step's random stream).
 
-mod bn;
 pub mod cnn;
 pub mod dcgan;
-pub mod layers;
 pub mod lenet;
 pub mod mlp;
 pub mod resnet;

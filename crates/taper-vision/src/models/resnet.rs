@@ -2,11 +2,10 @@
 
 use super::check_input;
 use super::cnn::ConvBn;
-use super::layers::{batch_norm, BatchNorm};
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use taper_train::nn::{conv2d_no_bias, Conv2d, Conv2dConfig};
-use taper_train::nn::{linear, Linear};
+use taper_nn::{batch_norm, BatchNorm, BatchNormConfig, Forward, Mode};
+use taper_nn::{conv2d_no_bias, linear, Conv2d, Conv2dConfig, Linear};
 
 /// Shape of a [`ResNet`].
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +50,7 @@ impl BasicBlock {
             let cfg = Conv2dConfig { padding: 0, stride };
             Some((
                 conv2d_no_bias(cin, cout, 1, cfg, vb.pp("shortcut.conv"))?,
-                batch_norm(cout, vb.pp("shortcut.bn"))?,
+                batch_norm(cout, BatchNormConfig::default(), vb.pp("shortcut.bn"))?,
             ))
         } else {
             None
@@ -64,14 +63,14 @@ impl BasicBlock {
     }
 }
 
-impl ModuleT for BasicBlock {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.b.forward_pre(&self.a.forward_t(xs, train)?, train)?;
+impl Forward for BasicBlock {
+    fn forward_t(&self, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let y = self.b.forward_pre(&self.a.forward_t(xs, mode)?, mode)?;
         let s = match &self.shortcut {
-            Some((conv, bn)) => bn.forward_t(&conv.forward(xs)?, train)?,
+            Some((conv, bn)) => bn.forward_t(&conv.forward(xs)?, mode)?,
             None => xs.clone(),
         };
-        taper_train::nn::relu(&(y + s)?)
+        taper_nn::relu(&(y + s)?)
     }
 }
 
@@ -116,13 +115,13 @@ impl ResNet {
     }
 }
 
-impl ModuleT for ResNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+impl Forward for ResNet {
+    fn forward_t(&self, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
         let (h, w) = self.cfg.image_size;
         check_input(xs, self.cfg.in_channels, h, w)?;
-        let mut xs = self.stem.forward_t(xs, train)?;
+        let mut xs = self.stem.forward_t(xs, mode)?;
         for b in &self.blocks {
-            xs = b.forward_t(&xs, train)?;
+            xs = b.forward_t(&xs, mode)?;
         }
         self.fc.forward(&xs.mean(3)?.mean(2)?)
     }

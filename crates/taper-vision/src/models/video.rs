@@ -2,20 +2,14 @@
 //! the frame features, and a linear layer classifies the last hidden state.
 //! [`FrameClassifier`] is the single-frame baseline (same encoder, last frame only).
 
-use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::rnn::{GRUConfig, LSTMConfig, GRU, LSTM, RNN};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use taper_train::nn::{conv2d, max_pool2d, relu, Conv2d, Conv2dConfig};
-use taper_train::nn::{linear, Linear};
+use taper_nn::{conv2d, linear, max_pool2d, relu, rnn, Conv2d, Conv2dConfig, Linear};
+use taper_nn::{Forward, Mode, Rnn, RnnConfig};
 
-/// Which recurrent cell runs over the frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RnnCell {
-    /// Long short-term memory.
-    Lstm,
-    /// Gated recurrent unit.
-    Gru,
-}
+/// Which recurrent cell runs over the frames: `taper-nn`'s LSTM or GRU, the
+/// same fused, gradient-checked layers as the sequence models of `taper-nlp`.
+pub use taper_nn::CellKind as RnnCell;
 
 /// Shape of a [`VideoClassifier`] / [`FrameClassifier`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -122,39 +116,30 @@ impl Module for FrameEncoder {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Cell {
-    Lstm(LSTM),
-    Gru(GRU),
-}
-
 /// CNN per frame, then an LSTM or GRU over the frames, then a linear classifier
 /// of the last hidden state. Input: clips `(N, T, C, H, W)`; output: logits `(N, classes)`.
 #[derive(Debug, Clone)]
 pub struct VideoClassifier {
     cfg: VideoConfig,
     encoder: FrameEncoder,
-    rnn: Cell,
+    rnn: Rnn,
     head: Linear,
 }
 
 /// Builds a [`VideoClassifier`] under `vb` (`encoder.*`, `rnn.weight_ih_l0` and the
 /// other PyTorch `nn.LSTM`/`nn.GRU` names, `head.*`).
 pub fn video_classifier(cfg: VideoConfig, vb: VarBuilder) -> Result<VideoClassifier> {
-    let rnn = match cfg.cell {
-        RnnCell::Lstm => Cell::Lstm(candle_nn::rnn::lstm(
-            cfg.feature,
-            cfg.hidden,
-            LSTMConfig::default(),
-            vb.pp("rnn"),
-        )?),
-        RnnCell::Gru => Cell::Gru(candle_nn::rnn::gru(
-            cfg.feature,
-            cfg.hidden,
-            GRUConfig::default(),
-            vb.pp("rnn"),
-        )?),
-    };
+    let rnn = rnn(
+        RnnConfig {
+            cell: cfg.cell,
+            input: cfg.feature,
+            hidden: cfg.hidden,
+            layers: 1,
+            bidirectional: false,
+            dropout: 0.0,
+        },
+        vb.pp("rnn"),
+    )?;
     Ok(VideoClassifier {
         cfg,
         encoder: frame_encoder(cfg, vb.pp("encoder"))?,
@@ -170,8 +155,8 @@ impl VideoClassifier {
     }
 }
 
-impl ModuleT for VideoClassifier {
-    fn forward_t(&self, clips: &Tensor, _train: bool) -> Result<Tensor> {
+impl Forward for VideoClassifier {
+    fn forward_t(&self, clips: &Tensor, mode: &Mode) -> Result<Tensor> {
         let (n, t) = check_clips(clips, &self.cfg)?;
         let (h, w) = self.cfg.frame_size;
         // All frames of all clips through the CNN at once: one large convolution
@@ -181,13 +166,10 @@ impl ModuleT for VideoClassifier {
             .encoder
             .forward(&frames)?
             .reshape((n, t, self.cfg.feature))?;
-        let last = match &self.rnn {
-            Cell::Lstm(l) => l.seq(&feats)?.pop().map(|s| s.h().clone()),
-            Cell::Gru(g) => g.seq(&feats)?.pop().map(|s| s.h().clone()),
-        };
-        match last {
-            Some(h) => self.head.forward(&h),
-            None => candle_core::bail!("a clip needs at least one frame, got 0 frames"),
+        let (_, mut states) = self.rnn.forward(&feats, None, None, mode)?;
+        match states.pop() {
+            Some(last) => self.head.forward(&last.h),
+            None => candle_core::bail!("the recurrent layer returned no state"),
         }
     }
 }
@@ -210,8 +192,8 @@ pub fn frame_classifier(cfg: VideoConfig, vb: VarBuilder) -> Result<FrameClassif
     })
 }
 
-impl ModuleT for FrameClassifier {
-    fn forward_t(&self, clips: &Tensor, _train: bool) -> Result<Tensor> {
+impl Forward for FrameClassifier {
+    fn forward_t(&self, clips: &Tensor, _mode: &Mode) -> Result<Tensor> {
         let (_, t) = check_clips(clips, &self.cfg)?;
         let last = clips.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?;
         self.head.forward(&self.encoder.forward(&last)?)

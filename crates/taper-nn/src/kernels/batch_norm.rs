@@ -8,14 +8,15 @@
 //! version made thirteen passes over each activation per step). Fused with the
 //! ReLU, the activation costs no pass and no graph node of its own.
 
+use super::Real;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CustomOp2, WithDType};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
-use taper_train::kernels::Real;
 
 /// `(N, C, rest...)` as (N, C, values per image and channel).
-pub(super) fn ncs(l: &Layout) -> Result<(usize, usize, usize)> {
+fn ncs(l: &Layout) -> Result<(usize, usize, usize)> {
     let d = l.dims();
     if d.len() < 2 || d[1] == 0 {
         candle_core::bail!("batch norm: input (N, C, ...) expected, got {d:?}");
@@ -37,14 +38,14 @@ struct Cache {
 /// Training batch norm `(x, weight, bias)` → `[relu](weight·x̂ + bias)`, with
 /// `x̂ = (x - mean)/sqrt(var + eps)` over the batch's statistics.
 #[derive(Debug, Clone)]
-pub(super) struct BnTrain {
+pub(crate) struct BnTrain {
     eps: f64,
     relu: bool,
     cache: Arc<Mutex<Cache>>,
 }
 
 impl BnTrain {
-    pub(super) fn new(eps: f64, relu: bool) -> Self {
+    pub(crate) fn new(eps: f64, relu: bool) -> Self {
         Self {
             eps,
             relu,
@@ -53,7 +54,7 @@ impl BnTrain {
     }
 
     /// The batch mean and biased variance of each channel, after the forward pass.
-    pub(super) fn batch_stats(&self) -> Result<(Vec<f64>, Vec<f64>)> {
+    pub(crate) fn batch_stats(&self) -> Result<(Vec<f64>, Vec<f64>)> {
         let c = self.lock()?;
         Ok(c.stats.iter().copied().unzip())
     }
@@ -139,7 +140,7 @@ impl CustomOp3 for BnTrain {
             candle_core::bail!("batch norm: weight and bias must have {} values", dims.1);
         }
         let mut cache = self.lock()?;
-        let out = taper_train::float_dispatch!(
+        let out = crate::float_dispatch!(
             "batch norm",
             s1.dtype(),
             [(x, s1, l1), (w, s2, l2), (b, s3, l3)],
@@ -306,7 +307,7 @@ impl CustomOp3 for BnGrad {
             candle_core::bail!("batch norm backward before its forward pass");
         }
         if self.sums {
-            let out = taper_train::float_dispatch!(
+            let out = crate::float_dispatch!(
                 "batch norm backward",
                 s1.dtype(),
                 [(x, s1, l1), (g, s2, l2), (y, s3, l3)],
@@ -326,12 +327,225 @@ impl CustomOp3 for BnGrad {
         if cache.sums.len() != dims.1 {
             candle_core::bail!("batch norm backward: input gradient before the sums");
         }
-        let out = taper_train::float_dispatch!(
+        let out = crate::float_dispatch!(
             "batch norm backward",
             s1.dtype(),
             [(x, s1, l1), (g, s2, l2), (y, s3, l3)],
             grad_input(x, g, y, dims, self.relu, &cache, self.eps)
         );
         Ok((out, l1.shape().clone()))
+    }
+}
+
+// Batch norm in evaluation is one per-channel affine map (the running statistics
+// folded into a scale and a shift): one pass each way.
+
+/// Per-channel affine map `(x, scale, shift)` → `scale[c]·x + shift[c]` over
+/// `(N, C, ...)`: batch norm in evaluation, with gradients for all three (saliency
+/// and Grad-CAM differentiate a model in evaluation mode).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChannelAffine;
+
+/// `(x, grad)` → `(2, C)`: per channel, the sum of `grad·x` (row 0) and of `grad` (row 1).
+#[derive(Debug, Clone, Copy)]
+struct ChannelGradSums;
+
+impl CustomOp3 for ChannelAffine {
+    fn name(&self) -> &'static str {
+        "taper-channel-affine"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, s) = ncs(l1)?;
+        if l2.shape().elem_count() != c || l3.shape().elem_count() != c {
+            candle_core::bail!("batch norm: scale and shift must have {c} values");
+        }
+        let out = crate::float_dispatch!(
+            "batch norm",
+            s1.dtype(),
+            [(x, s1, l1), (a, s2, l2), (b, s3, l3)],
+            {
+                let mut out = x.to_vec();
+                out.par_chunks_mut(s.max(1))
+                    .enumerate()
+                    .for_each(|(p, dst)| {
+                        let (a, b) = (a[p % c], b[p % c]);
+                        for v in dst.iter_mut() {
+                            *v = a * *v + b;
+                        }
+                    });
+                out
+            }
+        );
+        Ok((out, l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let c = a.elem_count();
+        let mut shape = vec![1usize; x.rank()];
+        shape[1] = c;
+        let dx = grad.broadcast_mul(&a.reshape(shape)?)?;
+        let sums = x.apply_op2_no_bwd(&grad, &ChannelGradSums)?;
+        Ok((
+            Some(dx),
+            Some(sums.get(0)?.reshape(a.shape())?),
+            Some(sums.get(1)?.reshape(a.shape())?),
+        ))
+    }
+}
+
+impl CustomOp2 for ChannelGradSums {
+    fn name(&self) -> &'static str {
+        "taper-channel-grad-sums"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, s) = ncs(l1)?;
+        let out = crate::float_dispatch!(
+            "batch norm backward",
+            s1.dtype(),
+            [(x, s1, l1), (g, s2, l2)],
+            {
+                let sums: Vec<(f64, f64)> = (0..c)
+                    .into_par_iter()
+                    .map(|ch| {
+                        let (mut sgx, mut sg) = (0.0, 0.0);
+                        for b in 0..n {
+                            let r = (b * c + ch) * s..(b * c + ch + 1) * s;
+                            for (xv, gv) in x[r.clone()].iter().zip(&g[r]) {
+                                sgx += gv.to_f64() * xv.to_f64();
+                                sg += gv.to_f64();
+                            }
+                        }
+                        (sgx, sg)
+                    })
+                    .collect();
+                sums.iter()
+                    .map(|t| t.0)
+                    .chain(sums.iter().map(|t| t.1))
+                    .map(WithDType::from_f64)
+                    .collect()
+            }
+        );
+        Ok((out, Shape::from((2, c))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check_gradients;
+    use candle_core::Device;
+
+    #[test]
+    fn channel_affine_matches_broadcast_ops_and_has_exact_gradients() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f64, 1.0, (3, 4, 5, 3), &dev).unwrap();
+        let a = Tensor::new(&[0.5f64, -1.5, 2.0, 0.25], &dev).unwrap();
+        let b = Tensor::new(&[0.1f64, 0.2, -0.3, 0.0], &dev).unwrap();
+        let fused = x.apply_op3(&a, &b, ChannelAffine).unwrap();
+        let reference = x
+            .broadcast_mul(&a.reshape((1, 4, 1, 1)).unwrap())
+            .unwrap()
+            .broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap())
+            .unwrap();
+        let diff = (fused - reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(diff < 1e-12, "{diff}");
+        let r = check_gradients(
+            |t| t[0].apply_op3(&t[1], &t[2], ChannelAffine)?.sqr(),
+            &[x, a, b],
+            1e-6,
+            30,
+        )
+        .unwrap();
+        assert!(r.max_numeric > 1e-3 && r.passed(1e-6), "{r:?}");
+    }
+
+    #[test]
+    fn fused_batch_norm_and_relu_match_composed_ops_with_exact_gradients() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f64, 1.0, (3, 4, 5, 3), &dev)
+            .unwrap()
+            .affine(2.0, 0.5)
+            .unwrap();
+        let w = Tensor::new(&[0.5f64, -1.5, 2.0, 0.25], &dev).unwrap();
+        let b = Tensor::new(&[0.1f64, 0.2, -0.3, 0.0], &dev).unwrap();
+        for relu in [false, true] {
+            let fused = x.apply_op3(&w, &b, BnTrain::new(1e-5, relu)).unwrap();
+            let flat = x
+                .transpose(0, 1)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .reshape((4, ()))
+                .unwrap();
+            let mean = flat.mean_keepdim(1).unwrap().reshape((1, 4, 1, 1)).unwrap();
+            let var = flat
+                .broadcast_sub(&flat.mean_keepdim(1).unwrap())
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .mean_keepdim(1)
+                .unwrap()
+                .reshape((1, 4, 1, 1))
+                .unwrap();
+            let mut reference = x
+                .broadcast_sub(&mean)
+                .unwrap()
+                .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+                .unwrap()
+                .broadcast_mul(&w.reshape((1, 4, 1, 1)).unwrap())
+                .unwrap()
+                .broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap())
+                .unwrap();
+            if relu {
+                reference = reference.relu().unwrap();
+            }
+            let diff = (fused - reference)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+            assert!(diff < 1e-10, "relu {relu}: {diff}");
+            // A weighting keeps the loss from being invariant to the normalisation.
+            let t = Tensor::randn(0f64, 1.0, (3, 4, 5, 3), &dev).unwrap();
+            let r = check_gradients(
+                |v| v[0].apply_op3(&v[1], &v[2], BnTrain::new(1e-5, relu))? * &t,
+                &[x.clone(), w.clone(), b.clone()],
+                1e-6,
+                40,
+            )
+            .unwrap();
+            assert!(r.max_numeric > 1e-3 && r.passed(1e-5), "relu {relu}: {r:?}");
+        }
     }
 }

@@ -2,8 +2,8 @@
 
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::{Conv2dConfig, VarBuilder, VarMap};
-use taper_train::gradcheck::check_gradients;
-use taper_train::nn;
+use taper_nn as nn;
+use taper_nn::gradcheck::check_gradients;
 
 const TOL: f64 = 1e-5;
 
@@ -262,7 +262,7 @@ fn the_check_catches_candles_silent_gradient_cuts() {
 
 #[test]
 fn taper_conv2d_matches_candle_and_has_exact_gradients() {
-    use taper_train::kernels;
+    use taper_nn::kernels;
     for (stride, padding) in [(1, 0), (1, 1), (2, 1), (2, 0)] {
         // Five images: strided convolutions of four or more small images take
         // the precomputed-gather im2col, the others the row-wise one.
@@ -376,7 +376,7 @@ fn taper_kernels_for_pooling_and_relu() {
         .unwrap();
     assert_eq!(a, b);
     let p1 = nn::max_pool2d(&x, 2).unwrap();
-    let p2 = nn::max_pool2d_reshape(&x, 2).unwrap();
+    let p2 = nn::pool::max_pool2d_reshape(&x, 2).unwrap();
     assert_eq!(p1.dims(), &[2, 3, 3, 2]);
     assert_eq!(
         p1.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
@@ -393,7 +393,7 @@ fn taper_kernels_for_pooling_and_relu() {
 
 #[test]
 fn fused_linear_matches_candle_and_has_exact_gradients() {
-    use taper_train::kernels::linear::linear;
+    use taper_nn::kernels::linear::linear;
     let x = randn(&[2, 3, 5], 50);
     let w = randn(&[4, 5], 51);
     let b = randn(&[4], 52);

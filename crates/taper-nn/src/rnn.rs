@@ -4,13 +4,28 @@
 //!
 //! Each layer direction projects its whole input sequence with one matrix product
 //! before the recurrence; the LSTM recurrence is one fused op on the CPU
-//! ([`super::kernels::lstm_seq`]).
+//! ([`crate::kernels::rnn::lstm_seq`]). The sequence models of `taper-nlp` and
+//! the video classifier of `taper-vision` share these layers.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use candle_nn::VarMap;
+//! use taper_nn::{init::seeded_var_builder, rnn, CellKind, Mode, RnnConfig};
+//!
+//! let varmap = VarMap::new();
+//! let cfg = RnnConfig { cell: CellKind::Lstm, input: 8, hidden: 16, layers: 2, bidirectional: true, dropout: 0.0 };
+//! let lstm = rnn(cfg, seeded_var_builder(&varmap, 0, DType::F32, &Device::Cpu).pp("rnn"))?;
+//! let x = Tensor::zeros((4, 10, 8), DType::F32, &Device::Cpu)?; // (batch, time, features)
+//! let (out, states) = lstm.forward(&x, None, None, &Mode::eval())?;
+//! assert_eq!(out.dims(), &[4, 10, 32]); // two directions of 16
+//! assert_eq!(states.len(), 2); // one per layer
+//! # Ok::<(), candle_core::Error>(())
+//! ```
 
-use super::kernels::lstm_seq;
-use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor, D};
+use crate::kernels::rnn::lstm_seq;
+use crate::{Dropout, Forward, Mode};
+use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
-use taper_train::seed::Dropout;
 
 /// The recurrent cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +46,13 @@ impl CellKind {
 }
 
 impl std::str::FromStr for CellKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
+    type Err = String;
+    /// `"lstm"` or `"gru"`; anything else is an error naming both.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "lstm" => Ok(CellKind::Lstm),
             "gru" => Ok(CellKind::Gru),
-            o => Err(Error::Config(format!("unknown cell '{o}' (lstm or gru)"))),
+            o => Err(format!("unknown cell '{o}' (lstm or gru)")),
         }
     }
 }
@@ -116,7 +132,7 @@ impl RnnDirection {
         match self.cell {
             CellKind::Lstm => {
                 let bias = (&self.b_ih + &self.b_hh)?;
-                let xp = taper_train::kernels::linear::linear(x, &self.w_ih, Some(&bias))?;
+                let xp = crate::kernels::linear::linear(x, &self.w_ih, Some(&bias))?;
                 let init = match init {
                     Some(s) => {
                         let c = match &s.c {
@@ -136,7 +152,7 @@ impl RnnDirection {
                 Ok((hs, last))
             }
             CellKind::Gru => {
-                let xp = taper_train::kernels::linear::linear(x, &self.w_ih, Some(&self.b_ih))?;
+                let xp = crate::kernels::linear::linear(x, &self.w_ih, Some(&self.b_ih))?;
                 let mut hprev = match init {
                     Some(s) => s.h.clone(),
                     None => Tensor::zeros((b, h), x.dtype(), x.device())?,
@@ -147,9 +163,8 @@ impl RnnDirection {
                     let hp = hprev.matmul(&self.w_hh.t()?)?.broadcast_add(&self.b_hh)?;
                     let r = candle_nn::ops::sigmoid(&(xs.narrow(1, 0, h)? + hp.narrow(1, 0, h)?)?)?;
                     let z = candle_nn::ops::sigmoid(&(xs.narrow(1, h, h)? + hp.narrow(1, h, h)?)?)?;
-                    let n = super::kernels::tanh(
-                        &(xs.narrow(1, 2 * h, h)? + (r * hp.narrow(1, 2 * h, h)?)?)?,
-                    )?;
+                    let n =
+                        crate::tanh(&(xs.narrow(1, 2 * h, h)? + (r * hp.narrow(1, 2 * h, h)?)?)?)?;
                     hprev = (&n + (z * (&hprev - &n)?)?)?;
                     outs.push(hprev.clone());
                 }
@@ -170,9 +185,7 @@ pub struct Rnn {
 /// An [`Rnn`] with parameters under `vb`.
 pub fn rnn(cfg: RnnConfig, vb: VarBuilder) -> Result<Rnn> {
     if cfg.layers == 0 || cfg.hidden == 0 || cfg.input == 0 {
-        return Err(Error::Config(format!(
-            "an RNN needs at least one layer, input and hidden unit: {cfg:?}"
-        )));
+        candle_core::bail!("an RNN needs at least one layer, input and hidden unit: {cfg:?}");
     }
     let dirs = if cfg.bidirectional { 2 } else { 1 };
     let mut layers = Vec::with_capacity(cfg.layers);
@@ -211,14 +224,14 @@ pub fn reverse_index(lens: &[usize], t: usize, device: &Device) -> Result<Tensor
             idx.push((b * t + src) as u32);
         }
     }
-    Ok(Tensor::from_vec(idx, lens.len() * t, device)?)
+    Tensor::from_vec(idx, lens.len() * t, device)
 }
 
 fn reverse_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
     let (b, t, f) = x.dims3()?;
-    Ok(x.reshape((b * t, f))?
+    x.reshape((b * t, f))?
         .index_select(idx, 0)?
-        .reshape((b, t, f))?)
+        .reshape((b, t, f))
 }
 
 impl Rnn {
@@ -243,16 +256,16 @@ impl Rnn {
         x: &Tensor,
         lens: Option<&[usize]>,
         init: Option<&[RnnState]>,
-        train: bool,
+        mode: &Mode,
     ) -> Result<(Tensor, Vec<RnnState>)> {
         let (b, t, _) = x.dims3()?;
         if let Some(s) = init {
             if s.len() != self.layers.len() {
-                return Err(Error::Config(format!(
+                candle_core::bail!(
                     "{} initial states for {} layers",
                     s.len(),
                     self.layers.len()
-                )));
+                );
             }
         }
         let rev = match (self.cfg.bidirectional, lens) {
@@ -264,7 +277,7 @@ impl Rnn {
         let mut finals = Vec::with_capacity(self.layers.len());
         for (l, (fwd, bwd)) in self.layers.iter().enumerate() {
             if l > 0 {
-                input = self.dropouts[l - 1].forward_t(&input, train)?;
+                input = self.dropouts[l - 1].forward_t(&input, mode)?;
             }
             let tm = input.transpose(0, 1)?.contiguous()?;
             let (out_f, last) = fwd.forward_time_major(&tm, init.map(|s| &s[l]))?;
@@ -305,10 +318,10 @@ pub fn final_states(outputs: &Tensor, lens: &[usize], bidirectional: bool) -> Re
         return Ok(fwd);
     }
     let bwd = outputs.narrow(2, hid, hid)?.narrow(1, 0, 1)?.squeeze(1)?;
-    Ok(Tensor::cat(&[&fwd, &bwd], 1)?)
+    Tensor::cat(&[&fwd, &bwd], 1)
 }
 
 /// Zero state `(B, H)` of `dtype` on `device`.
 pub fn zeros_state(b: usize, h: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    Ok(Tensor::zeros((b, h), dtype, device)?)
+    Tensor::zeros((b, h), dtype, device)
 }

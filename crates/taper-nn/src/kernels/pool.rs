@@ -1,0 +1,149 @@
+//! Max pooling with PyTorch's gradient: the first maximum of each window takes it.
+
+use super::Real;
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Max pooling with a `k`x`k` window and stride `k` over `(N, C, H, W)` (rows and
+/// columns beyond a multiple of `k` are dropped). The gradient goes to the first
+/// maximum of each window, as in PyTorch.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxPool(pub usize);
+
+/// The backward of [`MaxPool`]: `(input, output gradient)` → input gradient.
+#[derive(Debug, Clone, Copy)]
+struct MaxPoolGrad(usize);
+
+fn pool_dims(l: &Layout, k: usize) -> Result<(usize, usize, usize, usize, usize, usize)> {
+    let (n, c, h, w) = l.shape().dims4()?;
+    if k == 0 || h < k || w < k {
+        candle_core::bail!("max_pool2d: window {k} does not fit a {h}x{w} input");
+    }
+    Ok((n, c, h, w, h / k, w / k))
+}
+
+fn maxpool_fwd<T: WithDType>(x: &[T], l: &Layout, k: usize) -> Result<Vec<T>> {
+    let (n, c, h, w, ho, wo) = pool_dims(l, k)?;
+    let mut out = vec![T::zero(); n * c * ho * wo];
+    out.par_chunks_mut(ho * wo)
+        .enumerate()
+        .for_each(|(p, dst)| {
+            let src = &x[p * h * w..(p + 1) * h * w];
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let mut m = src[oh * k * w + ow * k];
+                    for i in 0..k {
+                        for v in &src[(oh * k + i) * w + ow * k..(oh * k + i) * w + ow * k + k] {
+                            if *v > m {
+                                m = *v;
+                            }
+                        }
+                    }
+                    dst[oh * wo + ow] = m;
+                }
+            }
+        });
+    Ok(out)
+}
+
+fn maxpool_bwd<T: Real>(x: &[T], g: &[T], l: &Layout, k: usize) -> Result<Vec<T>> {
+    let (n, c, h, w, ho, wo) = pool_dims(l, k)?;
+    if g.len() != n * c * ho * wo {
+        candle_core::bail!(
+            "max_pool2d backward: gradient of {} values for {n}x{c}x{ho}x{wo}",
+            g.len()
+        );
+    }
+    let mut out = vec![T::zero(); n * c * h * w];
+    out.par_chunks_mut(h * w).enumerate().for_each(|(p, dst)| {
+        let src = &x[p * h * w..(p + 1) * h * w];
+        let gp = &g[p * ho * wo..(p + 1) * ho * wo];
+        for oh in 0..ho {
+            for ow in 0..wo {
+                // Branch-free argmax (first maximum wins, as in PyTorch).
+                let mut best = oh * k * w + ow * k;
+                let mut top = src[best];
+                for i in 0..k {
+                    for j in 0..k {
+                        let idx = (oh * k + i) * w + ow * k + j;
+                        let v = src[idx];
+                        let better = v > top;
+                        best = if better { idx } else { best };
+                        top = T::select(better, v, top);
+                    }
+                }
+                dst[best] += gp[oh * wo + ow];
+            }
+        }
+    });
+    Ok(out)
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "taper-maxpool"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, _, _, ho, wo) = pool_dims(l, self.0)?;
+        let out = crate::float_dispatch!(
+            "max_pool2d",
+            s.dtype(),
+            [(x, s, l)],
+            maxpool_fwd(x, l, self.0)?
+        );
+        Ok((out, Shape::from((n, c, ho, wo))))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(
+            &grad_res.contiguous()?,
+            &MaxPoolGrad(self.0),
+        )?))
+    }
+}
+
+impl candle_core::CustomOp2 for MaxPoolGrad {
+    fn name(&self) -> &'static str {
+        "taper-maxpool-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = crate::float_dispatch!(
+            "max_pool2d",
+            s1.dtype(),
+            [(x, s1, l1), (g, s2, l2)],
+            maxpool_bwd(x, g, l1, self.0)?
+        );
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// `k`x`k` max pooling with stride `k`: the kernel above on the CPU, candle's
+/// (with a corrected gradient, see [`crate::pool::max_pool2d`]) elsewhere.
+pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?.apply_op1(MaxPool(k))
+    } else {
+        max_pool2d_reshape(x, k)
+    }
+}
+
+/// [`max_pool2d`] from reshapes and `max` reductions (any device).
+pub fn max_pool2d_reshape(xs: &Tensor, k: usize) -> Result<Tensor> {
+    let (n, c, h, w) = xs.dims4()?;
+    let (ho, wo) = (h / k.max(1), w / k.max(1));
+    if k == 0 || ho == 0 || wo == 0 {
+        candle_core::bail!("max_pool2d: window {k} does not fit a {h}x{w} input");
+    }
+    let xs = if ho * k != h || wo * k != w {
+        xs.narrow(2, 0, ho * k)?.narrow(3, 0, wo * k)?
+    } else {
+        xs.clone()
+    };
+    xs.reshape((n, c, ho, k, wo, k))?.max(5)?.max(3)
+}

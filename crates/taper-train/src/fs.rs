@@ -1,0 +1,51 @@
+//! Atomic file writes: a kill at any instant leaves either the old file or the
+//! new one, never a mix.
+
+use crate::{Error, Result};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
+/// fsynced, renamed over `path`, then the folder fsynced.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    // Process id and a per-process counter: two threads saving the same file at
+    // once must not share a temporary file.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    // Directories can be fsynced on Unix; elsewhere the rename is the best we have.
+    #[cfg(unix)]
+    File::open(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })?
+    .sync_all()?;
+    Ok(())
+}
+
+pub(crate) fn sync_file(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
