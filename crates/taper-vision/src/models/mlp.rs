@@ -17,20 +17,20 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// An MLP `inputs -> hidden1 -> hidden2 -> outputs`, weights named
+    /// An MLP `in_dim -> hidden1 -> hidden2 -> out_dim`, weights named
     /// `h1.weight`, `h1.bias`, `h2.*`, `out.*` under `vb`.
     pub fn new(
-        inputs: usize,
+        in_dim: usize,
         hidden1: usize,
         hidden2: usize,
-        outputs: usize,
+        out_dim: usize,
         dropout: f32,
         vb: VarBuilder,
     ) -> Result<Self> {
         Ok(Self {
-            h1: linear(inputs, hidden1, vb.pp("h1"))?,
+            h1: linear(in_dim, hidden1, vb.pp("h1"))?,
             h2: linear(hidden1, hidden2, vb.pp("h2"))?,
-            out: linear(hidden2, outputs, vb.pp("out"))?,
+            out: linear(hidden2, out_dim, vb.pp("out"))?,
             dropout: Dropout::new(dropout, "mlp.dropout"),
         })
     }

@@ -44,8 +44,14 @@ pub struct BasicBlock {
 }
 
 impl BasicBlock {
-    /// A block from `cin` to `cout` channels with the given stride.
-    pub fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+    /// A block from `in_channels` to `out_channels` with the given stride.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let (cin, cout) = (in_channels, out_channels);
         let shortcut = if stride != 1 || cin != cout {
             let cfg = Conv2dConfig { padding: 0, stride };
             Some((
