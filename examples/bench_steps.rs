@@ -81,7 +81,7 @@ fn step_case<M: Forward + Sync>(
 ) -> Result<f64> {
     let mut clf = Classifier::new(model, vm.clone());
     let mut opt = Optimizers::single(Adam::new(named_vars(&vm, ""), AdamConfig::adamw(1e-3)));
-    let batch = taper::train::data::TensorBatch { fields: vec![x, y] };
+    let batch = taper::train::data::TensorBatch::new(vec![x, y])?;
     let mut it = 0u64;
     median_ms(5, reps, || {
         let ctx = StepContext::new(0, 0, 0, it);
@@ -191,9 +191,7 @@ fn main() -> Result<()> {
         let mut gan = Dcgan::new(DcganConfig::mnist(), &vm, 0, &dev)?;
         let mut gopt = gan.optimizers(GanOptimConfig::default());
         let real = Tensor::rand(0f32, 1.0, (64, 1, 28, 28), &dev)?.affine(2.0, -1.0)?;
-        let batch = taper::train::data::TensorBatch {
-            fields: vec![real, labels(64)?],
-        };
+        let batch = taper::train::data::TensorBatch::new(vec![real, labels(64)?])?;
         let mut it = 0u64;
         let ms = median_ms(3, args.reps.min(10), || {
             let ctx = StepContext::new(0, 0, 0, it);

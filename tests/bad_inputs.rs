@@ -85,6 +85,24 @@ fn huge_png(w: u32, h: u32) -> Vec<u8> {
     b
 }
 
+/// [`huge_png`] with an RGBA colour type (4 bytes a pixel) and an empty IDAT
+/// chunk, so that the header reads whole and only the size is wrong.
+fn huge_png_rgba(w: u32, h: u32) -> Vec<u8> {
+    let mut b = huge_png(w, h);
+    // IHDR data starts at byte 16: width, height, depth, then the colour type.
+    b[25] = 6;
+    let crc = crc32(&b[12..29]);
+    b[29..33].copy_from_slice(&crc.to_be_bytes());
+    b.truncate(33);
+    b.extend_from_slice(&[0, 0, 0, 0]);
+    b.extend_from_slice(b"IDAT");
+    b.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
+    b.extend_from_slice(&[0, 0, 0, 0]);
+    b.extend_from_slice(b"IEND");
+    b.extend_from_slice(&crc32(b"IEND").to_be_bytes());
+    b
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut c = 0xffff_ffffu32;
     for &b in bytes {
@@ -283,12 +301,12 @@ fn cases(dir: &Path) -> Vec<Case> {
     case!("vision", "truncated PNG", p, ["cannot decode"], move || {
         err_string(open_image(&p))
     });
-    let p = write(dir, "huge.png", &huge_png(1_000_000, 1_000_000));
+    let p = write(dir, "huge.png", &huge_png_rgba(1_000_000, 1_000_000));
     case!(
         "vision",
         "PNG header claiming 1,000,000 x 1,000,000 pixels",
         p,
-        ["cannot decode"],
+        ["exceeds limit"],
         move || err_string(open_image(&p))
     );
     let p = write(dir, "text.jpg", b"hello, I am not an image\n");
@@ -296,7 +314,7 @@ fn cases(dir: &Path) -> Vec<Case> {
         "vision",
         "text file named .jpg",
         p,
-        ["cannot decode"],
+        ["unreadable image header"],
         move || err_string(open_image(&p))
     );
     let root = dir.join("folder_bad");
@@ -307,6 +325,18 @@ fn cases(dir: &Path) -> Vec<Case> {
         "image folder with a corrupt file",
         bad,
         ["broken.png"],
+        move || err_string(vds::ImageFolder::open(&root, 3, vds::OnBadFile::Fail))
+    );
+    // Issue 21: a folder holding an image whose decoding needs over 512 MiB
+    // (12000 x 12000 RGBA, header only) is refused when opened, not mid-epoch.
+    let root = dir.join("folder_huge");
+    write(&root, "cat/ok.png", &png_bytes(8, 8));
+    let huge = write(&root, "dog/huge.png", &huge_png_rgba(12000, 12000));
+    case!(
+        "vision",
+        "image folder with an image too large to decode (Fail)",
+        huge,
+        ["549 MiB to decode", "512 MiB limit"],
         move || err_string(vds::ImageFolder::open(&root, 3, vds::OnBadFile::Fail))
     );
     let root = dir.join("folder_empty");
@@ -636,6 +666,33 @@ fn cases(dir: &Path) -> Vec<Case> {
         st,
         ["corrupt state"],
         move || err_string(checkpoint::read(&run, "latest"))
+    );
+    // Issue 21: a tokenizer.json whose truncation is shorter than the special
+    // tokens its post-processor adds (tokenizers would underflow).
+    let tok = dir.join("tok_trunc/tokenizer.json");
+    {
+        use taper::nlp::{Tokenizer, TokenizerConfig, TokenizerKind};
+        let cfg = TokenizerConfig {
+            kind: TokenizerKind::WordLevel,
+            vocab_size: 50,
+            min_frequency: 1,
+            wrap: Some(("<s>".into(), "</s>".into())),
+            ..Default::default()
+        };
+        let mut t = Tokenizer::train_from_texts(&cfg, ["a b c d"].into_iter()).unwrap();
+        t.set_truncation(Some(4)).unwrap();
+        std::fs::create_dir_all(tok.parent().unwrap()).unwrap();
+        t.save(&tok).unwrap();
+        let json = std::fs::read_to_string(&tok).unwrap();
+        std::fs::write(&tok, json.replace("\"max_length\": 4", "\"max_length\": 1")).unwrap();
+    }
+    let t2 = tok.clone();
+    case!(
+        "nlp",
+        "tokenizer.json truncating below its special tokens",
+        tok,
+        ["special tokens"],
+        move || err_string(taper::nlp::Tokenizer::load(&t2))
     );
     let root = dir.join("no_data_here");
     let expected = root.join("mnist");

@@ -113,15 +113,18 @@ impl Corpus {
         self.ends.len()
     }
 
-    /// Word `i` of the corpus.
-    pub fn word(&self, i: usize) -> &str {
-        let (a, b) = self.spans[i];
+    /// Word `i` of the corpus; `None` past the last word.
+    pub fn word(&self, i: usize) -> Option<&str> {
+        self.spans.get(i).map(|&(a, b)| self.span(a, b))
+    }
+
+    fn span(&self, a: u32, b: u32) -> &str {
         &self.text[a as usize..b as usize]
     }
 
     /// All words in order.
     pub fn words(&self) -> impl Iterator<Item = &str> + '_ {
-        (0..self.spans.len()).map(move |i| self.word(i))
+        self.spans.iter().map(move |&(a, b)| self.span(a, b))
     }
 
     /// The sentences, each an iterator over its words.
@@ -130,7 +133,7 @@ impl Corpus {
         self.ends.iter().map(move |&end| {
             let range = start..end;
             start = end;
-            range.map(move |i| self.word(i))
+            self.spans[range].iter().map(move |&(a, b)| self.span(a, b))
         })
     }
 

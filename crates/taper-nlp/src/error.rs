@@ -96,6 +96,15 @@ pub enum Error {
     #[error("config: {0}")]
     Config(String),
 
+    /// An id at or past the size of the table it indexes.
+    #[error("id {id} is out of range for {len} entries")]
+    IdOutOfRange {
+        /// The id.
+        id: u64,
+        /// Entries in the table.
+        len: usize,
+    },
+
     /// An error of the trainer or of a checkpoint.
     #[error(transparent)]
     Train(#[from] taper_train::Error),

@@ -19,7 +19,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{
-    AddedToken, NormalizerWrapper, PaddingDirection, PaddingParams, PaddingStrategy,
+    AddedToken, NormalizerWrapper, PaddingDirection, PaddingParams, PaddingStrategy, PostProcessor,
     TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
@@ -380,7 +380,10 @@ impl Tokenizer {
             std::panic::catch_unwind(|| text.parse::<tokenizers::Tokenizer>()).map_err(|_| {
                 Error::tokenizer(name.clone(), "the tokenizers crate could not read it")
             })?;
-        let inner = parsed.map_err(|e| Error::tokenizer(name, e))?;
+        let inner = parsed.map_err(|e| Error::tokenizer(name.clone(), e))?;
+        if let Some(t) = inner.get_truncation() {
+            check_truncation(&inner, t.max_length).map_err(|m| Error::tokenizer(name, m))?;
+        }
         Ok(Self::from_inner(inner))
     }
 
@@ -428,14 +431,21 @@ impl Tokenizer {
 
     /// Cuts every encoding (special tokens included) to at most `max_len` ids,
     /// dropping from the end; `None` keeps whole texts.
+    ///
+    /// # Errors
+    /// A length of 0, or one shorter than the special tokens the tokenizer adds
+    /// to every text (`<s> … </s>`: 2), which would leave no room for the text.
     pub fn set_truncation(&mut self, max_len: Option<usize>) -> Result<()> {
         let params = match max_len {
             Some(0) => return Err(Error::Config("truncation length must be positive".into())),
-            Some(n) => Some(TruncationParams {
-                direction: TruncationDirection::Right,
-                max_length: n,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
+            Some(n) => Some({
+                check_truncation(&self.inner, n).map_err(|m| Error::tokenizer("truncation", m))?;
+                TruncationParams {
+                    direction: TruncationDirection::Right,
+                    max_length: n,
+                    strategy: TruncationStrategy::LongestFirst,
+                    stride: 0,
+                }
             }),
             None => None,
         };
@@ -562,4 +572,22 @@ struct FlatBatch {
     types: Vec<u32>,
     len: usize,
     lengths: Vec<usize>,
+}
+
+/// Refuses a truncation length shorter than the special tokens the
+/// post-processor adds to one text: `tokenizers` subtracts them from the length
+/// (an underflow: a panic in debug builds, no truncation at all in release).
+fn check_truncation(
+    inner: &tokenizers::Tokenizer,
+    max_len: usize,
+) -> std::result::Result<(), String> {
+    let added = inner
+        .get_post_processor()
+        .map_or(0, |p| p.added_tokens(false));
+    if max_len < added {
+        return Err(format!(
+            "truncation to {max_len} ids is shorter than the {added} special tokens added to every text"
+        ));
+    }
+    Ok(())
 }

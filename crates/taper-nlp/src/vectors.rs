@@ -91,14 +91,23 @@ impl WordVectors {
     }
 
     /// The vector of word id `id`.
-    pub fn row(&self, id: u32) -> &[f32] {
-        let i = id as usize * self.dim;
-        &self.data[i..i + self.dim]
+    ///
+    /// # Errors
+    /// [`Error::IdOutOfRange`] for an id at or past the vocabulary size.
+    pub fn row(&self, id: u32) -> Result<&[f32]> {
+        self.row_of(id as usize).ok_or(Error::IdOutOfRange {
+            id: id as u64,
+            len: self.len(),
+        })
+    }
+
+    fn row_of(&self, i: usize) -> Option<&[f32]> {
+        self.data.get(i * self.dim..(i + 1) * self.dim)
     }
 
     /// The vector of `word`.
     pub fn vector(&self, word: &str) -> Result<&[f32]> {
-        Ok(self.row(self.vocab.id(word)?))
+        self.row(self.vocab.id(word)?)
     }
 
     fn unit(&self) -> &[f32] {
@@ -211,7 +220,7 @@ impl WordVectors {
             out.write_all(w.as_bytes()).map_err(io)?;
             // Rust prints the shortest text that reads back as the same f32, so the
             // round trip is exact.
-            for x in self.row(i as u32) {
+            for x in self.row_of(i).unwrap_or_default() {
                 write!(out, " {x}").map_err(io)?;
             }
             out.write_all(b"\n").map_err(io)?;

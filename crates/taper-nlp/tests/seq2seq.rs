@@ -335,3 +335,60 @@ fn a_saved_run_loads_into_a_translator_that_aligns() {
         assert!(err.contains("tgt_vocab.json"), "{err}");
     }
 }
+
+/// The Transformer's encoder and decoder blocks (self-attention with the padding
+/// and causal masks, cross-attention, feed-forward, layer norms, embeddings and
+/// positions): every parameter's gradient against central differences, in f64.
+#[test]
+fn transformer_blocks_have_exact_gradients() {
+    use taper_nn::gradcheck::check_param_gradients;
+    for positions in [Positions::Sinusoidal, Positions::Learned] {
+        let varmap = VarMap::new();
+        let vb = seeded_var_builder(&varmap, 4, DType::F64, &Device::Cpu);
+        let m = transformer(
+            TransformerConfig {
+                src_vocab: 7,
+                tgt_vocab: 6,
+                d_model: 4,
+                heads: 2,
+                ffn: 6,
+                enc_layers: 1,
+                dec_layers: 1,
+                dropout: 0.0,
+                max_len: 6,
+                positions,
+            },
+            vb,
+        )
+        .unwrap();
+        let bt = batch(&[&[3, 4, 5], &[6, 3]], &[&[4, 5], &[3, 4, 5]]);
+        let s = Source {
+            ids: &bt.src,
+            mask: &bt.src_mask,
+            lens: &bt.src_lens,
+        };
+        let w = Tensor::arange(0f64, 48.0, &Device::Cpu)
+            .unwrap()
+            .affine(0.1, -1.0)
+            .unwrap()
+            .sin()
+            .unwrap()
+            .reshape((2, 4, 6))
+            .unwrap();
+        let r = check_param_gradients(
+            || {
+                m.logits(s, &bt.tgt_in, &Mode::eval())
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+                    * &w
+            },
+            &varmap.all_vars(),
+            1e-6,
+            6,
+        )
+        .unwrap();
+        assert!(
+            r.max_numeric > 1e-3 && r.passed(1e-6),
+            "{positions:?}: {r:?}"
+        );
+    }
+}

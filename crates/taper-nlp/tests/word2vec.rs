@@ -242,22 +242,19 @@ fn candle_gradient_is_the_word2vec_update() {
         let out0 = out0.to_vec2::<f32>().unwrap();
         let (contexts, target, negs) = (vec![1u32, 4], 2u32, vec![3u32, 5, 6]);
         let batch = match arch {
-            Architecture::SkipGram => TensorBatch {
-                fields: vec![
-                    Tensor::new(&[contexts[0]], &Device::Cpu).unwrap(),
-                    Tensor::new(&[target], &Device::Cpu).unwrap(),
-                    Tensor::new(&[[negs[0], negs[1], negs[2]]], &Device::Cpu).unwrap(),
-                ],
-            },
-            Architecture::Cbow => TensorBatch {
-                fields: vec![
-                    Tensor::new(&[[contexts[0], contexts[1], 0, 0]], &Device::Cpu).unwrap(),
-                    Tensor::new(&[[1f32, 1.0, 0.0, 0.0]], &Device::Cpu).unwrap(),
-                    Tensor::new(&[target], &Device::Cpu).unwrap(),
-                    Tensor::new(&[[negs[0], negs[1], negs[2]]], &Device::Cpu).unwrap(),
-                ],
-            },
-        };
+            Architecture::SkipGram => TensorBatch::new(vec![
+                Tensor::new(&[contexts[0]], &Device::Cpu).unwrap(),
+                Tensor::new(&[target], &Device::Cpu).unwrap(),
+                Tensor::new(&[[negs[0], negs[1], negs[2]]], &Device::Cpu).unwrap(),
+            ]),
+            Architecture::Cbow => TensorBatch::new(vec![
+                Tensor::new(&[[contexts[0], contexts[1], 0, 0]], &Device::Cpu).unwrap(),
+                Tensor::new(&[[1f32, 1.0, 0.0, 0.0]], &Device::Cpu).unwrap(),
+                Tensor::new(&[target], &Device::Cpu).unwrap(),
+                Tensor::new(&[[negs[0], negs[1], negs[2]]], &Device::Cpu).unwrap(),
+            ]),
+        }
+        .unwrap();
         let used: Vec<u32> = match arch {
             Architecture::SkipGram => vec![contexts[0]],
             Architecture::Cbow => contexts.clone(),

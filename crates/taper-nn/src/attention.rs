@@ -50,13 +50,26 @@ pub fn causal_bias(t: usize, device: &Device) -> Result<Tensor> {
 
 /// Softmax over the last dimension of `scores + bias` (bias broadcast), with a
 /// gradient ([`crate::softmax`], not candle-nn's `softmax_last_dim`).
+///
+/// In f16, whose largest value is 65504, [`MASK_FILL`] rounds to `-inf` and a row
+/// whose every key is masked would give `NaN`: there the biased scores are
+/// clamped to [`F16_MASK_FLOOR`], so such a row is uniform, as in f32 and bf16.
 pub fn masked_softmax(scores: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let s = match bias {
         Some(b) => scores.broadcast_add(&b.to_dtype(scores.dtype())?)?,
         None => scores.clone(),
     };
+    let s = if s.dtype() == candle_core::DType::F16 {
+        s.clamp(F16_MASK_FLOOR, f64::INFINITY)?
+    } else {
+        s
+    };
     crate::softmax(&s)
 }
+
+/// The lowest biased score in f16 attention: finite (f16 stops at -65504), and
+/// still far enough below any real score that `exp` of the difference is 0.
+pub const F16_MASK_FLOOR: f64 = -6.0e4;
 
 /// Keys and values prepared once per source batch (projected as the attention
 /// needs), with the padding bias. Every field has the batch first, so

@@ -316,3 +316,80 @@ fn dropout_is_seeded_per_step_and_scales() {
         10000.0
     );
 }
+
+/// Weight gradients, not only input gradients: each layer built in f64, its
+/// loss differentiated with respect to every parameter and compared with
+/// central differences.
+#[test]
+fn recurrent_and_attention_layers_have_exact_weight_gradients() {
+    use taper_nn::attention::{additive, luong, multi_head, Attention, LuongScore};
+    use taper_nn::gradcheck::check_param_gradients;
+    use taper_nn::{rnn, CellKind, RnnConfig};
+    let f64_vb = |vm: &VarMap| seeded_var_builder(vm, 3, DType::F64, &Device::Cpu);
+    let check = |name: &str, vm: &VarMap, f: &dyn Fn() -> candle_core::Result<Tensor>| {
+        let params = vm.all_vars();
+        assert!(!params.is_empty(), "{name}: no parameters");
+        let r = check_param_gradients(f, &params, 1e-6, 12).unwrap();
+        assert!(r.max_numeric > 1e-4 && r.passed(1e-6), "{name}: {r:?}");
+    };
+    // The recurrent layers of the sequence models and the video classifier.
+    for cell in [CellKind::Lstm, CellKind::Gru] {
+        let vm = VarMap::new();
+        let cfg = RnnConfig {
+            cell,
+            input: 3,
+            hidden: 4,
+            layers: 2,
+            bidirectional: true,
+            dropout: 0.0,
+        };
+        let net = rnn(cfg, f64_vb(&vm)).unwrap();
+        let (x, w) = (randn(&[2, 4, 3], 31), randn(&[2, 4, 8], 32));
+        check(&format!("{cell:?}"), &vm, &|| {
+            let (out, _) = net.forward(&x, Some(&[4, 2]), None, &Mode::eval())?;
+            out * &w
+        });
+    }
+    // Attention: queries (2, 3, 4) over 5 keys, the last two of the second
+    // sequence padding.
+    let (q, kv) = (randn(&[2, 3, 4], 33), randn(&[2, 5, 4], 34));
+    let mask = Tensor::new(
+        &[[1f64, 1., 1., 1., 1.], [1., 1., 1., 0., 0.]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let w = randn(&[2, 3, 4], 35);
+    let modules: Vec<(&str, VarMap, Box<dyn Attention>)> = vec![
+        {
+            let vm = VarMap::new();
+            let a = additive(4, 4, 6, f64_vb(&vm)).unwrap();
+            ("additive", vm, Box::new(a))
+        },
+        {
+            let vm = VarMap::new();
+            let a = luong(LuongScore::General, 4, 4, f64_vb(&vm)).unwrap();
+            ("luong general", vm, Box::new(a))
+        },
+        {
+            let vm = VarMap::new();
+            let a = multi_head(4, 2, f64_vb(&vm)).unwrap();
+            ("multi-head", vm, Box::new(a))
+        },
+    ];
+    for (name, vm, att) in &modules {
+        check(name, vm, &|| {
+            let (ctx, _) = att.forward(&q, &kv, &kv, Some(&mask))?;
+            ctx * &w
+        });
+    }
+    // Luong dot has no parameters: its gradient reaches queries, keys and values.
+    let dot = luong(LuongScore::Dot, 4, 4, f64_vb(&VarMap::new())).unwrap();
+    let r = check_gradients(
+        |t| (dot.forward(&t[0], &t[1], &t[1], Some(&mask))?.0 * &w)?.sum_all(),
+        &[q.clone(), kv.clone()],
+        1e-6,
+        20,
+    )
+    .unwrap();
+    assert!(r.max_numeric > 1e-4 && r.passed(1e-6), "luong dot: {r:?}");
+}

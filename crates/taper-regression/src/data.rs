@@ -318,7 +318,9 @@ fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let file = std::io::BufReader::new(file);
     if path.extension().is_some_and(|e| e == "gz") {
-        Ok(Box::new(flate2::read::GzDecoder::new(file)))
+        // Every member of the file: pigz and bgzip write several, and a plain
+        // decoder stops silently after the first.
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(file)))
     } else {
         Ok(Box::new(file))
     }

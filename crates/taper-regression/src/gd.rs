@@ -310,12 +310,10 @@ pub(crate) fn train(problem: Problem, cfg: &GdConfig) -> Result<Trained> {
         loss: problem.loss,
         l2: problem.l2,
     };
-    let full = TensorBatch {
-        fields: vec![
-            problem.x.to_device(&cfg.device)?,
-            problem.y.to_device(&cfg.device)?,
-        ],
-    };
+    let full = TensorBatch::new(vec![
+        problem.x.to_device(&cfg.device)?,
+        problem.y.to_device(&cfg.device)?,
+    ])?;
     let dataset = TensorDataset::new(vec![problem.x, problem.y], &cfg.device)?;
     let batch_size = cfg.batch_size.unwrap_or(n).min(n);
     let loader = DataLoader::new(

@@ -48,7 +48,10 @@ pub fn r2(y_true: &[f64], y_pred: &[f64]) -> Result<f64> {
         .zip(y_pred)
         .map(|(t, p)| (t - p) * (t - p))
         .sum();
-    if ss_tot == 0.0 {
+    // Constancy is tested on the values: the mean of a constant column is not
+    // always that constant after rounding, and the tiny SS_tot left over made R²
+    // a huge negative number.
+    if ss_tot == 0.0 || y_true.iter().all(|t| *t == y_true[0]) {
         // The ratio is undefined; scikit-learn's convention rewards only a perfect fit.
         return Ok(if ss_res == 0.0 { 1.0 } else { 0.0 });
     }

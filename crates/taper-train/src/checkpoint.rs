@@ -153,6 +153,58 @@ pub struct TrainerState {
     /// State of the optimizers' strategies (loss scaler, privacy accountant).
     #[serde(default)]
     pub strategies: serde_json::Value,
+    /// How the training data was cut into batches: a checkpoint written
+    /// mid-epoch resumes only with the same order (checkpoints of older versions
+    /// have none).
+    #[serde(default)]
+    pub data: Option<DataOrder>,
+}
+
+/// What fixes which items a training epoch's batches hold: resuming mid-epoch
+/// skips the batches already trained on, which is only right when all of this
+/// is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataOrder {
+    /// Items in the training set.
+    pub items: usize,
+    /// Items per batch.
+    pub batch_size: usize,
+    /// Whether each epoch is shuffled.
+    pub shuffle: bool,
+    /// Whether a last, smaller batch is dropped.
+    pub drop_last: bool,
+    /// The shuffle's seed.
+    pub seed: u64,
+}
+
+impl DataOrder {
+    /// The differences from `other`, as `name saved → now` phrases.
+    pub fn differences(&self, now: &DataOrder) -> Vec<String> {
+        let mut d = Vec::new();
+        let mut cmp = |name: &str, a: String, b: String| {
+            if a != b {
+                d.push(format!("{name} {a} → {b}"));
+            }
+        };
+        cmp(
+            "training items",
+            self.items.to_string(),
+            now.items.to_string(),
+        );
+        cmp(
+            "batch size",
+            self.batch_size.to_string(),
+            now.batch_size.to_string(),
+        );
+        cmp("shuffle", self.shuffle.to_string(), now.shuffle.to_string());
+        cmp(
+            "drop_last",
+            self.drop_last.to_string(),
+            now.drop_last.to_string(),
+        );
+        cmp("loader seed", self.seed.to_string(), now.seed.to_string());
+        d
+    }
 }
 
 /// A checkpoint read back.

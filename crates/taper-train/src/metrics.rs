@@ -191,12 +191,18 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     pearson(&ranks(x), &ranks(y))
 }
 
-/// Pearson's correlation; NaN when an input is constant.
+/// Pearson's correlation; NaN when an input is constant (as scipy's `pearsonr`).
+///
+/// Constancy is tested on the values themselves: the mean of a constant column
+/// is not always that constant after rounding (1448 times 1.81), and the tiny
+/// variance left over turned a constant input into a correlation of ±1.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len().min(y.len()) as f64;
-    if n < 2.0 {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
+    if n < 2 || x.iter().all(|v| *v == x[0]) || y.iter().all(|v| *v == y[0]) {
         return f64::NAN;
     }
+    let n = n as f64;
     let mx = x.iter().sum::<f64>() / n;
     let my = y.iter().sum::<f64>() / n;
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);

@@ -141,17 +141,30 @@ fn cos_anneal(start: f64, end: f64, pct: f64) -> f64 {
     end + (start - end) / 2.0 * ((PI * pct).cos() + 1.0)
 }
 
+/// `num / den` as the fraction of a phase done: a phase of no length (a warm-up
+/// of one step, a cycle of one or two steps) is done at once, where PyTorch's
+/// formula divides zero by zero.
+fn phase_fraction(num: f64, den: f64) -> f64 {
+    if den > 0.0 {
+        (num / den).clamp(0.0, 1.0)
+    } else {
+        1.0
+    }
+}
+
 impl LrSchedule for OneCycle {
+    /// PyTorch's two phases; finite at every step for any positive `max_lr`, also
+    /// when a phase is shorter than one step (PyTorch divides by zero there).
     fn learning_rate(&self, step: usize) -> f64 {
         let initial = self.max_lr / self.div_factor;
         let min = initial / self.final_div_factor;
-        let end1 = self.pct_start * self.total_steps as f64 - 1.0;
         let end2 = self.total_steps as f64 - 1.0;
-        let s = (step as f64).min(end2);
+        let end1 = (self.pct_start * self.total_steps as f64 - 1.0).min(end2);
+        let s = (step as f64).min(end2.max(0.0));
         if s <= end1 {
-            cos_anneal(initial, self.max_lr, s / end1)
+            cos_anneal(initial, self.max_lr, phase_fraction(s, end1))
         } else {
-            cos_anneal(self.max_lr, min, (s - end1) / (end2 - end1))
+            cos_anneal(self.max_lr, min, phase_fraction(s - end1, end2 - end1))
         }
     }
 }

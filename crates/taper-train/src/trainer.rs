@@ -1,6 +1,6 @@
 //! The training loop, shared by every domain.
 
-use crate::checkpoint::{self, TrainerState};
+use crate::checkpoint::{self, DataOrder, TrainerState};
 use crate::context::StepContext;
 use crate::data::{DataLoader, TensorBatch};
 use crate::metrics::Metrics;
@@ -334,6 +334,7 @@ impl Trainer {
         model: &impl TrainStepVars,
         opt: &mut Optimizers,
         state: &mut TrainerState,
+        order: &DataOrder,
     ) -> Result<usize> {
         let Some(dir) = &self.config.run_dir else {
             return Err(Error::Config("resume needs a run directory".into()));
@@ -353,6 +354,37 @@ impl Trainer {
                 ),
             ));
         }
+        if let Some(saved) = &ck.state.data {
+            let changed = saved.differences(order);
+            if !changed.is_empty() && ck.state.batch_in_epoch > 0 {
+                return Err(Error::checkpoint(
+                    &ck.dir,
+                    format!(
+                        "was written after batch {} of epoch {} and the data order changed \
+                         since ({}): resuming mid-epoch would train some items twice and \
+                         others not at all; resume with the saved settings, or from an \
+                         epoch's last checkpoint",
+                        ck.state.batch_in_epoch,
+                        ck.state.epoch + 1,
+                        changed.join(", ")
+                    ),
+                ));
+            }
+            if !changed.is_empty() && self.config.verbose {
+                eprintln!(
+                    "resume: {} since the checkpoint; the next epoch uses the new settings",
+                    changed.join(", ")
+                );
+            }
+        }
+        let changed = config_changes(&ck.state.config, &self.config.config);
+        if !changed.is_empty() && self.config.verbose {
+            eprintln!(
+                "resume: {} changed since the checkpoint; training continues with the new \
+                 values and the saved optimizer state",
+                changed.join(", ")
+            );
+        }
         ck.load_weights(model.vars())?;
         opt.load_strategy_state(&ck.state.strategies)?;
         opt.after_weights_loaded()?;
@@ -366,6 +398,8 @@ impl Trainer {
             opt.load_group_state(&name, &os, &sched)?;
         }
         *state = ck.state;
+        state.config = self.config.config.clone();
+        state.data = Some(order.clone());
         write_history(&dir.join("metrics.jsonl"), &state.history)?;
         Ok(state.epoch)
     }
@@ -387,14 +421,23 @@ impl Trainer {
         if let Some(dir) = &cfg.run_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
+        let lc = train.config();
+        let order = DataOrder {
+            items: train.num_items(),
+            batch_size: lc.batch_size,
+            shuffle: lc.shuffle,
+            drop_last: lc.drop_last,
+            seed: lc.seed,
+        };
         let mut state = TrainerState {
             version: 1,
             seed: cfg.seed,
             config: cfg.config.clone(),
+            data: Some(order.clone()),
             ..Default::default()
         };
         let resumed_at = if cfg.resume {
-            self.resume_from(&VarsOf(model.varmap()), opt, &mut state)?
+            self.resume_from(&VarsOf(model.varmap()), opt, &mut state, &order)?
         } else {
             if let Some(dir) = &cfg.run_dir {
                 // A fresh run must not mix its lines with an earlier run's.
@@ -406,6 +449,51 @@ impl Trainer {
             .monitor
             .clone()
             .or_else(|| valid.map(|_| ("valid.loss".to_string(), Direction::Min)));
+        // A monitored metric that no step produces would turn early stopping,
+        // keep-best and the plateau schedule off without a word: check the name
+        // against the first validation batch now, and against the first training
+        // batch's metrics below.
+        let mut train_monitor = None;
+        if let Some((key, _)) = &cfg.monitor {
+            let first_valid = |v: &DataLoader<B>, model: &mut M| -> Result<Option<Metrics>> {
+                match v.epoch(0, 0).next() {
+                    None => Ok(None),
+                    Some(batch) => {
+                        let ctx = StepContext::new(cfg.seed, state.epoch, 0, state.iteration);
+                        Ok(Some(model.valid_step(&batch?, &ctx)?.metrics()?))
+                    }
+                }
+            };
+            match (key.split_once('.'), valid) {
+                (Some(("valid", _)), None) => {
+                    return Err(Error::Config(format!(
+                        "the monitored metric '{key}' needs validation data, and none was given"
+                    )))
+                }
+                (Some(("valid", name)), Some(v)) => {
+                    if let Some(m) = first_valid(v, model)? {
+                        check_monitored(key, name, &m)?;
+                    }
+                }
+                (Some(("train", name)), _) => train_monitor = Some((key.clone(), name.to_string())),
+                (Some(_), _) => {
+                    return Err(Error::Config(format!(
+                        "the monitored metric '{key}' must be 'valid.<name>', 'train.<name>' or a bare name"
+                    )))
+                }
+                // A bare name is looked up in the validation metrics, then the
+                // training ones.
+                (None, v) => {
+                    let in_valid = match v {
+                        Some(v) => first_valid(v, model)?.is_some_and(|m| m.mean(key).is_some()),
+                        None => false,
+                    };
+                    if !in_valid {
+                        train_monitor = Some((key.clone(), key.clone()));
+                    }
+                }
+            }
+        }
         let mut stopped_early = false;
         let nb = train.num_batches();
         while state.epoch < cfg.epochs {
@@ -437,6 +525,9 @@ impl Trainer {
                         },
                         other => other,
                     })?;
+                if let Some((key, name)) = train_monitor.take() {
+                    check_monitored(&key, &name, &m)?;
+                }
                 state.epoch_train.merge(&m);
                 state.iteration += 1;
                 state.batch_in_epoch += 1;
@@ -579,4 +670,39 @@ fn lookup(r: &EpochRecord, key: &str) -> Option<f64> {
         Some(("train", k)) => r.train.get(k).copied(),
         _ => r.valid.get(key).or_else(|| r.train.get(key)).copied(),
     }
+}
+
+/// The top-level entries of the caller's configuration that differ between a
+/// checkpoint and this run, as `key saved → now` phrases.
+fn config_changes(saved: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
+    let (Some(a), Some(b)) = (saved.as_object(), now.as_object()) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (a.get(k), b.get(k));
+            (x != y).then(|| {
+                let show = |v: Option<&serde_json::Value>| {
+                    v.map_or_else(|| "unset".to_string(), |v| v.to_string())
+                };
+                format!("{k} {} → {}", show(x), show(y))
+            })
+        })
+        .collect()
+}
+
+/// An error naming the metrics there are when `name` (monitored as `key`) is
+/// not among a step's metrics.
+fn check_monitored(key: &str, name: &str, m: &Metrics) -> Result<()> {
+    let names: Vec<String> = m.means().into_keys().collect();
+    if names.iter().any(|n| n == name) {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "the monitored metric '{key}' is not produced by the model's steps (they give: {})",
+        names.join(", ")
+    )))
 }

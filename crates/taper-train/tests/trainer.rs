@@ -282,13 +282,14 @@ impl taper_train::data::BatchSource for PoisonedFromEpoch1 {
         self.0.batch(indices)
     }
     fn batch_in_epoch(&self, indices: &[usize], epoch: usize) -> taper_train::Result<TensorBatch> {
-        let mut b = self.0.batch(indices)?;
+        let b = self.0.batch(indices)?;
         if epoch >= 1 {
             if let Some(row) = indices.iter().position(|&i| i == 0) {
-                let x = b.fields[0].to_vec2::<f32>()?;
-                let mut x = x.concat();
+                let mut fields = b.into_fields();
+                let mut x = fields[0].to_vec2::<f32>()?.concat();
                 x[row * 4 + 2] = f32::NAN;
-                b.fields[0] = Tensor::from_vec(x, (indices.len(), 4), &Device::Cpu)?;
+                fields[0] = Tensor::from_vec(x, (indices.len(), 4), &Device::Cpu)?;
+                return TensorBatch::new(fields);
             }
         }
         Ok(b)

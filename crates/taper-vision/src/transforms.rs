@@ -705,6 +705,32 @@ impl Normalize {
 /// claiming enormous dimensions is refused before anything large is allocated.
 pub fn open_image(path: &std::path::Path) -> Result<DynamicImage> {
     let bad = |m: String| Error::Data(format!("{}: {m}", path.display()));
+    check_image_header(path)?;
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    reader.limits(limits());
+    reader
+        .decode()
+        .map_err(|e| bad(format!("cannot decode image: {e}")))
+}
+
+fn limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    limits
+}
+
+/// Reads an image file's header and refuses, naming the file, what
+/// [`open_image`] would refuse: an empty file, an unknown format, a side over
+/// [`MAX_SIDE`] or a decoded size over [`MAX_ALLOC`] bytes. Returns
+/// `(width, height)`. Nothing is decoded.
+pub fn check_image_header(path: &std::path::Path) -> Result<(u32, u32)> {
+    use image::ImageDecoder;
+    let bad = |m: String| Error::Data(format!("{}: {m}", path.display()));
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() == 0 {
         return Err(bad("empty file (0 bytes)".into()));
@@ -713,17 +739,35 @@ pub fn open_image(path: &std::path::Path) -> Result<DynamicImage> {
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_ALLOC);
-    reader.limits(limits);
     if reader.format().is_none() {
         return Err(bad("not a recognised image format".into()));
     }
-    reader
-        .decode()
-        .map_err(|e| bad(format!("cannot decode image: {e}")))
+    // The side limits go to the decoder, which checks them as soon as it has
+    // read the dimensions; the decoded size is checked below, with the figures.
+    let mut side_limits = image::Limits::default();
+    side_limits.max_image_width = Some(MAX_SIDE);
+    side_limits.max_image_height = Some(MAX_SIDE);
+    side_limits.max_alloc = None;
+    reader.limits(side_limits);
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| bad(format!("unreadable image header: {e}")))?;
+    let (w, h) = decoder.dimensions();
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(bad(format!(
+            "image of {w}x{h} exceeds the {MAX_SIDE}x{MAX_SIDE} limit"
+        )));
+    }
+    let bytes = decoder.total_bytes();
+    if bytes > MAX_ALLOC {
+        return Err(bad(format!(
+            "image of {w}x{h} ({:?}) needs {} MiB to decode, over the {} MiB limit",
+            decoder.color_type(),
+            bytes >> 20,
+            MAX_ALLOC >> 20
+        )));
+    }
+    Ok((w, h))
 }
 
 /// Largest width or height [`open_image`] accepts.

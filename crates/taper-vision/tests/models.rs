@@ -164,3 +164,98 @@ fn optimizer_state_does_not_keep_each_steps_graph() {
         "resident memory grew {grown:.0} MiB over 60 steps"
     );
 }
+
+/// A user's small CNN on 3x32x32 images, 32 a batch, trained through the
+/// `Trainer` on two threads: the same seed gives the same weights and figures
+/// every time (the convolution's weight gradient used to be summed in the order
+/// rayon's threads happened to finish; issue 21).
+#[test]
+fn rgb_cnn_training_on_two_threads_repeats_bit_for_bit() {
+    use taper_train::data::{DataLoader, LoaderConfig, TensorDataset};
+    use taper_train::optim::{named_vars, Adam, AdamConfig};
+    use taper_train::{Classifier, Optimizers, Trainer, TrainerConfig};
+    let data = || {
+        let n = 96;
+        let x = taper_nn::init::init_tensor(
+            candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+            &(n, 3, 32, 32).into(),
+            &mut taper_nn::init::rng_for(7, "rgb"),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let y: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        // The class shifts the mean of one channel, so the task is learnable.
+        let shift: Vec<f32> = (0..n * 3 * 32 * 32)
+            .map(|i| {
+                let (img, ch) = (i / (3 * 1024), i / 1024 % 3);
+                if ch == img % 3 {
+                    0.8
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let x = (x + Tensor::from_vec(shift, (n, 3, 32, 32), &Device::Cpu).unwrap()).unwrap();
+        TensorDataset::new(
+            vec![x, Tensor::from_vec(y, n, &Device::Cpu).unwrap()],
+            &Device::Cpu,
+        )
+        .unwrap()
+    };
+    let run = || {
+        let vm = VarMap::new();
+        let cfg = CnnConfig {
+            in_channels: 3,
+            image_size: (32, 32),
+            channels: (8, 16),
+            hidden: 32,
+            classes: 3,
+            dropout: 0.2,
+        };
+        let cnn = Cnn::new(cfg, seeded_var_builder(&vm, 42, DType::F32, &Device::Cpu)).unwrap();
+        let mut clf = Classifier::new(cnn, vm.clone());
+        let mut opt = Optimizers::single(Adam::new(named_vars(&vm, ""), AdamConfig::default()));
+        let train = DataLoader::new(data(), LoaderConfig::train(32, 42)).unwrap();
+        let valid = DataLoader::new(data(), LoaderConfig::eval(48)).unwrap();
+        let report = Trainer::new(TrainerConfig {
+            epochs: 3,
+            seed: 42,
+            progress: false,
+            verbose: false,
+            ..Default::default()
+        })
+        .fit(&mut clf, &mut opt, &train, Some(&valid))
+        .unwrap();
+        let weights: Vec<Vec<u32>> = named_vars(&vm, "")
+            .into_iter()
+            .map(|(_, v)| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .into_iter()
+                    .map(f32::to_bits)
+                    .collect()
+            })
+            .collect();
+        (weights, report.last().unwrap().valid["accuracy"])
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let first = pool.install(run);
+    for _ in 0..2 {
+        let again = pool.install(run);
+        assert_eq!(again.1, first.1, "validation accuracy differs");
+        assert!(
+            again.0 == first.0,
+            "weights differ between two runs with one seed"
+        );
+    }
+}

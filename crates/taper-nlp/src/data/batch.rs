@@ -55,11 +55,20 @@ impl EncodedPairs {
     }
 
     /// The pairs at `indices`.
-    pub fn subset(&self, indices: &[usize]) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// [`Error::IdOutOfRange`] naming the first index past the last pair.
+    pub fn subset(&self, indices: &[usize]) -> Result<Self> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.src.len()) {
+            return Err(Error::IdOutOfRange {
+                id: bad as u64,
+                len: self.src.len(),
+            });
+        }
+        Ok(Self {
             src: indices.iter().map(|&i| self.src[i].clone()).collect(),
             tgt: indices.iter().map(|&i| self.tgt[i].clone()).collect(),
-        }
+        })
     }
 }
 

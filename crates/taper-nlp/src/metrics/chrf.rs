@@ -93,7 +93,12 @@ pub fn corpus_chrf<H: AsRef<str>, R: AsRef<str>>(
                     .iter()
                     .map(|(g, &c)| c.min(rn[n].get(g).copied().unwrap_or(0)))
                     .sum();
-                st[n] = [hn[n].values().sum(), rn[n].values().sum(), matches];
+                let refs: u64 = rn[n].values().sum();
+                // sacreBLEU counts no hypothesis n-grams of an order the reference
+                // is too short to have: that order then drops out of the averages
+                // instead of costing precision.
+                let hyps = if refs > 0 { hn[n].values().sum() } else { 0 };
+                st[n] = [hyps, refs, matches];
             }
             let f = f_score(&st);
             if best.as_ref().is_none_or(|b| f > b.0) {

@@ -182,7 +182,7 @@ pub fn transformer(cfg: TransformerConfig, vb: VarBuilder) -> Result<Transformer
     };
     let (pos_src, pos_tgt) = match cfg.positions {
         Positions::Sinusoidal => {
-            let t = sinusoidal_table(cfg.max_len, d, vb.device())?;
+            let t = sinusoidal_table(cfg.max_len, d, vb.device())?.to_dtype(vb.dtype())?;
             (t.clone(), t)
         }
         Positions::Learned => {

@@ -97,7 +97,7 @@ impl PairBatches {
         }
     }
 
-    fn build(&self, indices: &[usize], epoch: usize) -> candle_core::Result<TensorBatch> {
+    fn build(&self, indices: &[usize], epoch: usize) -> taper_train::Result<TensorBatch> {
         let ids = &self.data.ids;
         let k = self.negative;
         let mut ctx = Vec::with_capacity(2 * self.window);
@@ -154,7 +154,7 @@ impl PairBatches {
                 ]
             }
         };
-        Ok(TensorBatch { fields })
+        TensorBatch::new(fields)
     }
 }
 
@@ -173,6 +173,6 @@ impl BatchSource for PairBatches {
                 self.data.ids.len()
             )));
         }
-        Ok(self.build(indices, epoch)?)
+        self.build(indices, epoch)
     }
 }

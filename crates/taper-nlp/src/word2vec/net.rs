@@ -69,7 +69,7 @@ impl Word2VecNet {
     /// Sum over the batch of the negative-sampling loss
     /// `softplus(−h·u_target) + Σ_k softplus(h·u_noise_k)` and the number of rows.
     pub fn batch_loss(&self, batch: &TensorBatch) -> Result<(Tensor, usize)> {
-        let f = &batch.fields;
+        let f = batch.fields();
         let want = match self.arch {
             Architecture::SkipGram => 3,
             Architecture::Cbow => 4,

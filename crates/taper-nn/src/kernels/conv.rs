@@ -376,55 +376,42 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
     out
 }
 
-/// `dW = Σ_images grad_b (co x HW) · cols_bᵀ`, partial sums per rayon split.
+/// `dW = Σ_images grad_b (co x HW) · cols_bᵀ`, summed in a fixed order
+/// ([`super::ordered_sum`]) so the gradient is the same on any number of threads.
 fn conv_grad_weight<T: WithDType>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
     let (k, hw) = (g.k(), g.cols());
     let threads = g.inner_threads();
     let gather = Gather::new(g);
-    x.par_chunks(g.image())
-        .zip(grad.par_chunks(g.out_image()))
-        .fold(
-            || {
-                (
-                    vec![T::zero(); k * g.band() * g.wo],
-                    vec![T::zero(); g.co * k],
-                    Vec::new(),
-                )
-            },
-            |(mut buf, mut acc, mut padded), (img, gb)| {
-                for band in g.bands() {
-                    let n = band.1 * g.wo;
-                    match &gather {
-                        Some(ga) => ga.fill(img, &mut padded, &mut buf),
-                        None => im2col_band(img, g, band, &mut buf),
-                    }
-                    gemm(
-                        &mut acc,
-                        k,
-                        MatRef {
-                            data: &gb[band.0 * g.wo..],
-                            rs: hw,
-                            cs: 1,
-                        },
-                        MatRef::transposed(&buf, n),
-                        (g.co, k, n),
-                        true,
-                        threads,
-                    );
+    super::ordered_sum(
+        g.n,
+        g.co * k,
+        T::zero(),
+        || (vec![T::zero(); k * g.band() * g.wo], Vec::new()),
+        |(buf, padded), i, acc| {
+            let img = &x[i * g.image()..(i + 1) * g.image()];
+            let gb = &grad[i * g.out_image()..(i + 1) * g.out_image()];
+            for band in g.bands() {
+                let n = band.1 * g.wo;
+                match &gather {
+                    Some(ga) => ga.fill(img, padded, buf),
+                    None => im2col_band(img, g, band, buf),
                 }
-                (buf, acc, padded)
-            },
-        )
-        .map(|(_, acc, _)| acc)
-        .reduce(
-            || vec![T::zero(); g.co * k],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += *y;
-                }
-                a
-            },
-        )
+                gemm(
+                    acc,
+                    k,
+                    MatRef {
+                        data: &gb[band.0 * g.wo..],
+                        rs: hw,
+                        cs: 1,
+                    },
+                    MatRef::transposed(buf, n),
+                    (g.co, k, n),
+                    true,
+                    threads,
+                );
+            }
+        },
+    )
 }
 
 /// `dx_b = col2im(Wᵀ (k x co) · grad_b (co x HW))`.

@@ -114,6 +114,53 @@ impl Real for f64 {
     }
 }
 
+/// How many partial sums a parallel reduction is cut into: fixed, so the rounding
+/// of every sum depends on its inputs alone, never on the thread count or timing.
+pub const REDUCE_CHUNKS: usize = 16;
+
+/// `Σ_i item(i)` over `0..n`, each item a vector of `len` values, summed in
+/// parallel with a result independent of the thread count and of timing.
+///
+/// A rayon `fold`/`reduce` splits the work as threads steal it, so its float sums
+/// (a convolution's weight gradient over the images of a batch) differed between
+/// two identical calls on two threads, and so did a training run. Here the items
+/// are cut into at most [`REDUCE_CHUNKS`] chunks fixed by `n` alone; each chunk
+/// adds its items in index order into its own accumulator (starting at `zero`),
+/// and the accumulators are added in chunk order. `scratch` makes per-worker
+/// buffers (im2col columns) that do not affect the sums; `add(scratch, i, acc)`
+/// adds item `i` into `acc`.
+pub fn ordered_sum<A, S>(
+    n: usize,
+    len: usize,
+    zero: A,
+    scratch: impl Fn() -> S + Sync + Send,
+    add: impl Fn(&mut S, usize, &mut [A]) + Sync + Send,
+) -> Vec<A>
+where
+    A: Copy + Send + Sync + std::ops::AddAssign,
+{
+    use rayon::prelude::*;
+    let per = n.div_ceil(REDUCE_CHUNKS).max(1);
+    let parts: Vec<Vec<A>> = (0..n.div_ceil(per))
+        .into_par_iter()
+        .map_init(scratch, |s, c| {
+            let mut acc = vec![zero; len];
+            for i in c * per..((c + 1) * per).min(n) {
+                add(s, i, &mut acc);
+            }
+            acc
+        })
+        .collect();
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_else(|| vec![zero; len]);
+    for p in parts {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
+}
+
 /// Runs `$body` with each `$x` bound to the contiguous f32 or f64 slice of its
 /// storage (all of dtype `$dtype`) and wraps the `Vec` it returns in the matching
 /// `CpuStorage`: a custom op's kernel is written once, generically, in any crate.

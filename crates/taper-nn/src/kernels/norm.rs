@@ -85,31 +85,27 @@ fn ln_grad_input<T: Real>(x: &[T], g: &[T], w: &[f64], d: usize, eps: f64) -> Ve
     out
 }
 
+/// The weight and bias gradients `(Σ_rows g·x̂, Σ_rows g)`, summed in a fixed
+/// order ([`super::ordered_sum`]) so they are the same on any number of threads.
 fn ln_grad_params<T: Real>(x: &[T], g: &[T], d: usize, eps: f64) -> Vec<T> {
-    let (sgx, sg) = x
-        .par_chunks(d)
-        .zip(g.par_chunks(d))
-        .fold(
-            || (vec![0f64; d], vec![0f64; d]),
-            |(mut a, mut b), (r, gr)| {
-                let (mean, rstd) = row_stats(r, eps);
-                for (((a, b), v), gv) in a.iter_mut().zip(b.iter_mut()).zip(r).zip(gr) {
-                    let gv = gv.to_f64();
-                    *a += gv * (v.to_f64() - mean) * rstd;
-                    *b += gv;
-                }
-                (a, b)
-            },
-        )
-        .reduce(
-            || (vec![0f64; d], vec![0f64; d]),
-            |(mut a, mut b), (c, e)| {
-                a.iter_mut().zip(&c).for_each(|(x, y)| *x += y);
-                b.iter_mut().zip(&e).for_each(|(x, y)| *x += y);
-                (a, b)
-            },
-        );
-    sgx.into_iter().chain(sg).map(T::from_f64).collect()
+    let rows = x.len() / d.max(1);
+    let sums = super::ordered_sum(
+        rows,
+        2 * d,
+        0f64,
+        || (),
+        |_, i, acc| {
+            let (r, gr) = (&x[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
+            let (mean, rstd) = row_stats(r, eps);
+            let (a, b) = acc.split_at_mut(d);
+            for (((a, b), v), gv) in a.iter_mut().zip(b.iter_mut()).zip(r).zip(gr) {
+                let gv = gv.to_f64();
+                *a += gv * (v.to_f64() - mean) * rstd;
+                *b += gv;
+            }
+        },
+    );
+    sums.into_iter().map(T::from_f64).collect()
 }
 
 impl CustomOp3 for LayerNormOp {

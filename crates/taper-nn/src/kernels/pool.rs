@@ -133,7 +133,11 @@ pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
     }
 }
 
-/// [`max_pool2d`] from reshapes and `max` reductions (any device).
+/// [`max_pool2d`] from candle ops (any device and dtype): each window's first
+/// maximum is picked by `argmax` and taken by `gather`, so the gradient goes to
+/// that element alone, as in the CPU kernel and PyTorch. (A `max` reduction's
+/// backward gave every tied element the whole gradient, so CPU and GPU training
+/// differed on saturated activations.)
 pub fn max_pool2d_reshape(xs: &Tensor, k: usize) -> Result<Tensor> {
     let (n, c, h, w) = xs.dims4()?;
     let (ho, wo) = (h / k.max(1), w / k.max(1));
@@ -145,5 +149,12 @@ pub fn max_pool2d_reshape(xs: &Tensor, k: usize) -> Result<Tensor> {
     } else {
         xs.clone()
     };
-    xs.reshape((n, c, ho, k, wo, k))?.max(5)?.max(3)
+    // Each window's k·k values along the last dimension.
+    let windows = xs
+        .reshape((n, c, ho, k, wo, k))?
+        .permute((0, 1, 2, 4, 3, 5))?
+        .contiguous()?
+        .reshape((n, c, ho, wo, k * k))?;
+    let first_max = windows.argmax_keepdim(4)?;
+    windows.gather(&first_max, 4)?.squeeze(4)
 }

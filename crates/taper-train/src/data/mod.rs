@@ -7,6 +7,7 @@ use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use taper_nn::init::mix;
@@ -83,20 +84,88 @@ where
     fn batch_in_epoch(&self, indices: &[usize], epoch: usize) -> Result<C::Batch> {
         let items = indices
             .iter()
-            .map(|&i| self.dataset.get_in_epoch(i, epoch))
+            .map(|&i| {
+                // A panicking data set or transform is named by its item, not lost
+                // with the loader's thread.
+                catch_unwind(AssertUnwindSafe(|| self.dataset.get_in_epoch(i, epoch)))
+                    .unwrap_or_else(|p| {
+                        Err(Error::Data(format!(
+                            "item {i} of the data set: loading it panicked: {}",
+                            panic_message(p.as_ref())
+                        )))
+                    })
+            })
             .collect::<Result<Vec<_>>>()?;
         self.batcher.batch(items)
     }
 }
 
-/// A batch of tensors, one per field (by convention inputs first, targets second).
+/// The text of a panic's payload.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// One batch from `source`, a panic inside turned into an error naming the items.
+fn load_batch<B: Send>(
+    source: &dyn BatchSource<Batch = B>,
+    items: &[usize],
+    epoch: usize,
+) -> Result<B> {
+    catch_unwind(AssertUnwindSafe(|| source.batch_in_epoch(items, epoch))).unwrap_or_else(|p| {
+        let shown: Vec<String> = items.iter().take(8).map(|i| i.to_string()).collect();
+        let more = if items.len() > 8 { ", …" } else { "" };
+        Err(Error::Data(format!(
+            "the batch of items [{}{more}] (epoch {}): building it panicked: {}",
+            shown.join(", "),
+            epoch + 1,
+            panic_message(p.as_ref())
+        )))
+    })
+}
+
+/// A batch of tensors, one per field (by convention inputs first, targets second),
+/// all with the batch as their first dimension.
 #[derive(Debug, Clone)]
 pub struct TensorBatch {
-    /// The fields, each with the batch as first dimension.
-    pub fields: Vec<Tensor>,
+    fields: Vec<Tensor>,
 }
 
 impl TensorBatch {
+    /// A batch of `fields`.
+    ///
+    /// # Errors
+    /// No field, a scalar field, or fields of different first dimensions.
+    pub fn new(fields: Vec<Tensor>) -> Result<Self> {
+        let Some(first) = fields.first() else {
+            return Err(Error::Data("a batch needs at least one field".into()));
+        };
+        let n = first
+            .dims()
+            .first()
+            .copied()
+            .ok_or_else(|| Error::shape("batch field 0", "(batch, ...)", "a scalar"))?;
+        for (i, f) in fields.iter().enumerate().skip(1) {
+            if f.dims().first() != Some(&n) {
+                return Err(Error::shape(
+                    format!("batch field {i}"),
+                    format!("{n} rows (as field 0)"),
+                    format!("shape {:?}", f.dims()),
+                ));
+            }
+        }
+        Ok(Self { fields })
+    }
+    /// The fields.
+    pub fn fields(&self) -> &[Tensor] {
+        &self.fields
+    }
+    /// The fields, by value.
+    pub fn into_fields(self) -> Vec<Tensor> {
+        self.fields
+    }
     /// The first field.
     pub fn inputs(&self) -> &Tensor {
         &self.fields[0]
@@ -149,7 +218,7 @@ impl Batcher<Vec<Tensor>> for StackBatcher {
                 .collect::<Result<Vec<_>>>()?;
             fields.push(Tensor::stack(&parts, 0)?.to_device(&self.device)?);
         }
-        Ok(TensorBatch { fields })
+        TensorBatch::new(fields)
     }
 }
 
@@ -264,7 +333,7 @@ impl BatchSource for TensorDataset {
             .iter()
             .map(|f| f.index_select(&idx, 0)?.to_device(&self.device))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(TensorBatch { fields })
+        TensorBatch::new(fields)
     }
 }
 
@@ -424,10 +493,11 @@ impl<B: Send + 'static> DataLoader<B> {
         }
         let (tx, rx) = sync_channel(self.config.prefetch);
         let source = self.source.clone();
+        let expected = chunks.len();
         let handle = std::thread::spawn(move || {
             for c in chunks {
                 // A closed receiver means the consumer stopped early: just end.
-                if tx.send(source.batch_in_epoch(&c, epoch)).is_err() {
+                if tx.send(load_batch(source.as_ref(), &c, epoch)).is_err() {
                     break;
                 }
             }
@@ -436,6 +506,7 @@ impl<B: Send + 'static> DataLoader<B> {
             inner: BatchesInner::Thread {
                 rx: Some(rx),
                 handle: Some(handle),
+                left: expected,
             },
         }
     }
@@ -455,6 +526,8 @@ enum BatchesInner<B> {
     Thread {
         rx: Option<Receiver<Result<B>>>,
         handle: Option<std::thread::JoinHandle<()>>,
+        /// Batches still to come: an epoch that ends short is an error.
+        left: usize,
     },
 }
 
@@ -466,15 +539,33 @@ impl<B: Send> Iterator for Batches<B> {
                 source,
                 chunks,
                 epoch,
-            } => chunks.next().map(|c| source.batch_in_epoch(&c, *epoch)),
-            BatchesInner::Thread { rx, .. } => rx.as_ref()?.recv().ok(),
+            } => chunks
+                .next()
+                .map(|c| load_batch(source.as_ref(), &c, *epoch)),
+            BatchesInner::Thread { rx, left, .. } => {
+                if *left == 0 {
+                    return None;
+                }
+                *left -= 1;
+                match rx.as_ref()?.recv() {
+                    Ok(b) => Some(b),
+                    // The loader's thread ended before its last batch: say so
+                    // rather than end the epoch early without a word.
+                    Err(_) => {
+                        *left = 0;
+                        Some(Err(Error::Data(
+                            "the data loader's thread stopped before the end of the epoch".into(),
+                        )))
+                    }
+                }
+            }
         }
     }
 }
 
 impl<B> Drop for Batches<B> {
     fn drop(&mut self) {
-        if let BatchesInner::Thread { rx, handle } = &mut self.inner {
+        if let BatchesInner::Thread { rx, handle, .. } = &mut self.inner {
             drop(rx.take());
             if let Some(h) = handle.take() {
                 let _ = h.join();

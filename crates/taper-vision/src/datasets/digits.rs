@@ -2,7 +2,7 @@
 
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +17,7 @@ pub fn load_digits(path: &Path) -> Result<(Tensor, Tensor)> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let mut text = String::new();
     let read = if raw.starts_with(&[0x1f, 0x8b]) {
-        GzDecoder::new(&raw[..])
+        MultiGzDecoder::new(&raw[..])
             .read_to_string(&mut text)
             .map(|_| ())
     } else {

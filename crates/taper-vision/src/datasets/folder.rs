@@ -36,9 +36,11 @@ impl ImageFolder {
     /// found now (failing, or skipped and reported) rather than mid-epoch.
     pub fn open(root: &Path, channels: usize, on_bad: OnBadFile) -> Result<Self> {
         let rd = std::fs::read_dir(root).map_err(|e| Error::io(root, e))?;
+        // Hidden entries (`.ipynb_checkpoints`, `.git`, `.DS_Store`) are not
+        // classes: counted as one, they shifted every real class's label by one.
         let mut classes: Vec<(String, PathBuf)> = rd
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
+            .filter(|e| !is_hidden(&e.path()) && e.path().is_dir())
             .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
             .collect();
         classes.sort();
@@ -54,6 +56,7 @@ impl ImageFolder {
             let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
                 .map_err(|e| Error::io(dir, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| !is_hidden(p))
                 .filter(|p| {
                     p.extension()
                         .map(|x| EXTENSIONS.contains(&x.to_string_lossy().to_lowercase().as_str()))
@@ -115,27 +118,17 @@ impl ImageFolder {
     }
 }
 
+/// True for names starting with a dot (hidden on Unix, and what notebooks,
+/// version control and macOS leave in folders).
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// The checks [`open_image`] makes before decoding, from the header alone:
+/// so that a file it would refuse is found when the folder is opened.
 fn header_check(path: &Path) -> Result<()> {
-    let bad = |m: String| Error::Data(format!("{}: {m}", path.display()));
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
-    if len == 0 {
-        return Err(bad("empty file (0 bytes)".into()));
-    }
-    let (w, h) = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
-        .into_dimensions()
-        .map_err(|e| bad(format!("unreadable image header: {e}")))?;
-    if w > crate::transforms::MAX_SIDE || h > crate::transforms::MAX_SIDE {
-        return Err(bad(format!(
-            "image of {w}x{h} exceeds the {0}x{0} limit",
-            crate::transforms::MAX_SIDE
-        )));
-    }
-    Ok(())
+    crate::transforms::check_image_header(path).map(|_| ())
 }
 
 impl Dataset for ImageFolder {

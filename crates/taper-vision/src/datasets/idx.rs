@@ -5,7 +5,7 @@
 //! against the dimensions before anything is allocated from them.
 
 use crate::{Error, Result};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use std::io::Read;
 use std::path::Path;
 
@@ -22,12 +22,13 @@ fn bad(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::Data(format!("{}: {msg}", path.display()))
 }
 
-/// Reads an IDX file (gzipped when it starts with the gzip magic bytes).
+/// Reads an IDX file (gzipped when it starts with the gzip magic bytes; every
+/// member of a multi-member file, as pigz and bgzip write them).
 pub fn read_idx(path: &Path) -> Result<Idx> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(&raw[..])
+        MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
             .map_err(|e| bad(path, format!("corrupt gzip data: {e}")))?;
         out

@@ -119,8 +119,6 @@ impl BatchSource for InMemoryImages {
         }
         let y: Vec<u32> = indices.iter().map(|&i| self.labels[i]).collect();
         let y = Tensor::from_vec(y, indices.len(), &Device::Cpu)?;
-        Ok(TensorBatch {
-            fields: vec![x.to_device(&self.device)?, y.to_device(&self.device)?],
-        })
+        TensorBatch::new(vec![x.to_device(&self.device)?, y.to_device(&self.device)?])
     }
 }

@@ -190,12 +190,10 @@ impl BatchSource for MovingDigits {
             px.extend_from_slice(&p);
             labels.push(l);
         }
-        Ok(TensorBatch {
-            fields: vec![
-                Tensor::from_vec(px, (n, t, 1, s, s), &self.device)?,
-                Tensor::from_vec(labels, n, &self.device)?,
-            ],
-        })
+        TensorBatch::new(vec![
+            Tensor::from_vec(px, (n, t, 1, s, s), &self.device)?,
+            Tensor::from_vec(labels, n, &self.device)?,
+        ])
     }
 }
 
