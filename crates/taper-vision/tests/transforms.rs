@@ -186,7 +186,10 @@ fn corrupt_empty_and_huge_images_are_refused() {
     let junk = dir.path().join("junk.png");
     std::fs::write(&junk, b"\x89PNG\r\n\x1a\nnot really").unwrap();
     let e = open_image(&junk).unwrap_err().to_string();
-    assert!(e.contains("junk.png") && e.contains("unreadable image header"), "{e}");
+    assert!(
+        e.contains("junk.png") && e.contains("unreadable image header"),
+        "{e}"
+    );
     // A PNG header claiming 100000 x 100000 pixels: refused by the limits, not allocated.
     let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
     png.extend_from_slice(&100_000u32.to_be_bytes());
