@@ -313,8 +313,16 @@ fn prune(root: &Path) {
     }
 }
 
-/// Reads the `latest` (or `best`) checkpoint of a run; `Ok(None)` when the run has none.
+/// Reads the `latest` (or `best`) checkpoint of a run; `Ok(None)` when the run
+/// has none yet.
+///
+/// # Errors
+/// A run directory that does not exist (a mistyped path is not an empty run),
+/// or a pointer or state that cannot be read.
 pub fn read(run_dir: &Path, which: &str) -> Result<Option<Checkpoint>> {
+    if !run_dir.is_dir() {
+        return Err(Error::checkpoint(run_dir, "no such run directory"));
+    }
     let root = checkpoints_dir(run_dir);
     let Some(tag) = pointer_target(&root, which)? else {
         return Ok(None);
@@ -325,6 +333,20 @@ pub fn read(run_dir: &Path, which: &str) -> Result<Option<Checkpoint>> {
     let state: TrainerState = serde_json::from_slice(&bytes)
         .map_err(|e| Error::checkpoint(&sp, format!("corrupt state: {e}")))?;
     Ok(Some(Checkpoint { dir, state }))
+}
+
+/// The checkpoint a finished run keeps: the best by the monitored metric, else
+/// the latest.
+///
+/// # Errors
+/// A missing run directory, or a run with no checkpoint at all.
+pub fn kept(run_dir: &Path) -> Result<Checkpoint> {
+    match read(run_dir, "best")? {
+        Some(c) => Ok(c),
+        None => read(run_dir, "latest")?.ok_or_else(|| {
+            Error::checkpoint(checkpoints_dir(run_dir), "this run has no checkpoint yet")
+        }),
+    }
 }
 
 impl Checkpoint {

@@ -43,9 +43,81 @@ pub struct ExampleArgs {
     /// Average the gradients of K batches per update (an effective batch K times larger).
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub accumulate: usize,
+    /// Start afresh in an `--out` directory that holds an earlier run, deleting
+    /// its checkpoints (without it such a directory is refused).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Fraction of the training data held out (seeded, stratified by class) for
+    /// keep-best, early stopping and the plateau schedule [default: 0.1].
+    #[arg(long, value_name = "F")]
+    pub valid_fraction: Option<f64>,
 }
 
 impl ExampleArgs {
+    /// A one-line error for each shared flag this example does not use but was
+    /// given (`flags` by their command-line names: `accumulate`,
+    /// `checkpoint-every`, `valid-fraction`, `resume`, `batch-size`, `lr`,
+    /// `epochs`), so that no flag is accepted and silently ignored.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] naming the first such flag.
+    pub fn reject(&self, example: &str, flags: &[&str]) -> Result<()> {
+        for f in flags {
+            let given = match *f {
+                "accumulate" => self.accumulate != 1,
+                "checkpoint-every" => self.checkpoint_every.is_some(),
+                "valid-fraction" => self.valid_fraction.is_some(),
+                "resume" => self.resume.is_some(),
+                "batch-size" => self.batch_size.is_some(),
+                "lr" => self.lr.is_some(),
+                "epochs" => self.epochs.is_some(),
+                "overwrite" => self.overwrite,
+                _ => false,
+            };
+            if given {
+                return Err(crate::Error::Config(format!(
+                    "{example} does not use --{f}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The validation fraction (`--valid-fraction`, default 0.1).
+    ///
+    /// # Errors
+    /// A fraction outside [0, 1).
+    pub fn valid_fraction(&self) -> Result<f64> {
+        let f = self.valid_fraction.unwrap_or(0.1);
+        if !(0.0..1.0).contains(&f) {
+            return Err(crate::Error::Config(format!(
+                "--valid-fraction must be in [0, 1), got {f}"
+            )));
+        }
+        Ok(f)
+    }
+
+    /// A [`crate::TrainerConfig`] with the shared flags applied: run directory,
+    /// seed, `--resume`, `--overwrite`, `--checkpoint-every`; `epochs` and the
+    /// configuration recorded with each checkpoint come from the example.
+    pub fn trainer_config(
+        &self,
+        example: &str,
+        epochs: usize,
+        config: serde_json::Value,
+    ) -> crate::TrainerConfig {
+        crate::TrainerConfig {
+            epochs,
+            run_dir: Some(self.run_dir(example)),
+            seed: self.seed,
+            resume: self.resume.is_some(),
+            overwrite: self.overwrite,
+            checkpoint_every: self.checkpoint_every,
+            config,
+            ..Default::default()
+        }
+    }
+
     /// Applies `--threads` and opens `--device`. Call before creating tensors.
     pub fn device(&self) -> Result<Device> {
         set_threads(self.threads);

@@ -55,6 +55,28 @@ pub enum Error {
         classes: usize,
     },
 
+    /// A saved model of another family than the one asked for.
+    #[error("{}: holds a '{found}' model, not a '{expected}' one", path.display())]
+    WrongModel {
+        /// The model file.
+        path: PathBuf,
+        /// The family it holds.
+        found: String,
+        /// The family asked for.
+        expected: String,
+    },
+
+    /// A saved model written by a newer Taper, in a format this one cannot read.
+    #[error("{}: model format {found} is newer than this Taper reads ({supported}); update Taper", path.display())]
+    NewerFormat {
+        /// The model file.
+        path: PathBuf,
+        /// Its format version.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+
     /// A setting is invalid (batch size 0, unknown optimizer group, bad device name).
     #[error("config: {0}")]
     Config(String),

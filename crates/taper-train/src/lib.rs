@@ -19,6 +19,7 @@
 //! step measured 7 ms with it, 2 ms with mimalloc).
 
 pub mod amp;
+pub mod card;
 pub mod checkpoint;
 #[cfg(feature = "cli")]
 pub mod cli;

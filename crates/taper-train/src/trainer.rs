@@ -1,5 +1,6 @@
 //! The training loop, shared by every domain.
 
+use crate::card::ModelCard;
 use crate::checkpoint::{self, DataOrder, TrainerState};
 use crate::context::StepContext;
 use crate::data::{DataLoader, TensorBatch};
@@ -42,6 +43,11 @@ pub trait TrainStep<B> {
     fn valid_step(&mut self, batch: &B, ctx: &StepContext) -> Result<Self::Output>;
     /// All the model's variables, under their checkpoint names.
     fn varmap(&self) -> &VarMap;
+    /// What rebuilds the model from its run directory, written there as
+    /// `model.json` when training starts ([`crate::card`]); `None`: nothing.
+    fn model_card(&self) -> Option<ModelCard> {
+        None
+    }
 }
 
 /// The common case: a model that computes a loss and metrics for a batch.
@@ -254,6 +260,9 @@ pub struct TrainerConfig {
     pub checkpoint_every: Option<usize>,
     /// Continue from the run directory's latest checkpoint.
     pub resume: bool,
+    /// Start afresh in a run directory that holds another run's checkpoints,
+    /// deleting them (without it, such a directory is refused).
+    pub overwrite: bool,
     /// Show a progress bar (plain lines when stderr is not a terminal).
     pub progress: bool,
     /// Print one line per epoch to stderr.
@@ -273,6 +282,7 @@ impl Default for TrainerConfig {
             keep_best: true,
             checkpoint_every: None,
             resume: false,
+            overwrite: false,
             progress: true,
             verbose: true,
             config: serde_json::Value::Null,
@@ -440,11 +450,29 @@ impl Trainer {
             self.resume_from(&VarsOf(model.varmap()), opt, &mut state, &order)?
         } else {
             if let Some(dir) = &cfg.run_dir {
+                let ck = checkpoint::checkpoints_dir(dir);
+                if ck.join("latest.json").exists() {
+                    // A fresh run's pruning would delete the earlier run's best
+                    // checkpoint without a word.
+                    if !cfg.overwrite {
+                        return Err(Error::Config(format!(
+                            "{} holds an earlier run's checkpoints: resume it, overwrite it, or choose another run directory",
+                            dir.display()
+                        )));
+                    }
+                    std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
+                    if cfg.verbose {
+                        eprintln!("overwriting the earlier run in {}", dir.display());
+                    }
+                }
                 // A fresh run must not mix its lines with an earlier run's.
                 let _ = std::fs::remove_file(dir.join("metrics.jsonl"));
             }
             0
         };
+        if let (Some(dir), Some(card)) = (&cfg.run_dir, model.model_card()) {
+            card.save(dir)?;
+        }
         let monitor = cfg
             .monitor
             .clone()

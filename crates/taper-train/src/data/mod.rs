@@ -352,6 +352,119 @@ pub fn split_indices(n: usize, fraction: f64, seed: u64) -> Result<(Vec<usize>, 
     Ok((idx, second))
 }
 
+/// Splits `0..labels.len()` into shuffled (train, held-out) index lists with
+/// `round(n_c · fraction)` items of each class `c` held out, so both sides keep
+/// the class proportions (scikit-learn's `train_test_split(stratify=...)`). The
+/// same seed gives the same split; both lists are in ascending order.
+///
+/// # Errors
+/// A fraction outside [0, 1].
+pub fn stratified_split(
+    labels: &[u32],
+    fraction: f64,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(Error::Config(format!(
+            "split fraction must lie in [0, 1], got {fraction}"
+        )));
+    }
+    let mut by_class: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (i, &l) in labels.iter().enumerate() {
+        by_class.entry(l).or_default().push(i);
+    }
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for (class, mut idx) in by_class {
+        idx.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
+            &[seed, class as u64],
+            "stratified split",
+        )));
+        let k = ((idx.len() as f64) * fraction).round() as usize;
+        second.extend(idx.split_off(idx.len() - k));
+        first.extend(idx);
+    }
+    first.sort_unstable();
+    second.sort_unstable();
+    Ok((first, second))
+}
+
+/// The items `indices` of a data set, served as the data set serves them, epoch
+/// by epoch (random augmentation keeps drawing from `(seed, epoch, index)` of the
+/// underlying item: a wrapper that forwarded only `get` would serve every epoch
+/// epoch 0's augmentation).
+pub struct Subset<D> {
+    dataset: std::sync::Arc<D>,
+    indices: Vec<usize>,
+}
+
+impl<D: Dataset> Subset<D> {
+    /// The items `indices` of `dataset`.
+    ///
+    /// # Errors
+    /// An index at or past the data set's length.
+    pub fn new(dataset: std::sync::Arc<D>, indices: Vec<usize>) -> Result<Self> {
+        let n = dataset.len();
+        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+            return Err(Error::Data(format!(
+                "subset index {bad} out of range for {n} items"
+            )));
+        }
+        Ok(Self { dataset, indices })
+    }
+
+    /// The underlying indices.
+    pub fn indices(&self) -> &[usize] {
+        &self.indices
+    }
+}
+
+impl<D: Dataset> Dataset for Subset<D> {
+    type Item = D::Item;
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+    fn get(&self, index: usize) -> Result<D::Item> {
+        self.get_in_epoch(index, 0)
+    }
+    fn get_in_epoch(&self, index: usize, epoch: usize) -> Result<D::Item> {
+        let i = *self.indices.get(index).ok_or_else(|| {
+            Error::Data(format!(
+                "index {index} out of range for a subset of {} items",
+                self.indices.len()
+            ))
+        })?;
+        self.dataset.get_in_epoch(i, epoch)
+    }
+}
+
+/// Splits `dataset` into (train, held-out) [`Subset`]s, `fraction` of the items
+/// held out, shuffled by `seed` (PyTorch's `random_split`); with `labels`, each
+/// class is split in that proportion ([`stratified_split`]).
+///
+/// # Errors
+/// A fraction outside [0, 1], or labels of another length than the data set.
+pub fn random_split<D: Dataset>(
+    dataset: D,
+    fraction: f64,
+    seed: u64,
+    labels: Option<&[u32]>,
+) -> Result<(Subset<D>, Subset<D>)> {
+    let n = dataset.len();
+    let (a, b) = match labels {
+        Some(l) if l.len() != n => {
+            return Err(Error::shape(
+                "random_split: labels",
+                format!("{n} (one per item)"),
+                l.len(),
+            ))
+        }
+        Some(l) => stratified_split(l, fraction, seed)?,
+        None => split_indices(n, fraction, seed)?,
+    };
+    let d = std::sync::Arc::new(dataset);
+    Ok((Subset::new(d.clone(), a)?, Subset::new(d, b)?))
+}
+
 /// Settings of a [`DataLoader`].
 #[derive(Debug, Clone)]
 pub struct LoaderConfig {

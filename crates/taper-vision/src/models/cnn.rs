@@ -7,7 +7,7 @@ use taper_nn::{batch_norm, BatchNorm, BatchNormConfig, Dropout, Forward, Mode};
 use taper_nn::{conv2d_no_bias, linear, max_pool2d, Conv2d, Conv2dConfig, Linear};
 
 /// Shape of a [`Cnn`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CnnConfig {
     /// Input channels.
     pub in_channels: usize,

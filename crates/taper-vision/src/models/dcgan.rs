@@ -58,7 +58,7 @@ fn up_conv(
 }
 
 /// Shape of a DCGAN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DcganConfig {
     /// Length of the noise vector.
     pub latent: usize,

@@ -11,7 +11,7 @@ use taper_nn::{linear, Linear};
 use taper_nn::{Forward, Mode};
 
 /// Shape of a [`LeNet`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LeNetConfig {
     /// Input channels.
     pub in_channels: usize,

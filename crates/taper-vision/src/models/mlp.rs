@@ -6,6 +6,21 @@ use taper_nn::Dropout;
 use taper_nn::{linear, Linear};
 use taper_nn::{Forward, Mode};
 
+/// Shape of an [`Mlp`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MlpConfig {
+    /// Input features (an image `(C, H, W)` is flattened to `C·H·W`).
+    pub in_dim: usize,
+    /// Width of the first hidden layer.
+    pub hidden1: usize,
+    /// Width of the second hidden layer.
+    pub hidden2: usize,
+    /// Number of classes (outputs).
+    pub classes: usize,
+    /// Dropout after each hidden layer.
+    pub dropout: f32,
+}
+
 /// The seed's multi-layer perceptron: input, hidden layers `h1`, `h2`, output
 /// logits; ReLU between layers and optional dropout.
 #[derive(Debug, Clone)]
@@ -17,6 +32,18 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// An MLP of shape `cfg` (see [`Mlp::new`]).
+    pub fn from_config(cfg: MlpConfig, vb: VarBuilder) -> Result<Self> {
+        Self::new(
+            cfg.in_dim,
+            cfg.hidden1,
+            cfg.hidden2,
+            cfg.classes,
+            cfg.dropout,
+            vb,
+        )
+    }
+
     /// An MLP `in_dim -> hidden1 -> hidden2 -> out_dim`, weights named
     /// `h1.weight`, `h1.bias`, `h2.*`, `out.*` under `vb`.
     pub fn new(

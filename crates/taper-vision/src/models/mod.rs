@@ -13,7 +13,7 @@ pub mod video;
 pub use cnn::{Cnn, CnnConfig};
 pub use dcgan::{Dcgan, DcganConfig, Discriminator, GanOptimConfig, Generator};
 pub use lenet::{LeNet, LeNetConfig};
-pub use mlp::Mlp;
+pub use mlp::{Mlp, MlpConfig};
 pub use resnet::{ResNet, ResNetConfig};
 pub use video::{FrameClassifier, RnnCell, VideoClassifier, VideoConfig};
 

@@ -8,7 +8,7 @@ use taper_nn::{batch_norm, BatchNorm, BatchNormConfig, Forward, Mode};
 use taper_nn::{conv2d_no_bias, linear, Conv2d, Conv2dConfig, Linear};
 
 /// Shape of a [`ResNet`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResNetConfig {
     /// Input channels.
     pub in_channels: usize,

@@ -12,7 +12,7 @@ use taper_nn::{Forward, Mode, Rnn, RnnConfig};
 pub use taper_nn::CellKind as RnnCell;
 
 /// Shape of a [`VideoClassifier`] / [`FrameClassifier`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VideoConfig {
     /// Channels of each frame.
     pub channels: usize,
