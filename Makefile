@@ -10,10 +10,13 @@ demo:
 	$(CARGO) build $(RELEASE) --examples
 	@for ex in $(DEMOS); do \
 		echo "== $$ex"; \
-		./target/release/examples/$$ex --out runs/demo-$$ex || exit 1; \
+		extra=""; [ $$ex = dcgan ] && extra="--classifier runs/demo-mnist_cnn"; \
+		./target/release/examples/$$ex --out runs/demo-$$ex --overwrite $$extra || exit 1; \
 	done
 	@echo "== translate (dates)"
-	./target/release/examples/translate --task dates --out runs/demo-translate-dates
+	./target/release/examples/translate --task dates --out runs/demo-translate-dates --overwrite
+	@echo "== explain (attributions of the demo LeNet)"
+	./target/release/examples/explain --resume runs/demo-mnist_cnn
 	@echo "== explain (attention of the dates model)"
 	./target/release/examples/explain --translation runs/demo-translate-dates
 

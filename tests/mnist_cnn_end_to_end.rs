@@ -42,8 +42,13 @@ fn digits_train_then_predict_a_picture() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let acc = last_json(&out)["test_accuracy"].as_f64().unwrap();
+    let j = last_json(&out);
+    let acc = j["test_accuracy"].as_f64().unwrap();
     assert!(acc >= 0.95, "held-out accuracy {acc}");
+    // Honest figures: validation figures of the kept checkpoint, the test split
+    // evaluated once; no figure selected on the test split.
+    assert!(j["valid_accuracy"].as_f64().unwrap() > 0.9, "{j}");
+    assert!(j.get("best_test_accuracy").is_none(), "{j}");
 
     // A digit "7" drawn dark on light paper at 64x64 (the example inverts and resizes it).
     let digits =
@@ -71,14 +76,14 @@ fn digits_train_then_predict_a_picture() {
         String::from_utf8_lossy(&out.stderr)
     );
     let j = last_json(&out);
-    assert_eq!(j["prediction"], 7, "{j}");
-    let p: f64 = j["probabilities"]
+    assert_eq!(j["top"][0][0], "7", "{j}");
+    let p: f64 = j["top"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v.as_f64().unwrap())
+        .map(|v| v[1].as_f64().unwrap())
         .sum();
-    assert!((p - 1.0).abs() < 1e-4);
+    assert!(p > 0.5 && p <= 1.0 + 1e-6, "{j}");
 }
 
 #[test]
@@ -94,13 +99,13 @@ fn bad_inputs_are_one_clear_line() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && !err.contains("panicked") && err.contains("no checkpoint"),
+        !out.status.success() && !err.contains("panicked") && err.contains("model.json"),
         "{err}"
     );
     let out = run(&["--model", "vgg"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("unknown --model 'vgg'"),
+        !out.status.success() && err.contains("unknown model 'vgg'"),
         "{err}"
     );
     let out = run(&[

@@ -260,9 +260,11 @@ fn log_probabilities_of_a_step_are_normalised() {
     assert!((s[0] - 1.0).abs() < 1e-5);
 }
 
-/// A run directory written the way the translate example writes one loads back
+/// A run directory written by `save_run` and the trainer's checkpoint loads back
 /// into a `Translator` whose alignment is the original model's greedy decoding,
-/// for both model kinds; a missing or mismatched file is a named error.
+/// for every seq2seq kind (bidirectional LSTM, unidirectional GRU, Transformer);
+/// a missing card, another family's card or a mismatched vocabulary is a named
+/// error.
 #[test]
 fn a_saved_run_loads_into_a_translator_that_aligns() {
     use taper_nlp::data::TextCodec;
@@ -270,12 +272,17 @@ fn a_saved_run_loads_into_a_translator_that_aligns() {
     let texts = ["one two three", "two three four", "four one"];
     let src = TextCodec::chars(texts.iter().copied()).unwrap();
     let tgt = TextCodec::chars(["un deux", "deux trois", "quatre"].iter().copied()).unwrap();
-    for model in ["lstm", "transformer"] {
+    for (model, cell, bidirectional) in [
+        ("lstm", "lstm", true),
+        ("lstm", "gru", false),
+        ("transformer", "lstm", true),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let spec = ModelSpec {
             task: "test".into(),
             model: model.into(),
-            cell: "lstm".into(),
+            cell: cell.into(),
+            bidirectional,
             attention: "additive".into(),
             emb: 6,
             hidden: 8,
@@ -293,8 +300,6 @@ fn a_saved_run_loads_into_a_translator_that_aligns() {
         };
         let varmap = VarMap::new();
         let original = spec.build(&varmap, 3, &Device::Cpu).unwrap();
-        src.save(&dir.path().join("src_vocab.json")).unwrap();
-        tgt.save(&dir.path().join("tgt_vocab.json")).unwrap();
         let state = taper_train::checkpoint::TrainerState::default();
         taper_train::checkpoint::save(dir.path(), "step-1", &varmap, &[], &state, true).unwrap();
         let err = Translator::load(dir.path(), &Device::Cpu)
@@ -302,11 +307,20 @@ fn a_saved_run_loads_into_a_translator_that_aligns() {
             .unwrap()
             .to_string();
         assert!(err.contains("model.json"), "{err}");
-        std::fs::write(
-            dir.path().join("model.json"),
-            serde_json::to_string(&spec).unwrap(),
-        )
-        .unwrap();
+        // Another family's card is refused by name.
+        taper_train::card::ModelCard::new("vision.dcgan", "x", "0.1.0", &1, &0)
+            .unwrap()
+            .save(dir.path())
+            .unwrap();
+        let err = Translator::load(dir.path(), &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("model.json") && err.contains("vision.dcgan"),
+            "{err}"
+        );
+        taper_nlp::seq2seq::save_run(dir.path(), &spec, &src, &tgt).unwrap();
         let t = Translator::load(dir.path(), &Device::Cpu).unwrap();
         let a = t.align("two one").unwrap();
         let ids = src.encode("two one").unwrap();

@@ -65,15 +65,30 @@ pub fn read_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
     })
 }
 
+/// Loads the tensors of `path` whose names satisfy `keep` into `varmap` (one
+/// network of a checkpoint holding several, such as a GAN's generator), as
+/// strictly as [`load_weights`] within that selection.
+///
+/// # Errors
+/// As [`load_weights`], restricted to the kept names.
+pub fn load_weights_where(varmap: &VarMap, path: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
+    load_selected(varmap, path, &keep)
+}
+
 /// Loads `path` into `varmap`, refusing a file whose names or shapes differ from
 /// the model's (a checkpoint of another model), before changing anything.
 pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
+    load_selected(varmap, path, &|_| true)
+}
+
+fn load_selected(varmap: &VarMap, path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<()> {
     let vars = crate::optim::named_vars(varmap, "");
     let device = vars
         .first()
         .map(|(_, v)| v.device().clone())
         .unwrap_or(Device::Cpu);
-    let tensors = read_tensors(path, &device)?;
+    let mut tensors = read_tensors(path, &device)?;
+    tensors.retain(|k, _| keep(k));
     let mut problems = Vec::new();
     for (name, var) in &vars {
         match tensors.get(name) {

@@ -54,6 +54,17 @@ pub struct ExampleArgs {
 }
 
 impl ExampleArgs {
+    /// The shared flags that only training reads: what a command that trains
+    /// nothing (prediction, sampling, explanation) rejects.
+    pub const TRAINING: &'static [&'static str] = &[
+        "accumulate",
+        "checkpoint-every",
+        "valid-fraction",
+        "epochs",
+        "lr",
+        "batch-size",
+    ];
+
     /// A one-line error for each shared flag this example does not use but was
     /// given (`flags` by their command-line names: `accumulate`,
     /// `checkpoint-every`, `valid-fraction`, `resume`, `batch-size`, `lr`,

@@ -46,6 +46,6 @@ pub use metrics::Metrics;
 pub use optimizers::Optimizers;
 pub use output::{ClassificationOutput, StepOutput};
 pub use trainer::{
-    Callback, Classifier, Control, FitReport, LossModel, StepInfo, Supervised, TrainStep, Trainer,
-    TrainerConfig,
+    Callback, Classifier, Control, FitReport, LossModel, StepInfo, Supervised, TestReport,
+    TrainStep, Trainer, TrainerConfig,
 };

@@ -312,6 +312,34 @@ impl FitReport {
     }
 }
 
+/// What [`Trainer::fit_and_test`] reports: the fit, the checkpoint kept, and
+/// its mean metrics on the validation and test splits.
+#[derive(Debug, Clone)]
+pub struct TestReport {
+    /// The training run.
+    pub fit: FitReport,
+    /// The checkpoint evaluated (`None` without a run directory: the final weights).
+    pub kept: Option<std::path::PathBuf>,
+    /// Mean metrics of the kept weights on the validation split.
+    pub valid: Metrics,
+    /// Mean metrics of the kept weights on the test split (its only evaluation).
+    pub test: Metrics,
+}
+
+impl TestReport {
+    /// `{"valid_<metric>": .., "test_<metric>": ..}` for every metric measured,
+    /// for an example's final JSON line.
+    pub fn figures(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        for (split, m) in [("valid", &self.valid), ("test", &self.test)] {
+            for (k, v) in m.means() {
+                out.insert(format!("{split}_{k}"), v.into());
+            }
+        }
+        out
+    }
+}
+
 /// Runs epochs of a [`TrainStep`] over a [`DataLoader`]: validation, metrics,
 /// callbacks, early stopping, checkpoints, resume and the non-finite-loss guard.
 pub struct Trainer {
@@ -662,6 +690,46 @@ impl Trainer {
             stopped_early,
             seconds: start.elapsed().as_secs_f64(),
             resumed_at,
+        })
+    }
+
+    /// Honest evaluation in one call: [`Trainer::fit`] with `valid` watched
+    /// (keep-best, early stopping, plateau schedules), then the kept checkpoint
+    /// (the best on the monitored metric, else the latest) loaded back into
+    /// `model` and evaluated once on `valid` and once on `test`. The test split
+    /// is seen only here, after every choice was made. Without a run directory
+    /// the final weights are evaluated.
+    ///
+    /// # Errors
+    /// As [`Trainer::fit`], [`crate::checkpoint::kept`] and evaluation.
+    pub fn fit_and_test<B, M>(
+        &mut self,
+        model: &mut M,
+        opt: &mut Optimizers,
+        train: &DataLoader<B>,
+        valid: &DataLoader<B>,
+        test: &DataLoader<B>,
+    ) -> Result<TestReport>
+    where
+        B: Send + 'static,
+        M: TrainStep<B>,
+    {
+        let fit = self.fit(model, opt, train, Some(valid))?;
+        let kept = match &self.config.run_dir {
+            Some(dir) => {
+                let ck = crate::checkpoint::kept(dir)?;
+                ck.load_weights(model.varmap())?;
+                Some(ck.dir)
+            }
+            None => None,
+        };
+        let valid = Self::evaluate(model, valid)?;
+        let test = Self::evaluate(model, test)?;
+        Ok(TestReport {
+            fit,
+            kept,
+            valid,
+            test,
         })
     }
 

@@ -228,6 +228,34 @@ impl Preprocessing {
     }
 }
 
+/// The LeNet of an image-classifier run (`mnist_cnn --model lenet`,
+/// `image_classifier --model lenet`) with its preprocessing and kept weights,
+/// for tools that need LeNet's own parts: its penultimate features (IS/FID)
+/// and its last convolution (Grad-CAM).
+///
+/// # Errors
+/// As [`ImageClassifier::load`]; [`Error::WrongModel`] for a run of another
+/// network.
+pub fn load_lenet(run: &Path, device: &Device) -> Result<(crate::models::LeNet, Preprocessing)> {
+    let card = ModelCard::load(run, ImageClassifier::FAMILY)?;
+    let cfg = match card.config::<ClassifierConfig>()? {
+        ClassifierConfig::LeNet(c) => c,
+        other => {
+            return Err(Error::WrongModel {
+                path: ModelCard::path(run),
+                found: format!("{}: {}", ImageClassifier::FAMILY, other.name()),
+                expected: format!("{}: lenet", ImageClassifier::FAMILY),
+            })
+        }
+    };
+    let data: CardData = card.data()?;
+    let varmap = VarMap::new();
+    let vb = taper_nn::init::seeded_var_builder(&varmap, 0, DType::F32, device);
+    let lenet = crate::models::LeNet::new(cfg, vb)?;
+    taper_train::checkpoint::kept(run)?.load_weights(&varmap)?;
+    Ok((lenet, data.preprocessing))
+}
+
 /// The feeding half of the model card.
 #[derive(Serialize, Deserialize)]
 struct CardData {

@@ -138,3 +138,57 @@ pub fn overlay_rgb(image: &Tensor, map: &Tensor, alpha: f32) -> Result<Vec<u8>> 
         })
         .collect())
 }
+
+/// A training callback that writes, after each epoch, a grid of a generator's
+/// samples from a fixed noise batch (`DIR/epoch-NNNNN.png`, 10 columns; one
+/// class a column when conditional) and the grids so far as an animation
+/// (`DIR/progress.gif`; earlier grids are read back from the folder, so a
+/// resumed run's animation is whole).
+pub struct SampleGrids {
+    gen: crate::models::Generator,
+    seed: u64,
+    dir: std::path::PathBuf,
+    scale: u32,
+}
+
+impl SampleGrids {
+    /// Grids of `gen` (which shares its weights with the model in training)
+    /// from noise drawn from `seed`, into `dir`, each pixel drawn `scale` times.
+    pub fn new(gen: crate::models::Generator, seed: u64, dir: &Path, scale: u32) -> Self {
+        Self {
+            gen,
+            seed,
+            dir: dir.to_path_buf(),
+            scale,
+        }
+    }
+}
+
+impl taper_train::Callback for SampleGrids {
+    fn on_epoch_end(
+        &mut self,
+        record: &taper_train::record::EpochRecord,
+    ) -> Result<taper_train::Control> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let x = self.gen.sample(100, None, self.seed)?;
+        let path = self.dir.join(format!("epoch-{:05}.png", record.epoch + 1));
+        save_grid(&x, 10, self.scale, (0.0, 1.0), &path)?;
+        let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(&self.dir, e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("epoch-") && n.ends_with(".png"))
+            })
+            .collect();
+        names.sort();
+        let frames: Vec<GrayImage> = names
+            .iter()
+            .filter_map(|p| image::open(p).ok().map(|i| i.to_luma8()))
+            .collect();
+        save_gif(&frames, 500, &self.dir.join("progress.gif"))?;
+        Ok(taper_train::Control::Continue)
+    }
+}

@@ -9,16 +9,18 @@
 //! - [`ImageClassifier`]: a classifier with its preprocessing that saves itself
 //!   with its run and loads back to predict class names ([`classifier`]);
 //! - [`grid`]: sample grids, GIFs, heat-map overlays; [`metrics`]: Inception
-//!   Score and Fréchet distance.
+//!   Score and Fréchet distance; [`explain`]: Grad-CAM, Integrated Gradients and
+//!   SmoothGrad maps of a LeNet with the randomisation check.
 //!
 //! Errors are `taper-train`'s: file errors name the file and what is wrong.
 
 pub mod classifier;
 pub mod datasets;
+pub mod explain;
 pub mod grid;
 pub mod metrics;
 pub mod models;
 pub mod transforms;
 
-pub use classifier::{ClassifierConfig, ImageClassifier, Preprocessing};
+pub use classifier::{load_lenet, ClassifierConfig, ImageClassifier, Preprocessing};
 pub use taper_train::{Error, Result};

@@ -19,3 +19,35 @@ pub(crate) fn is_py_space(c: char) -> bool {
 pub(crate) fn py_split(s: &str) -> Vec<&str> {
     s.split(is_py_space).filter(|w| !w.is_empty()).collect()
 }
+
+/// Corpus figures of a set of translations against one reference each.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct TranslationScores {
+    /// Corpus BLEU (sacreBLEU's default), 0..100.
+    pub bleu: f64,
+    /// Corpus chrF (sacreBLEU's default), 0..100.
+    pub chrf: f64,
+    /// Fraction of hypotheses equal to their reference.
+    pub exact_match: f64,
+}
+
+/// [`TranslationScores`] of `hypotheses` against `references` (one each).
+///
+/// # Errors
+/// Lists of different lengths.
+pub fn score_translations<H: AsRef<str>, R: AsRef<str>>(
+    hypotheses: &[H],
+    references: &[R],
+) -> crate::Result<TranslationScores> {
+    let refs = vec![references.iter().map(|r| r.as_ref()).collect::<Vec<_>>()];
+    let exact = hypotheses
+        .iter()
+        .zip(references)
+        .filter(|(h, r)| h.as_ref() == r.as_ref())
+        .count();
+    Ok(TranslationScores {
+        bleu: corpus_bleu(hypotheses, &refs)?.score,
+        chrf: corpus_chrf(hypotheses, &refs)?.score,
+        exact_match: exact as f64 / hypotheses.len().max(1) as f64,
+    })
+}

@@ -248,3 +248,40 @@ pub fn beam_search(model: &dyn Seq2Seq, src: Source, cfg: &BeamConfig) -> Result
         attention: None,
     })
 }
+
+/// Decodes many sources (id sequences, each at most the model's source length)
+/// in length-sorted batches (256 for greedy decoding, 64 for beam search);
+/// results in the order given. `beam` `None`: greedy, up to `max_len` ids.
+///
+/// # Errors
+/// A source longer than the model accepts, or a failing decoding step.
+pub fn decode_corpus(
+    model: &dyn Seq2Seq,
+    sources: &[Vec<u32>],
+    beam: Option<&BeamConfig>,
+    max_len: usize,
+    device: &candle_core::Device,
+) -> Result<Vec<Vec<u32>>> {
+    let n = sources.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| sources[i].len());
+    let mut out = vec![Vec::new(); n];
+    let bs = if beam.is_some() { 64 } else { 256 };
+    for chunk in order.chunks(bs) {
+        let rows: Vec<&[u32]> = chunk.iter().map(|&i| sources[i].as_slice()).collect();
+        let (ids, mask, lens) = crate::data::source_batch(&rows, device)?;
+        let src = Source {
+            ids: &ids,
+            mask: &mask,
+            lens: &lens,
+        };
+        let dec = match beam {
+            Some(cfg) => beam_search(model, src, cfg)?,
+            None => greedy(model, src, max_len, false)?,
+        };
+        for (&i, ids) in chunk.iter().zip(dec.ids) {
+            out[i] = ids;
+        }
+    }
+    Ok(out)
+}

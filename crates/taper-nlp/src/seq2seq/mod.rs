@@ -21,9 +21,12 @@ pub mod train;
 pub mod transformer;
 
 pub use attention::{Attention, AttentionKind, Memory};
-pub use beam::{beam_search, greedy, BeamConfig, Decoded};
+pub use beam::{beam_search, decode_corpus, greedy, BeamConfig, Decoded};
 pub use decoder::{rnn_seq2seq, RnnSeq2Seq, RnnSeq2SeqConfig};
-pub use saved::{attention_rgb, step_tokens, Alignment, ModelSpec, Translator};
+pub use saved::{
+    attention_rgb, export_split, save_run, step_tokens, write_attention_maps, Alignment, ModelSpec,
+    Translator,
+};
 pub use taper_nn::rnn::{CellKind, Rnn, RnnConfig, RnnState};
 pub use train::{Seq2SeqTrainer, TeacherForcing};
 pub use transformer::{transformer, Positions, Transformer, TransformerConfig};

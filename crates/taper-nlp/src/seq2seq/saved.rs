@@ -1,7 +1,10 @@
 //! A trained translation model saved in a run directory: what rebuilds it
-//! (`model.json`), its two vocabularies and its checkpoint, loaded in one call.
+//! (`model.json`, a `taper-train` model card of family `nlp.seq2seq` holding the
+//! [`ModelSpec`]), its two vocabularies and its checkpoint, loaded in one call
+//! ([`Translator::load`]) for any kind of model: LSTM or GRU encoder–decoders
+//! (one or two directions, any attention) and the Transformer.
 
-use super::beam::greedy;
+use super::beam::{decode_corpus, greedy, BeamConfig};
 use super::{
     rnn_seq2seq, transformer, AttentionKind, CellKind, Positions, RnnSeq2SeqConfig, Seq2Seq,
     Source, TransformerConfig,
@@ -13,6 +16,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarMap;
 use std::path::{Path, PathBuf};
 use taper_nn::init::seeded_var_builder;
+use taper_train::card::ModelCard;
 
 /// What is needed to rebuild a model: written to `RUN/model.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -25,6 +29,10 @@ pub struct ModelSpec {
     pub cell: String,
     /// Attention kind (recurrent models).
     pub attention: String,
+    /// A second encoder direction (recurrent models; runs before this field
+    /// existed were all bidirectional).
+    #[serde(default = "yes")]
+    pub bidirectional: bool,
     /// Embedding width.
     pub emb: usize,
     /// Hidden width (`d_model` of a Transformer).
@@ -53,6 +61,45 @@ pub struct ModelSpec {
     pub tgt_fingerprint: String,
 }
 
+fn yes() -> bool {
+    true
+}
+
+/// The model family of a translation run's card.
+pub const FAMILY: &str = "nlp.seq2seq";
+
+/// The feeding half of a translation run's card: its vocabulary files.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CardData {
+    src_vocab: String,
+    tgt_vocab: String,
+}
+
+/// Writes what [`Translator::load`] needs into `run`: the model card (family
+/// `nlp.seq2seq`, `spec`) and the two vocabularies (`src_vocab.json`,
+/// `tgt_vocab.json`), atomically each.
+///
+/// # Errors
+/// A file that cannot be written.
+pub fn save_run(run: &Path, spec: &ModelSpec, src: &TextCodec, tgt: &TextCodec) -> Result<()> {
+    std::fs::create_dir_all(run).map_err(|e| Error::io(run, e))?;
+    src.save(&run.join("src_vocab.json"))?;
+    tgt.save(&run.join("tgt_vocab.json"))?;
+    let data = CardData {
+        src_vocab: "src_vocab.json".into(),
+        tgt_vocab: "tgt_vocab.json".into(),
+    };
+    ModelCard::new(
+        FAMILY,
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_VERSION"),
+        spec,
+        &data,
+    )?
+    .save(run)?;
+    Ok(())
+}
+
 impl ModelSpec {
     /// Builds the model's variables into `varmap` (seeded initialisation).
     pub fn build(&self, varmap: &VarMap, seed_: u64, device: &Device) -> Result<Box<dyn Seq2Seq>> {
@@ -67,7 +114,7 @@ impl ModelSpec {
                     hidden: self.hidden,
                     enc_layers: self.layers,
                     dec_layers: self.layers,
-                    bidirectional: true,
+                    bidirectional: self.bidirectional,
                     attention: self.attention.parse::<AttentionKind>()?,
                     dropout: self.dropout,
                     max_src_len: self.max_src_len,
@@ -142,20 +189,32 @@ pub struct Translator {
 }
 
 impl Translator {
-    /// Loads `RUN/model.json`, `RUN/src_vocab.json`, `RUN/tgt_vocab.json` and the
-    /// best (else latest) checkpoint of `run`; each file that is missing or does
-    /// not match the others is named in the error.
+    /// Loads the model card, the two vocabularies and the kept (best, else
+    /// latest) checkpoint of `run`; a missing file, a card of another model
+    /// family or a newer format, a vocabulary that does not match the model:
+    /// each a typed error naming the file. Runs written before model cards (a
+    /// bare [`ModelSpec`] in `model.json`) load too.
     pub fn load(run: &Path, device: &Device) -> Result<Self> {
-        let spec_path = run.join("model.json");
-        let text = std::fs::read_to_string(&spec_path).map_err(|e| {
-            Error::Config(format!(
-                "{}: {e} (a run directory of the translate example?)",
-                spec_path.display()
-            ))
-        })?;
-        let spec: ModelSpec = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", spec_path.display())))?;
-        let (sp, tp) = (run.join("src_vocab.json"), run.join("tgt_vocab.json"));
+        let spec_path = ModelCard::path(run);
+        let (spec, data) = match ModelCard::load(run, FAMILY) {
+            Ok(card) => (card.config::<ModelSpec>()?, card.data::<CardData>()?),
+            // A bare spec, from before the cards.
+            Err(taper_train::Error::Checkpoint { msg, .. })
+                if msg.starts_with("not a model card") =>
+            {
+                let text =
+                    std::fs::read_to_string(&spec_path).map_err(|e| Error::io(&spec_path, e))?;
+                let spec = serde_json::from_str(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", spec_path.display())))?;
+                let data = CardData {
+                    src_vocab: "src_vocab.json".into(),
+                    tgt_vocab: "tgt_vocab.json".into(),
+                };
+                (spec, data)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (sp, tp) = (run.join(&data.src_vocab), run.join(&data.tgt_vocab));
         let src = TextCodec::load(&sp)?;
         let tgt = TextCodec::load(&tp)?;
         src.check_matches(
@@ -170,12 +229,7 @@ impl Translator {
         )?;
         let varmap = VarMap::new();
         let model = spec.build(&varmap, 0, device)?;
-        let ck = match taper_train::checkpoint::read(run, "best")? {
-            Some(c) => c,
-            None => taper_train::checkpoint::read(run, "latest")?.ok_or_else(|| {
-                Error::Config(format!("{}: no checkpoint in this run", run.display()))
-            })?,
-        };
+        let ck = taper_train::checkpoint::kept(run)?;
         ck.load_weights(&varmap)?;
         Ok(Self {
             spec,
@@ -187,6 +241,27 @@ impl Translator {
         })
     }
 
+    /// The translation of `text` by beam search of `beam` (1: greedy); a source
+    /// longer than the model's maximum is cut to it.
+    ///
+    /// # Errors
+    /// A text with no token the model knows.
+    pub fn translate(&self, text: &str, beam: &BeamConfig) -> Result<String> {
+        let mut ids = self.src.encode(text)?;
+        ids.truncate(self.spec.max_src_len);
+        if ids.is_empty() {
+            return Err(Error::Config(format!("'{text}': no token the model knows")));
+        }
+        let out = decode_corpus(
+            self.model.as_ref(),
+            &[ids],
+            Some(beam),
+            beam.max_len,
+            &self.device,
+        )?;
+        Ok(self.tgt.decode(&out[0]))
+    }
+
     /// Greedy translation of `text` with the attention of each output token over
     /// the source (a source longer than the model's maximum is cut).
     pub fn align(&self, text: &str) -> Result<Alignment> {
@@ -195,32 +270,86 @@ impl Translator {
         if ids.is_empty() {
             return Err(Error::Config(format!("'{text}': no token the model knows")));
         }
-        let rows = [ids.as_slice()];
-        let (t, mask, lens) = source_batch(&rows, &self.device)?;
-        let dec = greedy(
+        align_ids(
             self.model.as_ref(),
-            Source {
-                ids: &t,
-                mask: &mask,
-                lens: &lens,
-            },
-            self.model.max_target_len(),
-            true,
-        )?;
-        let weights = dec
-            .attention
-            .and_then(|a| a.into_iter().next())
-            .ok_or_else(|| Error::Config("greedy decoding returned no attention".into()))?;
-        let output = step_tokens(&self.tgt, &dec.ids[0], weights.len());
-        Ok(Alignment {
-            source: ids
-                .iter()
-                .map(|&i| self.src.token(i).unwrap_or_default())
-                .collect(),
-            output,
-            weights,
-            text: self.tgt.decode(&dec.ids[0]),
-        })
+            &ids,
+            &self.src,
+            &self.tgt,
+            &self.device,
+        )
+    }
+}
+
+/// Greedy decoding of the source `ids` with the attention of each output token.
+fn align_ids(
+    model: &dyn Seq2Seq,
+    ids: &[u32],
+    src: &TextCodec,
+    tgt: &TextCodec,
+    device: &Device,
+) -> Result<Alignment> {
+    let rows = [ids];
+    let (t, mask, lens) = source_batch(&rows, device)?;
+    let source = Source {
+        ids: &t,
+        mask: &mask,
+        lens: &lens,
+    };
+    let dec = greedy(model, source, model.max_target_len(), true)?;
+    let weights = dec
+        .attention
+        .and_then(|a| a.into_iter().next())
+        .ok_or_else(|| Error::Config("greedy decoding returned no attention".into()))?;
+    Ok(Alignment {
+        source: ids
+            .iter()
+            .map(|&i| src.token(i).unwrap_or_default())
+            .collect(),
+        output: step_tokens(tgt, &dec.ids[0], weights.len()),
+        weights,
+        text: tgt.decode(&dec.ids[0]),
+    })
+}
+
+impl Alignment {
+    /// Writes the heat map `DIR/STEM.png` ([`attention_rgb`], 24-pixel cells)
+    /// and its row and column tokens `DIR/STEM.txt`; returns both paths.
+    ///
+    /// # Errors
+    /// An empty matrix or a file that cannot be written, naming the file.
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf)> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let (w, h, rgb) = attention_rgb(&self.weights, 24);
+        let img = image::RgbImage::from_raw(w as u32, h as u32, rgb)
+            .ok_or_else(|| Error::Config("attention map of an empty matrix".into()))?;
+        let png = dir.join(format!("{stem}.png"));
+        img.save(&png)
+            .map_err(|e| Error::Config(format!("{}: {e}", png.display())))?;
+        let txt = dir.join(format!("{stem}.txt"));
+        let text = format!(
+            "columns (source): {}\nrows (output): {}\n",
+            self.source.join(" | "),
+            self.output.join(" | ")
+        );
+        std::fs::write(&txt, text).map_err(|e| Error::io(&txt, e))?;
+        Ok((png, txt))
+    }
+
+    /// Where each output token looks most, as `"out <- source (weight)"`: the
+    /// alignment a reader checks first.
+    pub fn peaks(&self) -> Vec<String> {
+        self.output
+            .iter()
+            .zip(&self.weights)
+            .map(|(o, row)| {
+                let (j, w) =
+                    row.iter()
+                        .enumerate()
+                        .fold((0, f32::MIN), |b, (j, &v)| if v > b.1 { (j, v) } else { b });
+                let s = self.source.get(j).cloned().unwrap_or_default();
+                format!("{o} <- {s} ({w:.2})")
+            })
+            .collect()
     }
 }
 
@@ -243,4 +372,75 @@ pub fn attention_rgb(weights: &[Vec<f32>], cell: usize) -> (usize, usize, Vec<u8
         }
     }
     (w, h, out)
+}
+
+/// Writes `DIR/attention-<i>.png` (heat map, [`attention_rgb`]) and
+/// `DIR/attention-<i>.txt` (its row and column tokens) for the first `n`
+/// `sources`, greedily decoded; returns the image paths.
+///
+/// # Errors
+/// A failing decoding step or a file that cannot be written.
+pub fn write_attention_maps(
+    model: &dyn Seq2Seq,
+    sources: &[Vec<u32>],
+    src: &TextCodec,
+    tgt: &TextCodec,
+    n: usize,
+    dir: &Path,
+    device: &Device,
+) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for (i, ids) in sources.iter().take(n).enumerate() {
+        let a = align_ids(model, ids, src, tgt, device)?;
+        paths.push(a.write(dir, &format!("attention-{i}"))?.0);
+    }
+    Ok(paths)
+}
+
+/// Writes what the PyTorch peer of `make bench` (`bench/seq2seq_torch.py`) needs
+/// to train the same model on the same split: the ids of both splits, the target
+/// vocabulary, the test references and the settings; `(train, test)` splits.
+///
+/// # Errors
+/// A file that cannot be written.
+pub fn export_split(
+    dir: &Path,
+    (train, test): (&crate::data::EncodedPairs, &crate::data::EncodedPairs),
+    test_refs: &[String],
+    tgt: &TextCodec,
+    spec: &ModelSpec,
+    batch: usize,
+    seed: u64,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let ids = |d: &crate::data::EncodedPairs| -> String {
+        let j = |v: &[u32]| {
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        d.src
+            .iter()
+            .zip(&d.tgt)
+            .map(|(s, t)| format!("{}\t{}\n", j(s), j(t)))
+            .collect()
+    };
+    let vocab: Vec<String> = (0..tgt.len() as u32)
+        .map(|i| tgt.token(i).unwrap_or_default())
+        .collect();
+    let words = matches!(tgt, TextCodec::Words(_));
+    let config = serde_json::json!({"spec": spec, "batch_size": batch, "seed": seed,
+        "join": if words { " " } else { "" }});
+    for (name, text) in [
+        ("train.ids.tsv", ids(train)),
+        ("test.ids.tsv", ids(test)),
+        ("tgt_vocab.txt", vocab.join("\n") + "\n"),
+        ("test_refs.txt", test_refs.join("\n") + "\n"),
+        ("config.json", config.to_string()),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+    }
+    Ok(())
 }

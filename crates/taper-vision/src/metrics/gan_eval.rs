@@ -184,3 +184,56 @@ impl GanScores {
         })
     }
 }
+
+/// The LeNet of an image-classifier run (`mnist_cnn`, `image_classifier`) for
+/// scoring generated `side` x `side` grey images, with its kept weights.
+///
+/// # Errors
+/// A missing run, a run of another model than LeNet, or one trained on images
+/// of another size or channel count.
+pub fn scoring_lenet(
+    run: &std::path::Path,
+    side: usize,
+    device: &candle_core::Device,
+) -> Result<LeNet> {
+    let (lenet, pre) = crate::classifier::load_lenet(run, device)?;
+    if pre.image_size != (side, side) || pre.channels != 1 {
+        return Err(Error::Config(format!(
+            "{}: a LeNet of {}x{}x{} images; scoring {side}x{side} grey images needs one trained on them",
+            run.display(),
+            pre.channels,
+            pre.image_size.0,
+            pre.image_size.1
+        )));
+    }
+    Ok(lenet)
+}
+
+/// Scores of a generator beside real images, as a DCGAN paper reports them:
+/// `(generated, real)`. `n` samples of `gen` (noise from `seed`, classes in
+/// turn when conditional) and the real images `real` `(M, 1, S, S)` (a test
+/// split) are each scored against Gaussian statistics of `reference` images
+/// (real training images, at most 10,000 used), so the real split's Fréchet
+/// distance is the floor a perfect generator would reach. The Inception Score
+/// is split 10 ways when a set has at least 1,000 images, else not split.
+///
+/// # Errors
+/// No images, a generator whose images are not the classifier's size, or
+/// tensor failures.
+pub fn score_generator(
+    classifier: &LeNet,
+    gen: &crate::models::Generator,
+    n: usize,
+    seed: u64,
+    reference: &Tensor,
+    real: &Tensor,
+) -> Result<(GanScores, GanScores)> {
+    let splits = |m: usize| if m >= 1000 { 10 } else { 1 };
+    let n_ref = reference.dim(0)?.min(10_000);
+    let (_, ref_f) = classifier_outputs(classifier, &reference.narrow(0, 0, n_ref)?, 500)?;
+    let stats = GaussianStats::from_features(&ref_f)?;
+    let real_scores = GanScores::compute(classifier, real, &stats, splits(real.dim(0)?))?;
+    let fake = gen.sample(n, None, seed)?;
+    let fake_scores = GanScores::compute(classifier, &fake, &stats, splits(n))?;
+    Ok((fake_scores, real_scores))
+}

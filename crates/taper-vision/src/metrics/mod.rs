@@ -3,5 +3,6 @@
 pub mod gan_eval;
 
 pub use gan_eval::{
-    classifier_outputs, frechet_distance, inception_score, GanScores, GaussianStats,
+    classifier_outputs, frechet_distance, inception_score, score_generator, scoring_lenet,
+    GanScores, GaussianStats,
 };

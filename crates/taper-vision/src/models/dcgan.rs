@@ -16,6 +16,7 @@ use taper_nn::init::{init_tensor, rng_for, seeded_var_builder};
 use taper_nn::{batch_norm, is_running_stat, leaky_relu, BatchNorm, BatchNormConfig};
 use taper_nn::{binary_cross_entropy_with_logits as bce, Conv2d, Conv2dConfig};
 use taper_nn::{ConvTranspose2d, Forward, Linear, Mode};
+use taper_train::card::ModelCard;
 use taper_train::data::TensorBatch;
 use taper_train::optim::{named_vars, Adam, AdamConfig, NamedVar};
 use taper_train::schedule::Constant;
@@ -204,6 +205,60 @@ impl Generator {
         &self.cfg
     }
 
+    /// The generator of the DCGAN trained in `run` (its model card and the
+    /// `gen.*` weights of its kept checkpoint), on `device`.
+    ///
+    /// # Errors
+    /// A missing run or file, a run of another model family, weights that do
+    /// not fit: each naming the file.
+    pub fn load(run: &Path, device: &Device) -> Result<Self> {
+        let card = ModelCard::load(run, Dcgan::FAMILY)?;
+        let cfg: DcganConfig = card.config()?;
+        let varmap = VarMap::new();
+        let vb = seeded_var_builder(&varmap, 0, DType::F32, device);
+        let gen = generator(cfg, vb.pp(GEN_PREFIX))?;
+        let ck = taper_train::checkpoint::kept(run)?;
+        let prefix = format!("{GEN_PREFIX}.");
+        taper_train::checkpoint::load_weights_where(&varmap, &ck.weights_path(), |n| {
+            n.starts_with(&prefix)
+        })?;
+        Ok(gen)
+    }
+
+    /// `n` images `(n, C, S, S)` with values in 0..1, from standard normal noise
+    /// drawn from `seed`; a conditional generator draws `class` (default: the
+    /// classes in turn).
+    ///
+    /// # Errors
+    /// A class outside the trained ones, or a class asked of an unconditional
+    /// generator.
+    pub fn sample(&self, n: usize, class: Option<u32>, seed: u64) -> Result<Tensor> {
+        let device = self.fc.weight().device().clone();
+        let mut out = Vec::new();
+        for (b, s) in (0..n).step_by(500).enumerate() {
+            let m = 500.min(n - s);
+            let z = noise(seed, "sample", b as u64, m, self.cfg.latent, &device)?;
+            let labels = match (self.cfg.classes, class) {
+                (Some(k), _) => {
+                    let l: Vec<u32> = (s..s + m)
+                        .map(|i| class.unwrap_or((i % k) as u32))
+                        .collect();
+                    Some(Tensor::from_vec(l, m, &device)?)
+                }
+                (None, Some(c)) => {
+                    return Err(Error::Config(format!(
+                        "class {c} asked of an unconditional generator (train with --conditional)"
+                    )))
+                }
+                (None, None) => None,
+            };
+            one_hot(&self.cfg, labels.as_ref(), m, DType::F32).map_err(config_error)?;
+            let x = self.forward_t(&z, labels.as_ref(), &Mode::eval())?;
+            out.push(((x + 1.0)? / 2.0)?);
+        }
+        Ok(Tensor::cat(&out, 0)?)
+    }
+
     /// Images `(N, C, S, S)` in [-1, 1] from noise `z` `(N, latent)` and, for a
     /// conditional generator, labels `(N,)`.
     pub fn forward_t(
@@ -360,6 +415,9 @@ pub const GEN_PREFIX: &str = "gen";
 pub const DISC_PREFIX: &str = "disc";
 
 impl Dcgan {
+    /// The model family in `model.json`.
+    pub const FAMILY: &'static str = "vision.dcgan";
+
     /// Both networks in `varmap`, initial weights and the noise of each step drawn
     /// from `seed`.
     pub fn new(cfg: DcganConfig, varmap: &VarMap, seed: u64, device: &Device) -> Result<Self> {
@@ -568,6 +626,17 @@ impl TrainStep<TensorBatch> for Dcgan {
 
     fn varmap(&self) -> &VarMap {
         &self.varmap
+    }
+
+    fn model_card(&self) -> Option<ModelCard> {
+        ModelCard::new(
+            Self::FAMILY,
+            env!("CARGO_PKG_NAME"),
+            env!("CARGO_PKG_VERSION"),
+            self.config(),
+            &serde_json::Value::Null,
+        )
+        .ok()
     }
 }
 
