@@ -40,6 +40,9 @@ fn median_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // Nothing is trained or resumed here.
+    args.common.reject("bench_ops", ExampleArgs::TRAINING)?;
+    args.common.reject("bench_ops", &["resume"])?;
     args.common.device()?;
     let dev = Device::Cpu;
     let mut out = serde_json::Map::new();

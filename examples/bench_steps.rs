@@ -2,6 +2,9 @@
 //! throughput, preprocessing throughput and the matmul ceiling, each the median of
 //! repeated timings after a warm-up. Prints one JSON object (the harness reads it);
 //! `bench/torch_peer.py` measures the same cases in PyTorch.
+//!
+//! Longer than 200 lines: it is a benchmark harness, one timed case after
+//! another (each mirrors one case of the PyTorch peer), not a training recipe.
 
 use anyhow::Result;
 use candle_core::{DType, Device, Module, Tensor};
@@ -110,6 +113,9 @@ fn peak_rss_mb() -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // Nothing is trained or resumed here.
+    args.common.reject("bench_steps", ExampleArgs::TRAINING)?;
+    args.common.reject("bench_steps", &["resume"])?;
     let c = &args.common;
     let dev = c.device()?;
     let mut out = Map::new();

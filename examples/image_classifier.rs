@@ -17,9 +17,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use taper::train::cli::ExampleArgs;
 use taper::train::data::{random_split, DataLoader, Dataset, LoaderConfig, StackBatcher};
-use taper::train::optim::{named_vars, Adam, AdamConfig};
-use taper::train::schedule::OneCycle;
-use taper::train::{clip::Clip, Optimizers, Trainer};
+use taper::train::{Optimizers, Trainer};
 use taper::vision::datasets::{ImageFolder, OnBadFile};
 use taper::vision::transforms::{Compose, HorizontalFlip, Normalize, RandomAffine, Resize};
 use taper::vision::{ClassifierConfig, ImageClassifier, Preprocessing};
@@ -62,6 +60,7 @@ fn main() -> Result<()> {
     let c = &args.common;
     let device = c.device()?;
     if let Some(image) = &args.predict {
+        c.reject("image_classifier --predict", ExampleArgs::TRAINING)?;
         let Some(run) = &c.resume else {
             bail!("--predict needs --resume RUN, the run directory of a trained classifier");
         };
@@ -132,16 +131,9 @@ fn main() -> Result<()> {
     let mut model = ImageClassifier::new(config, pre, c.seed, &device)?;
     let epochs = c.epochs.unwrap_or(15);
     let lr = c.lr.unwrap_or(3e-3);
-    let updates = epochs * train.num_batches().div_ceil(c.accumulate.max(1));
-    let adam = Adam::new(named_vars(model.varmap(), ""), AdamConfig::adamw(lr));
-    let mut opt = Optimizers::new()
-        .with_group(
-            "model",
-            adam,
-            OneCycle::new(lr, updates),
-            Clip::GlobalNorm(5.0),
-        )
-        .with_accumulation(c.accumulate);
+    let batches = train.num_batches();
+    let mut opt =
+        Optimizers::adamw_one_cycle(model.varmap(), lr, 0.01, epochs, batches, c.accumulate);
     let run_dir = c.run_dir("image_classifier");
     let config = serde_json::json!({"example": "image_classifier", "data": data, "model": args.model,
         "image_size": s, "channels": args.channels, "augment": args.augment, "lr": lr, "batch_size": batch});

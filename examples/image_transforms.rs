@@ -26,6 +26,10 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // Nothing is trained or resumed here.
+    args.common
+        .reject("image_transforms", ExampleArgs::TRAINING)?;
+    args.common.reject("image_transforms", &["resume"])?;
     let path = args
         .image
         .clone()

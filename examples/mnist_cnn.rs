@@ -16,9 +16,7 @@ use clap::Parser;
 use std::time::Instant;
 use taper::train::cli::ExampleArgs;
 use taper::train::data::{DataLoader, LoaderConfig};
-use taper::train::optim::{named_vars, Adam, AdamConfig};
-use taper::train::schedule::OneCycle;
-use taper::train::{clip::Clip, Optimizers, Trainer};
+use taper::train::{Optimizers, Trainer};
 use taper::vision::datasets::{builtin, InMemoryImages};
 use taper::vision::transforms::{open_image, Compose, Normalize, RandomAffine};
 use taper::vision::{ClassifierConfig, ImageClassifier, Preprocessing};
@@ -114,23 +112,9 @@ fn main() -> Result<()> {
         .with_normalize(&Normalize::mnist());
     let config = ClassifierConfig::for_images(&args.model, 1, (side, side), 10)?;
     let mut model = ImageClassifier::new(config, pre, c.seed, &device)?;
-    // Schedules count updates; with accumulation an epoch makes ceil(batches / K).
-    let updates = epochs * train.num_batches().div_ceil(c.accumulate.max(1));
-    let adam = Adam::new(
-        named_vars(model.varmap(), ""),
-        AdamConfig {
-            weight_decay: 1e-4,
-            ..AdamConfig::adamw(lr)
-        },
-    );
-    let mut opt = Optimizers::new()
-        .with_group(
-            "model",
-            adam,
-            OneCycle::new(lr, updates),
-            Clip::GlobalNorm(5.0),
-        )
-        .with_accumulation(c.accumulate);
+    let batches = train.num_batches();
+    let mut opt =
+        Optimizers::adamw_one_cycle(model.varmap(), lr, 1e-4, epochs, batches, c.accumulate);
     let run_dir = c.run_dir("mnist_cnn");
     let config = serde_json::json!({"example": "mnist_cnn", "dataset": args.dataset, "model": args.model,
         "augment": args.augment, "limit": args.limit, "lr": lr, "batch_size": batch, "epochs": epochs, "seed": c.seed});

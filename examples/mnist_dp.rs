@@ -6,23 +6,19 @@
 //! `--epochs`; `--noise σ` sets it directly. The embedded digits serve when
 //! `--dataset digits` (no download).
 
-use anyhow::{bail, Result};
-use candle_core::{DType, Device};
-use candle_nn::VarMap;
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
 use clap::Parser;
 use std::time::Instant;
-use taper::train::data::{
-    root::require_dir, split_indices, DataLoader, LoaderConfig, TensorDataset,
-};
+use taper::train::data::{DataLoader, LoaderConfig, TensorBatch, TensorDataset};
 use taper::train::optim::{named_vars, Sgd, SgdConfig};
-use taper::train::privacy::{noise_for_epsilon, DpSgd, RdpAccountant};
-use taper::train::record::EpochRecord;
+use taper::train::privacy::{noise_for_epsilon, BudgetStop, DpSgd};
 use taper::train::schedule::{Constant, WarmupCosine};
-use taper::train::{
-    cli::ExampleArgs, Callback, Classifier, Control, Optimizers, Trainer, TrainerConfig,
-};
-use taper::vision::datasets::{digits, load_digits, load_mnist, Split};
-use taper::vision::models::{LeNet, LeNetConfig};
+use taper::train::{cli::ExampleArgs, Optimizers, Trainer, TrainerConfig};
+use taper::vision::datasets::builtin;
+use taper::vision::models::LeNetConfig;
+use taper::vision::transforms::Normalize;
+use taper::vision::{ClassifierConfig, ImageClassifier, Preprocessing};
 
 #[global_allocator]
 static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
@@ -59,100 +55,51 @@ struct Args {
     schedule: String,
 }
 
-/// Prints ε after each epoch and stops if the budget is exceeded.
-struct Budget {
-    q: f64,
-    sigma: f64,
-    delta: f64,
-    target: Option<f64>,
-    steps_per_epoch: u64,
-}
-
-impl Callback for Budget {
-    fn on_epoch_end(&mut self, record: &EpochRecord) -> taper::train::Result<Control> {
-        let mut a = RdpAccountant::new();
-        a.record(
-            self.q,
-            self.sigma,
-            (record.epoch as u64 + 1) * self.steps_per_epoch,
-        );
-        let (eps, order) = a.epsilon(self.delta);
-        println!(
-            "epoch {}: ε = {eps:.3} at δ = {} (Rényi order {order})",
-            record.epoch + 1,
-            self.delta
-        );
-        Ok(match self.target {
-            Some(t) if eps > t * 1.001 => Control::Stop,
-            _ => Control::Continue,
-        })
-    }
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let c = &args.common;
     let device = c.device()?;
     let started = Instant::now();
-    let (x, y, tx, ty, cfg) = match args.dataset.as_str() {
-        "digits" => {
-            let (x, y) = load_digits(&digits::default_digits_path())?;
-            let (tr, te) = split_indices(x.dim(0)?, 0.2, c.seed)?;
-            let all = TensorDataset::new(vec![x, y], &Device::Cpu)?;
-            let (a, b) = (all.subset(&tr)?, all.subset(&te)?);
-            let f = |d: &TensorDataset, i: usize| d.fields()[i].clone();
-            let cfg = LeNetConfig {
-                channels: (16, 32),
-                hidden: 32,
-                dropout: 0.0,
-                ..LeNetConfig::digits()
-            };
-            (f(&a, 0), f(&a, 1), f(&b, 0), f(&b, 1), cfg)
+    let mut data = builtin(&args.dataset, &c.data_root(), c.seed)?;
+    if let Some(n) = args.limit {
+        data = data.limit(n)?;
+    }
+    // The validation split is watched, not used to choose: the released model is
+    // the last iterate, the one the (ε, δ) guarantee covers.
+    let ((x, y), (vx, vy)) = data.split_valid(c.valid_fraction()?, c.seed)?;
+    // Small and without dropout or batch norm: per-example gradients cost one
+    // backward pass each, and batch statistics would mix examples.
+    let side = data.side;
+    let cfg = LeNetConfig {
+        channels: (16, 32),
+        hidden: 32,
+        dropout: 0.0,
+        ..if side == 8 {
+            LeNetConfig::digits()
+        } else {
+            LeNetConfig::mnist()
         }
-        "mnist" | "fashion-mnist" => {
-            let dir = require_dir(&c.data_root(), &args.dataset)?;
-            let (x, y) = load_mnist(&dir, Split::Train)?;
-            let (tx, ty) = load_mnist(&dir, Split::Test)?;
-            // Small and without dropout or batch norm: per-example gradients cost
-            // one backward pass each, and batch statistics would mix examples.
-            let cfg = LeNetConfig {
-                channels: (16, 32),
-                hidden: 32,
-                dropout: 0.0,
-                ..LeNetConfig::mnist()
-            };
-            (x, y, tx, ty, cfg)
-        }
-        other => bail!("unknown --dataset '{other}' (mnist, fashion-mnist or digits)"),
     };
-    let (x, y) = match args.limit {
-        Some(0) => bail!("--limit must be at least 1"),
-        Some(n) if n < x.dim(0)? => (x.narrow(0, 0, n)?, y.narrow(0, 0, n)?),
-        _ => (x, y),
-    };
-    let norm = |t: &candle_core::Tensor| -> Result<candle_core::Tensor> {
-        Ok(((t - 0.1307)? / 0.3081)?.to_device(&device)?)
-    };
-    let (x, tx) = (norm(&x)?, norm(&tx)?);
     let n = x.dim(0)?;
     let epochs = c.epochs.unwrap_or(5);
-    let batch = c.batch_size.unwrap_or(256);
+    let batch = c.batch_size.unwrap_or(if side == 8 { 64 } else { 256 });
     // Noise per coordinate is σC/batch: the small digits set (batch 64) needs a
     // smaller step than MNIST's batches of 256.
-    let lr =
-        c.lr.unwrap_or(if args.dataset == "digits" { 0.05 } else { 0.2 });
+    let lr = c.lr.unwrap_or(if side == 8 { 0.05 } else { 0.2 });
     if args.max_grad_norm.is_nan() || args.max_grad_norm <= 0.0 || !(0.0..1.0).contains(&args.delta)
     {
         bail!("--max-grad-norm must be positive and --delta in [0, 1)");
     }
-    let train = DataLoader::new(
-        TensorDataset::new(vec![x, y.to_device(&device)?], &device)?,
-        LoaderConfig::train(batch, c.seed),
-    )?;
-    let test = DataLoader::new(
-        TensorDataset::new(vec![tx, ty.to_device(&device)?], &device)?,
-        LoaderConfig::eval(1000),
-    )?;
+    let norm = Normalize::mnist();
+    let loader = |x: &Tensor, y: Tensor, cfg| -> Result<DataLoader<TensorBatch>> {
+        Ok(DataLoader::new(
+            TensorDataset::new(vec![norm.apply(x)?, y], &device)?,
+            cfg,
+        )?)
+    };
+    let train = loader(&x, y, LoaderConfig::train(batch, c.seed))?;
+    let valid = loader(&vx, vy, LoaderConfig::eval(1000))?;
+    let test = loader(&data.test_x, data.test_y.clone(), LoaderConfig::eval(1000))?;
     let q = batch as f64 / n as f64;
     let steps_per_epoch = train.num_batches() as u64;
     let sigma = match args.noise {
@@ -173,13 +120,11 @@ fn main() -> Result<()> {
         "DP-SGD: {n} examples, batch {batch} (q = {q:.5}), σ = {sigma:.4}, C = {}, {epochs} epochs",
         args.max_grad_norm
     );
-    let varmap = VarMap::new();
-    let vb = taper::nn::init::seeded_var_builder(&varmap, c.seed, DType::F32, &device);
-    let net = LeNet::new(cfg, vb)?;
-    let mut model = Classifier::new(net, varmap.clone());
+    let pre = Preprocessing::new(1, (side, side), data.classes.clone()).with_normalize(&norm);
+    let mut model = ImageClassifier::new(ClassifierConfig::LeNet(cfg), pre, c.seed, &device)?;
     let dp = DpSgd::new(args.max_grad_norm, sigma, q)?;
     let sgd = Sgd::new(
-        named_vars(&varmap, ""),
+        named_vars(model.varmap(), ""),
         SgdConfig {
             lr,
             momentum: args.momentum,
@@ -208,43 +153,35 @@ fn main() -> Result<()> {
         o => bail!("unknown --schedule '{o}' (constant or cosine)"),
     }
     let run_dir = c.run_dir("mnist_dp");
+    let config = serde_json::json!({"example": "mnist_dp", "dataset": args.dataset, "lr": lr,
+        "schedule": args.schedule, "batch_size": batch, "epochs": epochs, "noise_multiplier": sigma,
+        "max_grad_norm": args.max_grad_norm, "delta": args.delta});
     let mut trainer = Trainer::new(TrainerConfig {
-        epochs,
-        run_dir: Some(run_dir.clone()),
-        seed: c.seed,
-        resume: c.resume.is_some(),
-        checkpoint_every: c.checkpoint_every,
-        config: serde_json::json!({"example": "mnist_dp", "dataset": args.dataset, "lr": lr,
-            "schedule": args.schedule,
-            "batch_size": batch, "epochs": epochs, "noise_multiplier": sigma,
-            "max_grad_norm": args.max_grad_norm, "delta": args.delta}),
-        ..Default::default()
+        keep_best: false,
+        ..c.trainer_config("mnist_dp", epochs, config)
     })
-    .with_callback(Budget {
+    .with_callback(BudgetStop {
         q: (q * k as f64).min(1.0),
         sigma,
         delta: args.delta,
         target: args.noise.is_none().then_some(args.epsilon),
-        steps_per_epoch: updates_per_epoch,
+        updates_per_epoch,
     });
-    let report = trainer.fit(&mut model, &mut opt, &train, Some(&test))?;
-    let last = report
-        .last()
-        .ok_or_else(|| anyhow::anyhow!("no epoch was run"))?;
-    let acc = last.valid.get("accuracy").copied().unwrap_or(f64::NAN);
+    let r = trainer.fit_and_test(&mut model, &mut opt, &train, &valid, &test)?;
     // The accountant of the optimizers counted every update (and is in the
     // checkpoints, so a resumed run does not forget what it spent).
     let (eps, _) = opt
         .privacy()
         .map(|dp| dp.epsilon(args.delta))
-        .ok_or_else(|| anyhow::anyhow!("DP-SGD was not installed"))?;
+        .context("DP-SGD was not installed")?;
     println!("run directory: {}", run_dir.display());
-    println!(
-        "{}",
-        serde_json::json!({"example": "mnist_dp", "dataset": args.dataset, "test_accuracy": acc,
-            "epsilon": eps, "delta": args.delta, "noise_multiplier": sigma,
-            "max_grad_norm": args.max_grad_norm, "epochs": report.history.len(),
-            "batch_size": batch, "seconds": started.elapsed().as_secs_f64()})
-    );
+    let mut json = serde_json::json!({"example": "mnist_dp", "dataset": args.dataset,
+        "epsilon": eps, "delta": args.delta, "noise_multiplier": sigma,
+        "max_grad_norm": args.max_grad_norm, "epochs": r.fit.history.len(),
+        "batch_size": batch, "seconds": started.elapsed().as_secs_f64(), "run_dir": run_dir});
+    json.as_object_mut()
+        .context("a JSON object")?
+        .extend(r.figures());
+    println!("{json}");
     Ok(())
 }

@@ -3,27 +3,24 @@
 //! label is the direction it moves at the end of the clip, which no single frame
 //! shows. The same encoder trained on the last frame alone is the baseline.
 //!
+//! Training, validation and test clips are drawn from disjoint digit images (and
+//! seeds); keep-best watches the validation loss and the test clips are
+//! evaluated once, with the kept checkpoint. Both runs load back with
+//! `ImageClassifier::load` (the baseline's is `RUN/single_frame`).
+//!
 //! `cargo run --release --example video_rnn` (embedded digits, no download) or
 //! `-- --source mnist` (MNIST digits from the data root).
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarMap;
 use clap::Parser;
-use std::path::Path;
 use std::time::Instant;
-use taper::nn::Forward;
-use taper::train::data::{root::require_dir, split_indices, DataLoader, LoaderConfig};
-use taper::train::optim::{named_vars, Adam, AdamConfig};
-use taper::train::schedule::{Direction, OneCycle};
-use taper::train::{
-    cli::ExampleArgs, clip::Clip, Classifier, FitReport, Optimizers, Trainer, TrainerConfig,
-};
-use taper::vision::datasets::{
-    digits, load_digits, load_mnist, MovingDigits, MovingDigitsConfig, Split,
-};
-use taper::vision::models::video::{frame_classifier, video_classifier, RnnCell};
+use taper::train::data::{split_indices, DataLoader, LoaderConfig, TensorBatch};
+use taper::train::{cli::ExampleArgs, Optimizers, TestReport, Trainer, TrainerConfig};
+use taper::vision::datasets::builtin::rows;
+use taper::vision::datasets::{builtin, moving::DIRECTIONS, MovingDigits, MovingDigitsConfig};
+use taper::vision::models::video::RnnCell;
 use taper::vision::models::VideoConfig;
+use taper::vision::{ClassifierConfig, ImageClassifier, Preprocessing};
 
 #[global_allocator]
 static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
@@ -39,10 +36,10 @@ struct Args {
     /// Frames per clip.
     #[arg(long, default_value_t = 12)]
     frames: usize,
-    /// Training clips (generated from the training digits).
+    /// Training clips (validation clips: --valid-fraction as many, from held-out digits).
     #[arg(long, default_value_t = 2048)]
     train_clips: usize,
-    /// Held-out clips (generated from held-out digits, another seed).
+    /// Test clips (from the test digits, another seed).
     #[arg(long, default_value_t = 1024)]
     test_clips: usize,
     /// Recurrent cell: lstm or gru.
@@ -53,87 +50,30 @@ struct Args {
     no_baseline: bool,
 }
 
-/// Training and held-out digit images `(N, 1, d, d)` in 0..1.
-fn digit_images(source: &str, c: &ExampleArgs) -> Result<(Tensor, Tensor)> {
-    let (x, side) = match source {
-        "digits" => (load_digits(&digits::default_digits_path())?.0, 24),
-        "mnist" => {
-            let dir = require_dir(&c.data_root(), "mnist")?;
-            (load_mnist(&dir, Split::Train)?.0.narrow(0, 0, 20_000)?, 28)
-        }
-        other => bail!("unknown --source '{other}' (digits or mnist)"),
-    };
-    let x = if x.dim(2)? == side {
-        x
-    } else {
-        x.upsample_nearest2d(side, side)?
-    };
-    let (tr, te) = split_indices(x.dim(0)?, 0.2, c.seed)?;
-    let pick = |idx: &[usize]| -> Result<Tensor> {
-        let i = Tensor::from_vec(
-            idx.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-            idx.len(),
-            &Device::Cpu,
-        )?;
-        Ok(x.index_select(&i, 0)?)
-    };
-    Ok((pick(&tr)?, pick(&te)?))
-}
+type Loaders = [DataLoader<TensorBatch>; 3];
 
-/// What both trainings share.
-struct Setup {
-    train: DataLoader<taper::train::data::TensorBatch>,
-    test: DataLoader<taper::train::data::TensorBatch>,
-    epochs: usize,
-    lr: f64,
-    seed: u64,
-    resume: bool,
-}
-
+/// Trains `config` on the clips and evaluates its kept checkpoint once.
 fn fit(
-    model: impl Forward + Sync,
-    varmap: VarMap,
-    run_dir: &Path,
-    s: &Setup,
-    config: serde_json::Value,
-) -> Result<FitReport> {
-    let (train, epochs, lr) = (&s.train, s.epochs, s.lr);
-    let mut clf = Classifier::new(model, varmap.clone());
-    let adam = Adam::new(
-        named_vars(&varmap, ""),
-        AdamConfig {
-            lr,
-            weight_decay: 1e-4,
-            decoupled_weight_decay: true,
-            ..Default::default()
-        },
-    );
-    let mut opt = Optimizers::new().with_group(
-        "model",
-        adam,
-        OneCycle::new(lr, epochs * train.num_batches()),
-        Clip::GlobalNorm(5.0),
-    );
-    let mut trainer = Trainer::new(TrainerConfig {
-        epochs,
-        run_dir: Some(run_dir.to_path_buf()),
-        seed: s.seed,
-        monitor: Some(("valid.accuracy".into(), Direction::Max)),
-        // A run stopped before its baseline started has no baseline checkpoint.
-        resume: s.resume && run_dir.join("checkpoints/latest.json").is_file(),
+    args: &Args,
+    config: ClassifierConfig,
+    loaders: &Loaders,
+    trainer: TrainerConfig,
+) -> Result<TestReport> {
+    let c = &args.common;
+    let device = c.device()?;
+    let names = DIRECTIONS.map(String::from).to_vec();
+    let mut model = ImageClassifier::new(
         config,
-        ..Default::default()
-    });
-    Ok(trainer.fit(&mut clf, &mut opt, train, Some(&s.test))?)
-}
-
-fn accuracy(r: &FitReport) -> Result<f64> {
-    Ok(*r
-        .last()
-        .context("no epoch was run")?
-        .valid
-        .get("accuracy")
-        .context("no validation accuracy")?)
+        Preprocessing::new(1, (64, 64), names),
+        c.seed,
+        &device,
+    )?;
+    let (epochs, lr) = (trainer.epochs, c.lr.unwrap_or(3e-3));
+    let batches = loaders[0].num_batches();
+    let mut opt =
+        Optimizers::adamw_one_cycle(model.varmap(), lr, 1e-4, epochs, batches, c.accumulate);
+    let [train, valid, test] = loaders;
+    Ok(Trainer::new(trainer).fit_and_test(&mut model, &mut opt, train, valid, test)?)
 }
 
 fn main() -> Result<()> {
@@ -146,95 +86,117 @@ fn main() -> Result<()> {
         "gru" => RnnCell::Gru,
         other => bail!("unknown --cell '{other}' (lstm or gru)"),
     };
-    let (train_digits, test_digits) = digit_images(&args.source, c)?;
-    let clips = |digits: &Tensor, n: usize, seed: u64| -> Result<MovingDigits> {
-        Ok(MovingDigits::new(
-            digits,
-            MovingDigitsConfig {
-                frames: args.frames,
-                clips: n,
-                seed,
-                ..Default::default()
-            },
-            &device,
+    let (x, side) = match args.source.as_str() {
+        "digits" => {
+            let d = builtin("digits", &c.data_root(), c.seed)?;
+            (candle_core::Tensor::cat(&[d.train_x, d.test_x], 0)?, 24)
+        }
+        "mnist" => (
+            builtin("mnist", &c.data_root(), c.seed)?
+                .train_x
+                .narrow(0, 0, 20_000)?,
+            28,
+        ),
+        other => bail!("unknown --source '{other}' (digits or mnist)"),
+    };
+    let x = if x.dim(2)? == side {
+        x
+    } else {
+        x.upsample_nearest2d(side, side)?
+    };
+    // Disjoint digit images for training, validation and test clips.
+    let (rest, test_idx) = split_indices(x.dim(0)?, 0.2, c.seed)?;
+    let (tr, va) = split_indices(rest.len(), c.valid_fraction()?, c.seed.wrapping_add(1))?;
+    let of_rest = |i: &[usize]| i.iter().map(|&k| rest[k]).collect::<Vec<_>>();
+    let valid_clips = ((args.train_clips as f64 * c.valid_fraction()?).round() as usize).max(1);
+    let batch = c.batch_size.unwrap_or(32);
+    let clips = |idx: &[usize],
+                 n: usize,
+                 seed: u64,
+                 cfg: LoaderConfig|
+     -> Result<DataLoader<TensorBatch>> {
+        let mc = MovingDigitsConfig {
+            frames: args.frames,
+            clips: n,
+            seed,
+            ..Default::default()
+        };
+        Ok(DataLoader::new(
+            MovingDigits::new(&rows(&x, idx)?, mc, &device)?,
+            cfg,
         )?)
     };
-    let batch = c.batch_size.unwrap_or(32);
-    let train = DataLoader::new(
-        clips(&train_digits, args.train_clips, c.seed)?,
-        LoaderConfig::train(batch, c.seed),
-    )?;
-    // Held-out clips: other digits and another seed, so no clip is seen twice.
-    let test = DataLoader::new(
+    let loaders: Loaders = [
         clips(
-            &test_digits,
+            &of_rest(&tr),
+            args.train_clips,
+            c.seed,
+            LoaderConfig::train(batch, c.seed),
+        )?,
+        clips(
+            &of_rest(&va),
+            valid_clips,
+            c.seed.wrapping_add(7),
+            LoaderConfig::eval(128),
+        )?,
+        clips(
+            &test_idx,
             args.test_clips,
             c.seed.wrapping_add(1_000_003),
+            LoaderConfig::eval(128),
         )?,
-        LoaderConfig::eval(128),
-    )?;
-    let epochs = c.epochs.unwrap_or(8);
-    let lr = c.lr.unwrap_or(3e-3);
+    ];
     let cfg = VideoConfig {
         cell,
-        ..VideoConfig::moving_digits(4)
+        ..VideoConfig::moving_digits(DIRECTIONS.len())
     };
+    let epochs = c.epochs.unwrap_or(8);
     let run_dir = c.run_dir("video_rnn");
     let config = |model: &str| {
         serde_json::json!({"example": "video_rnn", "model": model, "source": args.source, "frames": args.frames,
             "train_clips": args.train_clips, "test_clips": args.test_clips, "cell": args.cell,
-            "epochs": epochs, "lr": lr, "batch_size": batch})
+            "epochs": epochs, "lr": c.lr, "batch_size": batch})
     };
-    let vm = VarMap::new();
-    let model = video_classifier(
-        cfg,
-        taper::nn::init::seeded_var_builder(&vm, c.seed, DType::F32, &device),
+    let r = fit(
+        &args,
+        ClassifierConfig::Video(cfg),
+        &loaders,
+        c.trainer_config("video_rnn", epochs, config("cnn+rnn")),
     )?;
-    let t0 = Instant::now();
-    let setup = Setup {
-        train,
-        test,
-        epochs,
-        lr,
-        seed: c.seed,
-        resume: c.resume.is_some(),
-    };
-    let report = fit(model, vm, &run_dir, &setup, config("cnn+rnn"))?;
-    let clip_seconds = t0.elapsed().as_secs_f64();
-    let clip_acc = accuracy(&report)?;
+    let acc = |m: &taper::train::Metrics| m.mean("accuracy").unwrap_or(f64::NAN);
     println!("run directory: {}", run_dir.display());
     println!(
-        "CNN + {}: held-out clip accuracy {:.4} after {} epochs ({:.0} s)",
+        "CNN + {}: validation accuracy {:.4}, test accuracy {:.4} after {} epochs ({:.0} s)",
         args.cell.to_uppercase(),
-        clip_acc,
-        report.history.len(),
-        clip_seconds
+        acc(&r.valid),
+        acc(&r.test),
+        r.fit.history.len(),
+        r.fit.seconds
     );
     let mut json = serde_json::json!({"example": "video_rnn", "source": args.source, "cell": args.cell,
-        "frames": args.frames, "train_clips": args.train_clips, "test_clips": args.test_clips,
-        "epochs": report.history.len(), "clip_accuracy": clip_acc, "clip_train_seconds": clip_seconds,
-        "chance": 0.25, "run_dir": run_dir});
+        "frames": args.frames, "train_clips": args.train_clips, "valid_clips": valid_clips, "test_clips": args.test_clips,
+        "epochs": r.fit.history.len(), "clip_train_seconds": r.fit.seconds, "chance": 0.25, "run_dir": run_dir});
+    json.as_object_mut()
+        .context("a JSON object")?
+        .extend(r.figures());
     if !args.no_baseline {
-        let vm = VarMap::new();
-        let model = frame_classifier(
-            cfg,
-            taper::nn::init::seeded_var_builder(&vm, c.seed, DType::F32, &device),
-        )?;
-        let t0 = Instant::now();
-        let r = fit(
-            model,
-            vm,
-            &run_dir.join("single_frame"),
-            &setup,
-            config("single-frame"),
-        )?;
-        let acc = accuracy(&r)?;
+        let dir = run_dir.join("single_frame");
+        // A run stopped before its baseline started has no baseline checkpoint to resume.
+        let resume = c.resume.is_some() && dir.join("checkpoints/latest.json").is_file();
+        let t = TrainerConfig {
+            run_dir: Some(dir),
+            resume,
+            ..c.trainer_config("video_rnn", epochs, config("frame"))
+        };
+        let b = fit(&args, ClassifierConfig::Frame(cfg), &loaders, t)?;
         println!(
-            "single-frame baseline (last frame only): held-out accuracy {:.4} ({:.0} s)",
-            acc,
-            t0.elapsed().as_secs_f64()
+            "single-frame baseline (last frame only): validation accuracy {:.4}, test accuracy {:.4} ({:.0} s)",
+            acc(&b.valid),
+            acc(&b.test),
+            b.fit.seconds
         );
-        json["single_frame_accuracy"] = acc.into();
+        json["single_frame_valid_accuracy"] = acc(&b.valid).into();
+        json["single_frame_test_accuracy"] = acc(&b.test).into();
     }
     json["seconds"] = started.elapsed().as_secs_f64().into();
     println!("{json}");

@@ -3,13 +3,17 @@
 //!
 //! `cargo run --release --example word2vec` (native Hogwild loops, seconds) or
 //! `cargo run --release --example word2vec -- --engine candle` (candle-nn
-//! embeddings through taper-train's Trainer: checkpoints, `--resume`).
+//! embeddings through taper-train's Trainer: checkpoints, `--resume`). A run
+//! loads back with `WordVectors::load(RUN)`.
+//!
+//! Longer than 200 lines because every gensim setting is a flag (seventy lines),
+//! so that runs compare with gensim's setting for setting (`make bench`).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
-use taper::nlp::eval::{evaluate_word_pairs, load_word_pairs, SimilarityReport};
+use taper::nlp::eval::{evaluate_word_pairs, load_word_pairs, neighbour_lines, ANALOGIES};
 use taper::nlp::word2vec::{
     train_candle, train_native, CandleOptimizer, CandleOptions, PreparedCorpus,
 };
@@ -82,32 +86,72 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let c = &args.common;
+    // word2vec has no validation split and its updates are per pair; only the
+    // candle engine batches, checkpoints and resumes.
+    c.reject("word2vec", &["accumulate", "valid-fraction"])?;
+    if args.score.is_some() {
+        c.reject("word2vec --score", ExampleArgs::TRAINING)?;
+    }
+    if args.engine != "candle" {
+        c.reject(
+            "word2vec --engine native",
+            &["batch-size", "checkpoint-every", "resume"],
+        )?;
+    }
     let device = c.device()?;
     let root = c.data_root();
-    if let Some(path) = &args.score {
-        let vectors = WordVectors::load_text(path)?;
+    let mut json = serde_json::json!({"example": "word2vec"});
+    let vectors = match &args.score {
+        Some(path) => {
+            let v = WordVectors::load_text(path)?;
+            println!(
+                "{}: {} words of dimension {}",
+                path.display(),
+                v.len(),
+                v.dim()
+            );
+            json["vectors"] = serde_json::json!(path);
+            v
+        }
+        None => train(&args, &device, &mut json)?,
+    };
+    neighbour_lines(&vectors, &args.show, &ANALOGIES)
+        .iter()
+        .for_each(|l| println!("{l}"));
+    json["vocab_size"] = vectors.len().into();
+    json["dim"] = vectors.dim().into();
+    let wordsim = args
+        .wordsim
+        .clone()
+        .unwrap_or_else(|| root.join("wordsim").join("combined.csv"));
+    if wordsim.is_file() {
+        let r = evaluate_word_pairs(&vectors, &load_word_pairs(&wordsim)?, args.lowercase);
+        let (file, rho, pairs, oov) = (wordsim.display(), r.spearman, r.pairs, r.oov);
         println!(
-            "{}: {} words of dimension {}",
-            path.display(),
-            vectors.len(),
-            vectors.dim()
+            "WordSim ({file}): Spearman {rho:.4} over {pairs} pairs, {oov} pairs out of vocabulary"
         );
-        show(&args, &vectors);
-        let ws = wordsim(&args, &root, &vectors)?;
-        println!(
-            "{}",
-            serde_json::json!({"example": "word2vec", "vectors": path, "vocab_size": vectors.len(),
-                "dim": vectors.dim(), "words_per_second": null,
-                "wordsim_spearman": ws.as_ref().and_then(|r| finite(r.spearman)),
-                "wordsim_pairs": ws.as_ref().map(|r| r.pairs),
-                "wordsim_oov": ws.as_ref().map(|r| r.oov)})
-        );
-        return Ok(());
+        json.as_object_mut()
+            .context("a JSON object")?
+            .extend(r.figures());
+    } else {
+        println!("WordSim skipped: {} not found", wordsim.display());
     }
+    println!("{json}");
+    Ok(())
+}
+
+/// Trains on the corpus, saves the run (`WordVectors::load` reads it back) and
+/// records the settings and speed in `json`.
+fn train(
+    args: &Args,
+    device: &candle_core::Device,
+    json: &mut serde_json::Value,
+) -> Result<WordVectors> {
+    let c = &args.common;
     let corpus_path = args
         .corpus
         .clone()
-        .unwrap_or_else(|| root.join("text").join("ptb.train.txt"));
+        .unwrap_or_else(|| c.data_root().join("text").join("ptb.train.txt"));
     if !corpus_path.is_file() {
         anyhow::bail!(
             "corpus {} not found (pass --corpus FILE, or --data DIR holding text/ptb.train.txt; `make data` downloads it)",
@@ -149,14 +193,12 @@ fn main() -> Result<()> {
     );
     drop(corpus);
     let run_dir = c.run_dir("word2vec");
-    std::fs::create_dir_all(&run_dir)?;
     let (vectors, stats, batch_size) = match args.engine.as_str() {
         "native" => {
             let (v, s) = train_native(&prep, &cfg)?;
             (v, s, None)
         }
         "candle" => {
-            let batch = c.batch_size.unwrap_or(1024);
             let optimizer = match args.optimizer.as_str() {
                 "adam" => CandleOptimizer::Adam(args.adam_lr),
                 "sgd" => CandleOptimizer::Sgd,
@@ -164,16 +206,17 @@ fn main() -> Result<()> {
             };
             let opts = CandleOptions {
                 optimizer,
-                batch_size: batch,
+                batch_size: c.batch_size.unwrap_or(1024),
                 device: device.clone(),
                 run_dir: Some(run_dir.clone()),
                 resume: c.resume.is_some(),
+                overwrite: c.overwrite,
                 checkpoint_every: c.checkpoint_every,
                 progress: true,
                 stop_after: None,
             };
             let (v, s, _) = train_candle(&prep, &cfg, &opts)?;
-            (v, s, Some(batch))
+            (v, s, Some(opts.batch_size))
         }
         other => anyhow::bail!("unknown --engine '{other}' (native or candle)"),
     };
@@ -182,73 +225,28 @@ fn main() -> Result<()> {
         "trained {} epochs in {:.2} s: {:.0} words/s ({} corpus words, {} after subsampling)",
         cfg.epochs, stats.seconds, wps, stats.words, stats.effective_words
     );
-    show(&args, &vectors);
-    let ws = wordsim(&args, &root, &vectors)?;
-    let vec_path = args
-        .vectors
-        .clone()
-        .unwrap_or_else(|| run_dir.join("vectors.txt"));
-    vectors.save_text(&vec_path)?;
+    vectors.save_run(&run_dir, &cfg)?;
+    let vec_path = match &args.vectors {
+        Some(p) => {
+            vectors.save_text(p)?;
+            p.clone()
+        }
+        None => run_dir.join("vectors.txt"),
+    };
     println!("vectors written to {}", vec_path.display());
-    println!(
-        "{}",
-        serde_json::json!({"example": "word2vec", "engine": args.engine, "arch": args.arch,
-            "corpus": corpus_path, "vocab_size": prep.vocab.len(), "dim": cfg.dim,
-            "window": cfg.window, "negative": cfg.negative, "epochs": cfg.epochs,
-            "min_count": cfg.min_count, "sample": cfg.sample, "lr": cfg.alpha,
-            "batch_size": batch_size, "seed": cfg.seed,
-            "threads": if cfg.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { cfg.threads },
-            "train_seconds": stats.seconds, "words_per_second": wps,
-            "corpus_words": prep.raw_words, "effective_words": stats.effective_words,
-            "wordsim_spearman": ws.as_ref().and_then(|r| finite(r.spearman)),
-            "wordsim_pairs": ws.as_ref().map(|r| r.pairs),
-            "wordsim_oov": ws.as_ref().map(|r| r.oov),
-            "vectors": vec_path, "run_dir": run_dir})
-    );
-    Ok(())
-}
-
-fn finite(x: f64) -> Option<f64> {
-    x.is_finite().then_some(x)
-}
-
-/// Prints the neighbours of `--show` words and two analogies.
-fn show(args: &Args, vectors: &WordVectors) {
-    for w in &args.show {
-        match vectors.most_similar(w, 8) {
-            Ok(nn) => {
-                let list: Vec<String> = nn.iter().map(|(w, s)| format!("{w} {s:.3}")).collect();
-                println!("nearest to {w}: {}", list.join(", "));
-            }
-            Err(e) => println!("{e}"),
-        }
+    let threads = match cfg.threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        t => t,
+    };
+    let more = serde_json::json!({"engine": args.engine, "arch": args.arch, "corpus": corpus_path,
+        "window": cfg.window, "negative": cfg.negative, "epochs": cfg.epochs, "min_count": cfg.min_count,
+        "sample": cfg.sample, "lr": cfg.alpha, "batch_size": batch_size, "seed": cfg.seed, "threads": threads,
+        "train_seconds": stats.seconds, "words_per_second": wps, "corpus_words": prep.raw_words,
+        "effective_words": stats.effective_words, "vectors": vec_path, "run_dir": run_dir});
+    if let (Some(j), serde_json::Value::Object(m)) = (json.as_object_mut(), more) {
+        j.extend(m);
     }
-    for (a, b, c) in [("man", "king", "woman"), ("stock", "stocks", "bond")] {
-        if let Ok(r) = vectors.analogy(a, b, c, 5) {
-            let list: Vec<String> = r.iter().map(|(w, s)| format!("{w} {s:.3}")).collect();
-            println!("{b} - {a} + {c}: {}", list.join(", "));
-        }
-    }
-}
-
-/// WordSim-353 Spearman of `vectors`, when the file is there.
-fn wordsim(args: &Args, root: &Path, vectors: &WordVectors) -> Result<Option<SimilarityReport>> {
-    let path = args
-        .wordsim
-        .clone()
-        .unwrap_or_else(|| root.join("wordsim").join("combined.csv"));
-    if !path.is_file() {
-        println!("WordSim skipped: {} not found", path.display());
-        return Ok(None);
-    }
-    let pairs = load_word_pairs(&path)?;
-    let r = evaluate_word_pairs(vectors, &pairs, args.lowercase);
-    println!(
-        "WordSim ({}): Spearman {:.4} over {} pairs, {} pairs out of vocabulary",
-        path.display(),
-        r.spearman,
-        r.pairs,
-        r.oov
-    );
-    Ok(Some(r))
+    Ok(vectors)
 }

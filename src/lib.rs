@@ -8,6 +8,8 @@
 #[cfg(feature = "nlp")]
 pub use taper_nlp as nlp;
 pub use taper_nn as nn;
+/// candle, the version Taper is built on: no need to match it by hand.
+pub use taper_nn::{candle, candle_nn};
 #[cfg(feature = "regression")]
 pub use taper_regression as regression;
 pub use taper_train as train;

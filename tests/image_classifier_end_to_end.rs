@@ -4,26 +4,12 @@
 //! SIGKILL at random moments followed by `--resume` on two threads ending
 //! bit-identical to an uninterrupted run (issue 21).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        p.exists(),
-        "example binary {} not built (make test runs `cargo build --release --examples` first)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::example;
 
 fn run(args: &[&str]) -> Output {
     Command::new(example("image_classifier"))
@@ -183,6 +169,43 @@ fn trains_on_a_folder_and_predicts_held_back_images_by_name() {
         !out.status.success() && err.contains("earlier run"),
         "{err}"
     );
+}
+
+/// The README's walk-through (`examples/custom_cnn.rs`, a network of the
+/// user's own in under 100 lines): trains on the folder, saves the run, loads it
+/// back with the same code and names a held-back image of each class right.
+#[test]
+fn a_users_own_cnn_trains_saves_loads_and_predicts_by_name() {
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/custom_cnn.rs"
+    ))
+    .unwrap();
+    assert!(
+        source.lines().count() <= 100,
+        "custom_cnn.rs grew past 100 lines"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("photos");
+    folder(&data, 30, 11);
+    for (class, vertical) in [("horizontal", false), ("vertical", true)] {
+        let held = dir.path().join(format!("held-{class}.png"));
+        bars(&held, vertical, 90_001 + vertical as u64);
+        let run_dir = dir.path().join("run");
+        let out = Command::new(example("custom_cnn"))
+            .args([
+                data.to_str().unwrap(),
+                run_dir.to_str().unwrap(),
+                held.to_str().unwrap(),
+            ])
+            .env("RAYON_NUM_THREADS", "2")
+            .output()
+            .unwrap();
+        common::assert_succeeded(&out);
+        let j = last_json(&out);
+        assert_eq!(j["top"][0][0], class, "{j}");
+        assert!(run_dir.join("model.json").is_file());
+    }
 }
 
 fn final_weights(run_dir: &Path) -> Vec<u8> {

@@ -2,23 +2,12 @@
 //! SIGKILL at random moments followed by `--resume` (bit-exact final weights), and
 //! bad command lines answered by one clear line, never a panic.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn example(name: &str) -> PathBuf {
-    // Integration tests live in target/<profile>/deps; cargo builds examples into
-    // target/<profile>/examples before running tests.
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let p = profile_dir.join("examples").join(name);
-    assert!(
-        p.exists(),
-        "example binary {} not built (make test runs `cargo build --release --examples` first)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::example;
 
 fn run(args: &[&str]) -> Output {
     Command::new(example("mlp"))

@@ -1,18 +1,10 @@
 //! The `mnist_cnn` example end to end: the embedded digits, then `--predict` on a
 //! picture made from a held-out digit, then bad command lines.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name)
-}
+mod common;
+use common::example;
 
 fn run(args: &[&str]) -> Output {
     Command::new(example("mnist_cnn"))

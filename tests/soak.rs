@@ -6,27 +6,13 @@
 //! CI's budget; `make soak` asks for 25). Kill delays come from a fixed seed
 //! (`TAPER_SOAK_SEED`, default 7) so a failing sequence can be replayed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use taper::train::checkpoint;
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        p.exists(),
-        "example binary {} not built (make test runs `cargo build --release --examples` first)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::example;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

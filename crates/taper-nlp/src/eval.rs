@@ -101,3 +101,49 @@ pub fn evaluate_word_pairs(
         oov,
     }
 }
+
+impl SimilarityReport {
+    /// `wordsim_spearman` (null when not finite), `wordsim_pairs` and
+    /// `wordsim_oov`, for an example's final JSON line.
+    pub fn figures(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        let rho = self.spearman.is_finite().then_some(self.spearman);
+        m.insert("wordsim_spearman".into(), serde_json::json!(rho));
+        m.insert("wordsim_pairs".into(), self.pairs.into());
+        m.insert("wordsim_oov".into(), self.oov.into());
+        m
+    }
+}
+
+/// The analogies the examples print: `b - a + c` for each `(a, b, c)`.
+pub const ANALOGIES: [(&str, &str, &str); 2] =
+    [("man", "king", "woman"), ("stock", "stocks", "bond")];
+
+/// One line per word of `words` with its 8 nearest neighbours (or why there
+/// are none), then one per analogy `b - a + c` of `analogies` whose words are
+/// all known, with the 5 best answers; cosine similarities to 3 decimals.
+pub fn neighbour_lines(
+    vectors: &WordVectors,
+    words: &[String],
+    analogies: &[(&str, &str, &str)],
+) -> Vec<String> {
+    let list = |r: &[(String, f32)]| {
+        r.iter()
+            .map(|(w, s)| format!("{w} {s:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out: Vec<String> = words
+        .iter()
+        .map(|w| match vectors.most_similar(w, 8) {
+            Ok(nn) => format!("nearest to {w}: {}", list(&nn)),
+            Err(e) => e.to_string(),
+        })
+        .collect();
+    for &(a, b, c) in analogies {
+        if let Ok(r) = vectors.analogy(a, b, c, 5) {
+            out.push(format!("{b} - {a} + {c}: {}", list(&r)));
+        }
+    }
+    out
+}

@@ -18,7 +18,52 @@ pub struct WordVectors {
     unit: OnceLock<Vec<f32>>,
 }
 
+/// The file names a word-vector run holds beside its `model.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CardData {
+    vectors: String,
+}
+
 impl WordVectors {
+    /// The model family in `model.json`.
+    pub const FAMILY: &'static str = "nlp.word2vec";
+
+    /// Saves the vectors into the run directory `run` as a model that
+    /// [`WordVectors::load`] reads back: `vectors.txt` (word2vec text format)
+    /// and `model.json` (family `nlp.word2vec`, the training settings `cfg`),
+    /// atomically each.
+    ///
+    /// # Errors
+    /// A file that cannot be written, or a word the text format cannot store.
+    pub fn save_run(&self, run: &Path, cfg: &crate::Word2VecConfig) -> Result<()> {
+        std::fs::create_dir_all(run).map_err(|e| Error::io(run, e))?;
+        self.save_text(&run.join("vectors.txt"))?;
+        let data = CardData {
+            vectors: "vectors.txt".into(),
+        };
+        taper_train::card::ModelCard::new(
+            Self::FAMILY,
+            env!("CARGO_PKG_NAME"),
+            env!("CARGO_PKG_VERSION"),
+            cfg,
+            &data,
+        )?
+        .save(run)?;
+        Ok(())
+    }
+
+    /// The vectors of a run saved by [`WordVectors::save_run`] (the
+    /// `word2vec` example's run directories).
+    ///
+    /// # Errors
+    /// A missing run or file, another model family's card, a newer format, or a
+    /// malformed vectors file: each naming the file.
+    pub fn load(run: &Path) -> Result<Self> {
+        let card = taper_train::card::ModelCard::load(run, Self::FAMILY)?;
+        let data: CardData = card.data()?;
+        Self::load_text(&run.join(data.vectors))
+    }
+
     /// Vectors of `vocab`'s words, `data` holding `vocab.len() × dim` values row by row.
     pub fn new(vocab: Vocab, dim: usize, data: Vec<f32>) -> Result<Self> {
         if dim == 0 {

@@ -70,7 +70,47 @@ pub(crate) fn fit_matrix(
 /// The accessors shared by [`crate::LinearModel`] and [`crate::LogisticModel`]; both
 /// hold a `fitted: Fitted` and a `settings` field of type `$settings`.
 macro_rules! fitted_accessors {
-    ($settings:ty) => {
+    ($settings:ty, $family:expr) => {
+        /// The model family in `model.json`.
+        pub const FAMILY: &'static str = $family;
+
+        /// Saves the model into the run directory `run` as one that
+        /// [`Self::load_run`] reads back: `model.json` (this family, the
+        /// settings) and `weights.safetensors` with its settings beside it
+        /// (`weights.json`), each atomically.
+        ///
+        /// # Errors
+        /// A file that cannot be written, naming it.
+        pub fn save_run(&self, run: impl AsRef<std::path::Path>) -> $crate::Result<()> {
+            let run = run.as_ref();
+            std::fs::create_dir_all(run).map_err(|e| $crate::Error::Io {
+                path: run.to_path_buf(),
+                source: e,
+            })?;
+            self.save(run.join("weights.safetensors"))?;
+            taper_train::card::ModelCard::new(
+                Self::FAMILY,
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_VERSION"),
+                &self.settings,
+                &serde_json::json!({"weights": "weights.safetensors"}),
+            )?
+            .save(run)?;
+            Ok(())
+        }
+
+        /// The model of a run saved by [`Self::save_run`].
+        ///
+        /// # Errors
+        /// A missing run or file, another family's card (say a logistic
+        /// model loaded as a linear one), a newer format, or malformed
+        /// weights: each naming the file.
+        pub fn load_run(run: impl AsRef<std::path::Path>) -> $crate::Result<Self> {
+            let run = run.as_ref();
+            taper_train::card::ModelCard::load(run, Self::FAMILY)?;
+            Self::load(run.join("weights.safetensors"))
+        }
+
         /// Feature names, one per column the model expects.
         pub fn feature_names(&self) -> &[String] {
             &self.fitted.feature_names

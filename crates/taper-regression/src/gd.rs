@@ -77,6 +77,9 @@ pub struct GdConfig {
     /// Continue from `run_dir`'s latest checkpoint (weights, optimizer state, epoch);
     /// with the same settings the result equals an uninterrupted run's bit for bit.
     pub resume: bool,
+    /// Start afresh in a `run_dir` that holds an earlier run's checkpoints,
+    /// deleting them (without it such a directory is refused).
+    pub overwrite: bool,
     /// Progress bar and one line per epoch on stderr.
     pub verbose: bool,
 }
@@ -94,6 +97,7 @@ impl Default for GdConfig {
             device: Device::Cpu,
             run_dir: None,
             resume: false,
+            overwrite: false,
             verbose: false,
         }
     }
@@ -333,6 +337,7 @@ pub(crate) fn train(problem: Problem, cfg: &GdConfig) -> Result<Trained> {
         epochs: cfg.epochs,
         run_dir: cfg.run_dir.clone(),
         resume: cfg.resume,
+        overwrite: cfg.overwrite,
         seed: cfg.seed,
         progress: cfg.verbose,
         verbose: cfg.verbose,

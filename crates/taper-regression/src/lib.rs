@@ -11,7 +11,8 @@
 //! - [`data`]: CSV loading and the embedded data sets.
 //!
 //! Fitted models expose their parameters as candle tensors (`to_tensors`,
-//! `from_tensors`) and save to safetensors plus a JSON settings file.
+//! `from_tensors`), save to safetensors plus a JSON settings file, and save into
+//! a run directory that loads back in one call (`save_run`, `load_run`).
 //!
 //! ```
 //! use taper_regression::{load_breast_cancer, load_diabetes, train_test_split};
@@ -28,6 +29,13 @@
 //! // Standardisation is fitted on the training rows and reapplied when predicting.
 //! let clf = LogisticRegression::new().standardize(true).fit_dataset(&train)?;
 //! assert!(clf.score(&test.x, &test.labels()?)? > 0.95);
+//!
+//! // The run directory is the model: later, anywhere, load it and predict.
+//! let run = tempfile::tempdir().map_err(|e| taper_regression::Error::Io { path: ".".into(), source: e })?;
+//! clf.save_run(run.path())?;
+//! let loaded = taper_regression::LogisticModel::load_run(run.path())?;
+//! assert_eq!(loaded.predict(&test.x)?, clf.predict(&test.x)?);
+//! println!("{}", loaded.report(&test.x, &test.labels()?)?);
 //! # Ok::<(), taper_regression::Error>(())
 //! ```
 
@@ -53,7 +61,7 @@ pub use data::{
 pub use error::{Error, Result};
 pub use gd::{GdConfig, GdOptimizer, GdSchedule};
 pub use linear::{LinearModel, LinearRegression, OlsSummary, Penalty};
-pub use logistic::{LogisticModel, LogisticRegression};
+pub use logistic::{ClassificationReport, LogisticModel, LogisticRegression};
 pub use preprocessing::{train_test_split, KFold, MinMaxScaler, StandardScaler};
 
 /// The nalgebra version this crate's matrices come from, re-exported so callers match it.

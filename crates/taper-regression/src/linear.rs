@@ -555,7 +555,7 @@ pub struct LinearModel {
 }
 
 impl LinearModel {
-    fitted_accessors!(LinearRegression);
+    fitted_accessors!(LinearRegression, "regression.linear");
 
     /// Slopes, one per feature (on the standardised scale when `standardize` was on).
     pub fn coef(&self) -> &[f64] {
@@ -585,6 +585,48 @@ impl LinearModel {
     /// Standard errors, t statistics and p-values; only for unpenalised closed-form fits.
     pub fn summary(&self) -> Option<&OlsSummary> {
         self.summary.as_ref()
+    }
+
+    /// The coefficient table a statistician expects, as statsmodels' and R's
+    /// `summary` print it: each coefficient's estimate, standard error, t and
+    /// two-sided p (from [`LinearModel::summary`]), then the residual standard
+    /// error, R², adjusted R² and F. Without a summary (penalised or iterative
+    /// fits): the estimates alone.
+    pub fn coefficient_table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = format!(
+            "  {:<12} {:>12} {:>10} {:>8} {:>10}\n",
+            "", "estimate", "std err", "t", "p"
+        );
+        let mut row = |name: &str, v: f64, stats: Option<(f64, f64, f64)>| {
+            let _ = match stats {
+                Some((se, t, p)) => {
+                    writeln!(out, "  {name:<12} {v:>12.4} {se:>10.4} {t:>8.3} {p:>10.2e}")
+                }
+                None => writeln!(out, "  {name:<12} {v:>12.4}"),
+            };
+        };
+        let s = self.summary.as_ref();
+        let icpt =
+            s.and_then(|s| Some((s.intercept_std_error?, s.intercept_t?, s.intercept_p_value?)));
+        if self.settings.fit_intercept {
+            row("intercept", self.intercept, icpt);
+        }
+        for (j, (name, v)) in self.named_coef().into_iter().enumerate() {
+            row(
+                name,
+                v,
+                s.map(|s| (s.std_errors[j], s.t_values[j], s.p_values[j])),
+            );
+        }
+        if let Some(s) = s {
+            let _ = writeln!(
+                out,
+                "  residual std error {:.3} on {} df; R² {:.4}, adjusted {:.4}; F {:.2}",
+                s.sigma, s.df_resid, s.r2, s.adj_r2, s.f_statistic
+            );
+        }
+        out
     }
 
     /// Predicted targets for the rows of `x`.

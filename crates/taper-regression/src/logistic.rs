@@ -540,7 +540,7 @@ pub struct LogisticModel {
 }
 
 impl LogisticModel {
-    fitted_accessors!(LogisticRegression);
+    fitted_accessors!(LogisticRegression, "regression.logistic");
 
     /// Class labels seen at fit time, ascending; predictions are drawn from these.
     pub fn classes(&self) -> &[usize] {
@@ -761,5 +761,100 @@ impl persist::Persist for LogisticModel {
             model.set_threshold(e.threshold)?;
         }
         Ok(model)
+    }
+}
+
+/// Held-out figures of a fitted [`LogisticModel`], as scikit-learn's
+/// `classification_report`, `roc_auc_score`, `log_loss` and
+/// `confusion_matrix` compute them.
+#[derive(Debug, Clone)]
+pub struct ClassificationReport {
+    /// Share of rows classified right.
+    pub accuracy: f64,
+    /// Precision, recall and F1: of the positive class when binary, macro
+    /// averages otherwise.
+    pub prf: crate::metrics::Prf,
+    /// Area under the ROC curve (binary models only).
+    pub roc_auc: Option<f64>,
+    /// Mean negative log-likelihood of the true classes.
+    pub log_loss: f64,
+    /// Counts of (true, predicted) class pairs.
+    pub confusion: crate::metrics::ConfusionMatrix,
+    /// Class names, label order.
+    pub class_names: Vec<String>,
+}
+
+impl LogisticModel {
+    /// [`ClassificationReport`] of the model on the rows `x` with true classes
+    /// `labels`.
+    ///
+    /// # Errors
+    /// Rows of another width than the model's, labels of another count, or no
+    /// rows.
+    pub fn report(&self, x: &DMatrix<f64>, labels: &[usize]) -> Result<ClassificationReport> {
+        use crate::metrics::{self, Average};
+        let pred = self.predict(x)?;
+        let proba = self.predict_proba(x)?;
+        let (average, roc_auc) = if self.is_binary() {
+            let auc = metrics::roc_auc(labels, proba.column(1).as_slice())?;
+            (
+                Average::Binary {
+                    positive: self.classes()[1],
+                },
+                Some(auc),
+            )
+        } else {
+            (Average::Macro, None)
+        };
+        let n_classes = self.classes().iter().max().map_or(0, |m| m + 1);
+        Ok(ClassificationReport {
+            accuracy: metrics::accuracy(labels, &pred)?,
+            prf: metrics::precision_recall_f1(labels, &pred, average)?,
+            roc_auc,
+            log_loss: metrics::log_loss(labels, &proba)?,
+            confusion: metrics::confusion_matrix(labels, &pred, n_classes)?,
+            class_names: self.class_names().to_vec(),
+        })
+    }
+}
+
+impl ClassificationReport {
+    /// The figures as a JSON object (`accuracy`, `precision`, `recall`, `f1`,
+    /// `roc_auc`, `log_loss`, `confusion_matrix`), for an example's final line.
+    pub fn figures(&self) -> serde_json::Map<String, serde_json::Value> {
+        let v = serde_json::json!({"accuracy": self.accuracy, "precision": self.prf.precision,
+            "recall": self.prf.recall, "f1": self.prf.f1, "roc_auc": self.roc_auc,
+            "log_loss": self.log_loss, "confusion_matrix": self.confusion.rows()});
+        match v {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for ClassificationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "  accuracy  {:.4}", self.accuracy)?;
+        let kind = if self.roc_auc.is_some() {
+            "binary"
+        } else {
+            "macro"
+        };
+        let p = &self.prf;
+        writeln!(
+            f,
+            "  precision {:.4}, recall {:.4}, F1 {:.4} ({kind})",
+            p.precision, p.recall, p.f1
+        )?;
+        if let Some(auc) = self.roc_auc {
+            writeln!(f, "  ROC-AUC   {auc:.4}")?;
+        }
+        writeln!(f, "  log-loss  {:.4}", self.log_loss)?;
+        writeln!(
+            f,
+            "confusion matrix (rows: true, columns: predicted; classes {}):",
+            self.class_names.join(", ")
+        )?;
+        write!(f, "{}", self.confusion)
     }
 }

@@ -238,6 +238,31 @@ impl Optimizers {
         Self::new().with_group("model", optimizer, Constant(lr), Clip::None)
     }
 
+    /// The classifier recipe the examples share: AdamW (peak rate `lr`, decoupled
+    /// weight decay `weight_decay`) over every variable of `varmap`, a one-cycle schedule (Smith &
+    /// Topin 2019) over `epochs` epochs of `batches_per_epoch` batches, clipping
+    /// at global norm 5, and the gradients of `accumulate` batches averaged per
+    /// update (the schedule counts updates: `ceil(batches / accumulate)` an epoch).
+    pub fn adamw_one_cycle(
+        varmap: &candle_nn::VarMap,
+        lr: f64,
+        weight_decay: f64,
+        epochs: usize,
+        batches_per_epoch: usize,
+        accumulate: usize,
+    ) -> Self {
+        let updates = epochs * batches_per_epoch.div_ceil(accumulate.max(1));
+        let config = crate::optim::AdamConfig {
+            weight_decay,
+            ..crate::optim::AdamConfig::adamw(lr)
+        };
+        let adam = crate::optim::Adam::new(crate::optim::named_vars(varmap, ""), config);
+        let schedule = crate::schedule::OneCycle::new(lr, updates);
+        Self::new()
+            .with_group("model", adam, schedule, Clip::GlobalNorm(5.0))
+            .with_accumulation(accumulate)
+    }
+
     /// Adds a group.
     pub fn with_group(
         mut self,

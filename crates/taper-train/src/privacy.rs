@@ -358,3 +358,43 @@ pub fn default_delta(dataset_len: usize) -> f64 {
     }
     p
 }
+
+/// A [`crate::Callback`] that prints the privacy spent after each epoch (ε at
+/// `delta`, Rényi DP accounting of `updates_per_epoch` noisy updates at
+/// sampling rate `q` and noise multiplier `sigma` per epoch) and stops
+/// training once ε exceeds `target` (by more than 0.1 %, the accountant's
+/// rounding).
+#[derive(Debug, Clone)]
+pub struct BudgetStop {
+    /// Sampling rate of one update.
+    pub q: f64,
+    /// Noise multiplier σ.
+    pub sigma: f64,
+    /// δ of (ε, δ)-DP.
+    pub delta: f64,
+    /// The budget; `None`: report only.
+    pub target: Option<f64>,
+    /// Noisy updates an epoch makes.
+    pub updates_per_epoch: u64,
+}
+
+impl crate::Callback for BudgetStop {
+    fn on_epoch_end(&mut self, record: &crate::record::EpochRecord) -> Result<crate::Control> {
+        let mut a = RdpAccountant::new();
+        a.record(
+            self.q,
+            self.sigma,
+            (record.epoch as u64 + 1) * self.updates_per_epoch,
+        );
+        let (eps, order) = a.epsilon(self.delta);
+        println!(
+            "epoch {}: ε = {eps:.3} at δ = {} (Rényi order {order})",
+            record.epoch + 1,
+            self.delta
+        );
+        Ok(match self.target {
+            Some(t) if eps > t * 1.001 => crate::Control::Stop,
+            _ => crate::Control::Continue,
+        })
+    }
+}

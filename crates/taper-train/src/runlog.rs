@@ -177,3 +177,65 @@ pub fn plot_loss(path: &Path, history: &[EpochRecord], key: &str) -> Result<()> 
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
 }
+
+/// Draws predicted against true values (blue dots) with the `y = x` diagonal
+/// and a light grid into a 600x600 PNG: the first look at a regression fit.
+/// No text, as in [`plot_loss`].
+///
+/// # Errors
+/// Lists of different lengths, or a file that cannot be written.
+pub fn plot_pred_vs_true(path: &Path, y_true: &[f64], y_pred: &[f64]) -> Result<()> {
+    use plotters::prelude::*;
+    if y_true.len() != y_pred.len() {
+        return Err(Error::shape(
+            "plot_pred_vs_true: predictions",
+            y_true.len(),
+            y_pred.len(),
+        ));
+    }
+    let (lo, hi) = y_true
+        .iter()
+        .chain(y_pred)
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    if lo > hi {
+        return Ok(());
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-9);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let err = |e: String| Error::Data(format!("plot {}: {e}", path.display()));
+    let root = BitMapBackend::new(path, (600, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(20)
+        .build_cartesian_2d(lo..hi, lo..hi)
+        .map_err(|e| err(e.to_string()))?;
+    let grid = RGBColor(225, 225, 225);
+    let step = (hi - lo) / 10.0;
+    for k in 1..10 {
+        let v = lo + step * k as f64;
+        for line in [vec![(v, lo), (v, hi)], vec![(lo, v), (hi, v)]] {
+            chart
+                .draw_series(LineSeries::new(line, grid))
+                .map_err(|e| err(e.to_string()))?;
+        }
+    }
+    chart
+        .draw_series(LineSeries::new(
+            vec![(lo, lo), (hi, hi)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .draw_series(
+            y_true
+                .iter()
+                .zip(y_pred)
+                .map(|(&t, &p)| Circle::new((t, p), 3, BLUE.filled())),
+        )
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}

@@ -1,40 +1,16 @@
 //! A trained image classifier as a model you load and use.
 //!
 //! [`ImageClassifier`] is a network ([`ClassifierConfig`]: MLP, LeNet, the
-//! batch-norm CNN or the small ResNet) with what feeding it needs
+//! batch-norm CNN, the small ResNet, the CNN + LSTM/GRU clip classifier and its
+//! single-frame baseline, or a network of your own) with what feeding it needs
 //! ([`Preprocessing`]: channels, size, normalisation, class names). It trains
 //! through `taper-train`'s `Trainer` like any classifier, writes its
 //! `model.json` into the run directory when training starts, and loads back
-//! from that run in one call to predict class names:
-//!
-//! ```
-//! use taper_train::data::{DataLoader, LoaderConfig, TensorDataset};
-//! use taper_train::optim::{named_vars, Adam, AdamConfig};
-//! use taper_train::{Optimizers, Trainer, TrainerConfig};
-//! use taper_vision::datasets::{digits, load_digits};
-//! use taper_vision::{ClassifierConfig, ImageClassifier, Preprocessing};
-//! use candle_core::Device;
-//!
-//! let (x, y) = load_digits(&digits::default_digits_path())?; // 1797 8x8 digits
-//! let names: Vec<String> = (0..10).map(|d| d.to_string()).collect();
-//! let pre = Preprocessing::new(1, (8, 8), names);
-//! let cfg = ClassifierConfig::for_images("lenet", 1, (8, 8), 10)?;
-//! let mut model = ImageClassifier::new(cfg, pre, 42, &Device::Cpu)?;
-//! let train = DataLoader::new(TensorDataset::new(vec![x.clone(), y], &Device::Cpu)?, LoaderConfig::train(64, 42))?;
-//! let mut opt = Optimizers::single(Adam::new(named_vars(model.varmap(), ""), AdamConfig::default()));
-//! let run = tempfile::tempdir()?;
-//! let cfg = TrainerConfig { epochs: 3, run_dir: Some(run.path().into()), progress: false, verbose: false, ..Default::default() };
-//! Trainer::new(cfg).fit(&mut model, &mut opt, &train, None)?;
-//!
-//! // Later, anywhere: the run directory is the model.
-//! let loaded = ImageClassifier::load(run.path(), &Device::Cpu)?;
-//! let image = x.get(0)?; // an image tensor (C, H, W), already normalised
-//! let top = loaded.predict_tensor(&image, 3)?;
-//! assert_eq!(top.len(), 3);
-//! assert_eq!(top[0], model.predict_tensor(&image, 3)?[0]);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! from that run in one call to predict class names
+//! (the crate's top-level documentation shows it end to end).
 
+use crate::models::video::{frame_classifier, video_classifier};
+use crate::models::VideoConfig;
 use crate::models::{Cnn, CnnConfig, LeNet, LeNetConfig, Mlp, MlpConfig, ResNet, ResNetConfig};
 use crate::transforms::{open_image, to_tensor, Normalize};
 use crate::{Error, Result};
@@ -60,6 +36,12 @@ pub enum ClassifierConfig {
     Cnn(CnnConfig),
     /// The small ResNet.
     ResNet(ResNetConfig),
+    /// A clip classifier: a CNN over each frame and an LSTM/GRU over time
+    /// (input `(N, T, C, H, W)`).
+    Video(VideoConfig),
+    /// The same frame encoder on a clip's last frame alone: the baseline
+    /// without time (input `(N, T, C, H, W)`).
+    Frame(VideoConfig),
     /// A network of the user's own ([`ImageClassifier::custom`]), rebuilt by the
     /// same code when loaded ([`ImageClassifier::load_custom`]).
     Custom {
@@ -132,6 +114,8 @@ impl ClassifierConfig {
             ClassifierConfig::LeNet(_) => "lenet",
             ClassifierConfig::Cnn(_) => "cnn",
             ClassifierConfig::ResNet(_) => "resnet",
+            ClassifierConfig::Video(_) => "video",
+            ClassifierConfig::Frame(_) => "frame",
             ClassifierConfig::Custom { name, .. } => name,
         }
     }
@@ -146,6 +130,8 @@ impl ClassifierConfig {
             ClassifierConfig::LeNet(c) => Box::new(LeNet::new(*c, vb)?),
             ClassifierConfig::Cnn(c) => Box::new(Cnn::new(*c, vb)?),
             ClassifierConfig::ResNet(c) => Box::new(ResNet::new(c.clone(), vb)?),
+            ClassifierConfig::Video(c) => Box::new(video_classifier(*c, vb)?),
+            ClassifierConfig::Frame(c) => Box::new(frame_classifier(*c, vb)?),
             ClassifierConfig::Custom { name, .. } => {
                 return Err(Error::Config(format!(
                     "'{name}' is a network of your own: build it with ImageClassifier::custom and load it with ImageClassifier::load_custom"
@@ -161,6 +147,7 @@ impl ClassifierConfig {
             ClassifierConfig::LeNet(c) => c.classes,
             ClassifierConfig::Cnn(c) => c.classes,
             ClassifierConfig::ResNet(c) => c.classes,
+            ClassifierConfig::Video(c) | ClassifierConfig::Frame(c) => c.classes,
             ClassifierConfig::Custom { classes, .. } => *classes,
         }
     }

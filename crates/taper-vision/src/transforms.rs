@@ -660,6 +660,15 @@ impl Normalize {
         }
     }
 
+    /// `(x - 0.5) / 0.5` on each of `channels` channels: values in 0..1 mapped
+    /// to -1..1, torchvision's `Normalize((0.5,)*C, (0.5,)*C)`.
+    pub fn symmetric(channels: usize) -> Self {
+        Self {
+            mean: vec![0.5; channels],
+            std: vec![0.5; channels],
+        }
+    }
+
     /// ImageNet's statistics (RGB).
     pub fn imagenet() -> Self {
         Self {

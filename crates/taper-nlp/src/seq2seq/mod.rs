@@ -8,6 +8,8 @@
 //! - [`beam`]: batched greedy and beam-search decoding over any [`Seq2Seq`];
 //! - [`train`]: masked, label-smoothed loss, scheduled teacher forcing and the
 //!   [`taper_train::TrainStep`] implementation;
+//! - [`saved`]: runs that load back as a [`Translator`]; [`splits`]: honest
+//!   train/validation/test splits of a corpus and the one decoding of its test split;
 //!
 //! The fused CPU ops these models run on (whole-sequence LSTM, additive scores,
 //! token losses with the output projection) are `taper-nn`'s [`taper_nn::kernels`].
@@ -17,6 +19,7 @@ pub mod beam;
 pub mod decoder;
 pub mod encoder;
 pub mod saved;
+pub mod splits;
 pub mod train;
 pub mod transformer;
 
@@ -27,6 +30,7 @@ pub use saved::{
     attention_rgb, export_split, save_run, step_tokens, write_attention_maps, Alignment, ModelSpec,
     Translator,
 };
+pub use splits::{EncodedSplits, PairSplits, TestDecoding};
 pub use taper_nn::rnn::{CellKind, Rnn, RnnConfig, RnnState};
 pub use train::{Seq2SeqTrainer, TeacherForcing};
 pub use transformer::{transformer, Positions, Transformer, TransformerConfig};

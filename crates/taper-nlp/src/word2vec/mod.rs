@@ -26,7 +26,7 @@ use crate::{Error, Result};
 use std::ops::Range;
 
 /// Which word predicts which.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Architecture {
     /// Each context word predicts the centre word, one pair at a time.
     SkipGram,
@@ -49,7 +49,7 @@ impl std::str::FromStr for Architecture {
 
 /// Settings of word2vec training. The defaults are gensim's `Word2Vec` defaults
 /// (with skip-gram), so the two can be compared setting for setting.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Word2VecConfig {
     /// Skip-gram or CBOW.
     pub arch: Architecture,

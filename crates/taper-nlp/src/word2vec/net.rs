@@ -188,6 +188,9 @@ pub struct CandleOptions {
     pub run_dir: Option<PathBuf>,
     /// Continue the run in `run_dir`.
     pub resume: bool,
+    /// Start afresh in a `run_dir` that holds an earlier run's checkpoints,
+    /// deleting them (without it such a directory is refused).
+    pub overwrite: bool,
     /// Progress bar.
     pub progress: bool,
     /// Also checkpoint every this many batches.
@@ -206,6 +209,7 @@ impl Default for CandleOptions {
             device: Device::Cpu,
             run_dir: None,
             resume: false,
+            overwrite: false,
             progress: false,
             checkpoint_every: None,
             stop_after: None,
@@ -268,6 +272,7 @@ pub fn train_candle(
         run_dir: opts.run_dir.clone(),
         seed: cfg.seed,
         resume: opts.resume,
+        overwrite: opts.overwrite,
         progress: opts.progress,
         verbose: cfg.verbose,
         checkpoint_every: opts.checkpoint_every,
