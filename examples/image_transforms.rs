@@ -29,7 +29,8 @@ fn main() -> Result<()> {
     // Nothing is trained or resumed here.
     args.common
         .reject("image_transforms", ExampleArgs::TRAINING)?;
-    args.common.reject("image_transforms", &["resume"])?;
+    args.common
+        .reject("image_transforms", &["resume", "data"])?;
     let path = args
         .image
         .clone()

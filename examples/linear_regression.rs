@@ -42,7 +42,7 @@ fn main() -> Result<()> {
     let c = &args.common;
     // Closed-form fits: nothing is trained in epochs.
     c.reject("linear_regression", ExampleArgs::TRAINING)?;
-    c.reject("linear_regression", &["resume"])?;
+    c.reject("linear_regression", &["resume", "device", "data"])?;
     let ds = match &args.csv {
         Some(path) => {
             let opts = match &args.target {

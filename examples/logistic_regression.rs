@@ -113,7 +113,7 @@ fn main() -> Result<()> {
     )?;
     if solver == Solver::Newton {
         c.reject("logistic_regression --solver newton", ExampleArgs::TRAINING)?;
-        c.reject("logistic_regression --solver newton", &["resume"])?;
+        c.reject("logistic_regression --solver newton", &["resume", "device"])?;
     }
     // Defaults per data set: MNIST in f32 with larger batches, the small sets in f64.
     let (epochs, batch, lr, dtype) = if is_mnist {

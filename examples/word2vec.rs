@@ -95,7 +95,7 @@ fn main() -> Result<()> {
     if args.engine != "candle" {
         c.reject(
             "word2vec --engine native",
-            &["batch-size", "checkpoint-every", "resume"],
+            &["batch-size", "checkpoint-every", "resume", "device"],
         )?;
     }
     let device = c.device()?;

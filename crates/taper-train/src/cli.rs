@@ -68,7 +68,8 @@ impl ExampleArgs {
     /// A one-line error for each shared flag this example does not use but was
     /// given (`flags` by their command-line names: `accumulate`,
     /// `checkpoint-every`, `valid-fraction`, `resume`, `batch-size`, `lr`,
-    /// `epochs`), so that no flag is accepted and silently ignored.
+    /// `epochs`, `overwrite`, `device` (other than `cpu`), `data`), so that no
+    /// flag is accepted and silently ignored.
     ///
     /// # Errors
     /// [`crate::Error::Config`] naming the first such flag.
@@ -83,6 +84,8 @@ impl ExampleArgs {
                 "lr" => self.lr.is_some(),
                 "epochs" => self.epochs.is_some(),
                 "overwrite" => self.overwrite,
+                "device" => self.device != "cpu",
+                "data" => self.data.is_some(),
                 _ => false,
             };
             if given {
