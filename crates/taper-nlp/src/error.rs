@@ -96,6 +96,16 @@ pub enum Error {
     #[error("config: {0}")]
     Config(String),
 
+    /// A model file (a pretrained model's config, weights, tokenizer or
+    /// pooling settings) that cannot be used as it is.
+    #[error("{}: {msg}", path.display())]
+    ModelFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
+
     /// An id at or past the size of the table it indexes.
     #[error("id {id} is out of range for {len} entries")]
     IdOutOfRange {

@@ -60,19 +60,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod bert;
 pub mod corpus;
 pub mod data;
 mod error;
 pub mod eval;
 pub mod metrics;
+pub mod sentence;
 pub mod seq2seq;
 pub mod tokenizer;
 pub mod vectors;
 pub mod vocab;
 pub mod word2vec;
 
+pub use bert::{BertConfig, BertEncoder, Pooling};
 pub use corpus::{Corpus, CorpusOptions};
 pub use error::{Error, Result};
+pub use sentence::SentenceEncoder;
 pub use tokenizer::{EncodedBatch, Tokenizer, TokenizerConfig, TokenizerKind};
 pub use vectors::WordVectors;
 pub use vocab::{Vocab, VocabConfig};

@@ -31,6 +31,13 @@ pub fn log_softmax(xs: &Tensor) -> Result<Tensor> {
     candle_nn::ops::log_softmax(xs, D::Minus1)
 }
 
+/// GELU in its exact form `x · Φ(x) = x/2 · (1 + erf(x/√2))` (Hendrycks &
+/// Gimpel 2016), what Hugging Face's `"gelu"` and PyTorch's `nn.GELU()`
+/// compute (not the tanh approximation), with gradient.
+pub fn gelu(xs: &Tensor) -> Result<Tensor> {
+    xs.gelu_erf()
+}
+
 /// The logistic sigmoid `1 / (1 + e^-x)`, with gradient.
 pub fn sigmoid(xs: &Tensor) -> Result<Tensor> {
     candle_nn::ops::sigmoid(xs)

@@ -62,7 +62,7 @@ pub mod mode;
 pub mod pool;
 pub mod rnn;
 
-pub use activation::{leaky_relu, log_softmax, relu, sigmoid, softmax, tanh};
+pub use activation::{gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh};
 pub use batch_norm::{batch_norm, is_running_stat, BatchNorm, BatchNormConfig};
 pub use conv::{
     conv2d, conv2d_no_bias, conv_transpose2d, conv_transpose2d_no_bias, Conv2d, Conv2dConfig,

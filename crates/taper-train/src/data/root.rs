@@ -12,21 +12,35 @@ pub const DATA_ENV: &str = "TAPER_DATA";
 /// The last candidate is returned even when it does not exist, so that a later
 /// [`require_dir`] names the folder the user is expected to create.
 pub fn resolve_data_root(explicit: Option<&Path>) -> PathBuf {
+    resolve_root(explicit, DATA_ENV, "data")
+}
+
+/// `explicit`, then `$env`, then `../shared/<name>`, then `./<name>`: the
+/// first that is given or is a folder.
+fn resolve_root(explicit: Option<&Path>, env: &str, name: &str) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_path_buf();
     }
-    if let Ok(p) = std::env::var(DATA_ENV) {
+    if let Ok(p) = std::env::var(env) {
         if !p.is_empty() {
             return PathBuf::from(p);
         }
     }
-    for candidate in ["../shared/data", "data"] {
-        let p = PathBuf::from(candidate);
-        if p.is_dir() {
-            return p;
-        }
+    let shared = Path::new("../shared").join(name);
+    if shared.is_dir() {
+        return shared;
     }
-    PathBuf::from("data")
+    PathBuf::from(name)
+}
+
+/// The environment variable naming the models folder.
+pub const MODELS_ENV: &str = "TAPER_MODELS";
+
+/// Resolves the models root the way [`resolve_data_root`] resolves data:
+/// `explicit` (from `--model`'s parent), then `$TAPER_MODELS`, then
+/// `../shared/models`, then `./models`.
+pub fn resolve_model_root(explicit: Option<&Path>) -> PathBuf {
+    resolve_root(explicit, MODELS_ENV, "models")
 }
 
 /// Returns `root/sub` when it is a folder, else the one-line error that says which

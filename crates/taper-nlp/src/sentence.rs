@@ -1,0 +1,180 @@
+//! Sentence embeddings as sentence-transformers computes them: a BERT encoder,
+//! the model's own `tokenizer.json` (truncation at `max_seq_length`, padding
+//! per batch), pooling as `1_Pooling/config.json` says, and L2 normalisation
+//! when `modules.json` lists a `Normalize` module. Texts are stripped of
+//! surrounding white space first, as sentence-transformers does.
+
+use crate::bert::{l2_normalize, BertEncoder, Pooling};
+use crate::tokenizer::{Padding, Tokenizer};
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use std::path::{Path, PathBuf};
+use taper_nn::Mode;
+
+/// A pretrained sentence encoder loaded from a sentence-transformers folder
+/// (`config.json`, `model.safetensors`, `tokenizer.json`, `modules.json`,
+/// `1_Pooling/config.json`, `sentence_bert_config.json`).
+pub struct SentenceEncoder {
+    encoder: BertEncoder,
+    varmap: VarMap,
+    tokenizer: Tokenizer,
+    pooling: Pooling,
+    normalize: bool,
+    max_seq_length: usize,
+    device: Device,
+    dir: PathBuf,
+}
+
+fn json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::ModelFile {
+        path: path.to_path_buf(),
+        msg: format!("not JSON: {e}"),
+    })
+}
+
+impl SentenceEncoder {
+    /// The model in the folder `dir`, on `device`.
+    ///
+    /// # Errors
+    /// A missing or malformed file, a config of another architecture, weights
+    /// that do not fit the config, or a tokenizer whose ids reach past the
+    /// embedding matrix: each naming the file.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        if !dir.join("config.json").is_file() {
+            return Err(Error::ModelFile {
+                path: dir.join("config.json"),
+                msg: "not found: a model folder holds config.json, model.safetensors and tokenizer.json (`make models`)".into(),
+            });
+        }
+        let varmap = VarMap::new();
+        let encoder = BertEncoder::load(dir, &varmap, device)?;
+        let tok_path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::load(&tok_path)?;
+        let vocab = encoder.config().vocab_size;
+        if tokenizer.vocab_size() > vocab {
+            return Err(Error::ModelFile {
+                path: tok_path,
+                msg: format!(
+                    "{} token ids, but the model's embedding matrix has {vocab} rows",
+                    tokenizer.vocab_size()
+                ),
+            });
+        }
+        let st = dir.join("sentence_bert_config.json");
+        let max_seq_length = if st.is_file() {
+            json(&st)?["max_seq_length"].as_u64().map(|v| v as usize)
+        } else {
+            None
+        }
+        .unwrap_or(encoder.config().max_position_embeddings)
+        .min(encoder.config().max_position_embeddings);
+        tokenizer.set_truncation(Some(max_seq_length))?;
+        tokenizer.set_padding(Padding::Longest);
+        let pool = dir.join("1_Pooling").join("config.json");
+        let pooling = if pool.is_file() {
+            Pooling::load(&pool)?
+        } else {
+            Pooling::Mean
+        };
+        let modules = dir.join("modules.json");
+        let normalize = modules.is_file()
+            && json(&modules)?.as_array().is_some_and(|m| {
+                m.iter()
+                    .any(|x| x["type"].as_str().is_some_and(|t| t.ends_with("Normalize")))
+            });
+        Ok(Self {
+            encoder,
+            varmap,
+            tokenizer,
+            pooling,
+            normalize,
+            max_seq_length,
+            device: device.clone(),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &BertEncoder {
+        &self.encoder
+    }
+
+    /// The encoder's variables (fine-tuning trains them).
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// The folder it was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Longest input in tokens; longer texts are cut (documented truncation).
+    pub fn max_seq_length(&self) -> usize {
+        self.max_seq_length
+    }
+
+    /// Width of an embedding.
+    pub fn dim(&self) -> usize {
+        self.encoder.config().hidden_size
+    }
+
+    /// Embeddings `(N, dim)` of one batch of texts, in `mode` (training draws
+    /// dropout): the path fine-tuning differentiates through.
+    ///
+    /// # Errors
+    /// A tokenizer or tensor failure.
+    pub fn embed_batch(&self, texts: &[&str], mode: &Mode) -> Result<Tensor> {
+        let stripped: Vec<&str> = texts.iter().map(|t| t.trim()).collect();
+        let b = self.tokenizer.encode_batch(&stripped, true, &self.device)?;
+        let h = self
+            .encoder
+            .forward_t(&b.input_ids, Some(&b.type_ids), &b.attention_mask, mode)?;
+        let v = self.pooling.apply(&h, &b.attention_mask)?;
+        if self.normalize {
+            l2_normalize(&v)
+        } else {
+            Ok(v)
+        }
+    }
+
+    /// Embeddings `(N, dim)` of `texts` in their order, `batch_size` at a time,
+    /// batches formed of texts of similar length (sorted by token count, so
+    /// little padding is computed).
+    ///
+    /// # Errors
+    /// No batch size, or a tokenizer or tensor failure.
+    pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Tensor> {
+        if batch_size == 0 {
+            return Err(Error::Config("batch size must be at least 1".into()));
+        }
+        if texts.is_empty() {
+            return Ok(Tensor::zeros(
+                (0, self.dim()),
+                candle_core::DType::F32,
+                &self.device,
+            )?);
+        }
+        let lens: Vec<usize> = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t.trim(), true).map(|v| v.len()))
+            .collect::<Result<_>>()?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
+        let mut parts = Vec::new();
+        for chunk in order.chunks(batch_size) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            parts.push(self.embed_batch(&batch, &Mode::eval())?);
+        }
+        let sorted = Tensor::cat(&parts, 0)?;
+        // Back to the callers' order: row `order[k]` is sorted row `k`.
+        let mut inverse = vec![0u32; texts.len()];
+        for (k, &i) in order.iter().enumerate() {
+            inverse[i] = k as u32;
+        }
+        let idx = Tensor::from_vec(inverse, texts.len(), &self.device)?;
+        Ok(sorted.index_select(&idx, 0)?)
+    }
+}
