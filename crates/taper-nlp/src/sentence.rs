@@ -106,6 +106,18 @@ impl SentenceEncoder {
         &self.varmap
     }
 
+    /// The fingerprint of its weights and config (what an index built with it
+    /// records): see [`crate::search::fingerprint`].
+    ///
+    /// # Errors
+    /// A file that can no longer be read.
+    pub fn fingerprint(&self) -> Result<String> {
+        crate::search::fingerprint(&[
+            &self.dir.join("config.json"),
+            &self.dir.join("model.safetensors"),
+        ])
+    }
+
     /// The folder it was loaded from.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -166,7 +178,9 @@ impl SentenceEncoder {
         let mut parts = Vec::new();
         for chunk in order.chunks(batch_size) {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            parts.push(self.embed_batch(&batch, &Mode::eval())?);
+            // Detached: the weights are variables, so an output holds its whole
+            // computation graph (every activation of the batch) until dropped.
+            parts.push(self.embed_batch(&batch, &Mode::eval())?.detach());
         }
         let sorted = Tensor::cat(&parts, 0)?;
         // Back to the callers' order: row `order[k]` is sorted row `k`.

@@ -312,3 +312,40 @@ fn minilm_embeddings_equal_sentence_transformers() {
         }
     }
 }
+
+/// The fused f32 GELU against the exact f64 one (candle's libm erf), forward
+/// and backward.
+#[test]
+fn fused_f32_gelu_matches_the_exact_one() {
+    let xs: Vec<f64> = (0..2001).map(|i| -8.0 + i as f64 * 0.008).collect();
+    let x64 = candle_core::Var::new(xs.as_slice(), &Device::Cpu).unwrap();
+    let x32 = candle_core::Var::new(
+        xs.iter().map(|&v| v as f32).collect::<Vec<_>>().as_slice(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let (y64, y32) = (taper_nn::gelu(&x64).unwrap(), taper_nn::gelu(&x32).unwrap());
+    let g64 = y64.sum_all().unwrap().backward().unwrap();
+    let g32 = y32.sum_all().unwrap().backward().unwrap();
+    let (a, b): (Vec<f64>, Vec<f32>) = (y64.to_vec1().unwrap(), y32.to_vec1().unwrap());
+    let (ga, gb): (Vec<f64>, Vec<f32>) = (
+        g64.get(&x64).unwrap().to_vec1().unwrap(),
+        g32.get(&x32).unwrap().to_vec1().unwrap(),
+    );
+    for i in 0..xs.len() {
+        assert!(
+            (a[i] - b[i] as f64).abs() < 1e-6,
+            "gelu({}) {} vs {}",
+            xs[i],
+            a[i],
+            b[i]
+        );
+        assert!(
+            (ga[i] - gb[i] as f64).abs() < 1e-6,
+            "gelu'({}) {} vs {}",
+            xs[i],
+            ga[i],
+            gb[i]
+        );
+    }
+}

@@ -33,9 +33,10 @@ pub fn log_softmax(xs: &Tensor) -> Result<Tensor> {
 
 /// GELU in its exact form `x · Φ(x) = x/2 · (1 + erf(x/√2))` (Hendrycks &
 /// Gimpel 2016), what Hugging Face's `"gelu"` and PyTorch's `nn.GELU()`
-/// compute (not the tanh approximation), with gradient.
+/// compute (not the tanh approximation), with gradient: a fused kernel in f32
+/// on the CPU ([`crate::kernels::activation::gelu`]).
 pub fn gelu(xs: &Tensor) -> Result<Tensor> {
-    xs.gelu_erf()
+    crate::kernels::activation::gelu(xs)
 }
 
 /// The logistic sigmoid `1 / (1 + e^-x)`, with gradient.

@@ -257,3 +257,71 @@ pub fn leaky_relu(xs: &Tensor, slope: f64) -> Result<Tensor> {
         xs.maximum(&(xs * slope)?)
     }
 }
+
+/// GELU `x·Φ(x)` in f32 with a one-pass backward `g·(Φ(x) + x·φ(x))`, through
+/// the vectorised [`super::vmath::erf`] and `exp`: candle's `gelu_erf` calls
+/// libm's scalar `erff` per element (a sixth of a BERT forward pass).
+#[derive(Debug, Clone, Copy)]
+struct Gelu;
+
+#[derive(Debug, Clone, Copy)]
+struct GeluGrad;
+
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1 / √(2π).
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "taper-gelu"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice::<f32>(s, l, "gelu")?;
+        let out = map_par(x, |v| {
+            0.5 * v * (1.0 + super::vmath::erf(v * FRAC_1_SQRT_2))
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &GeluGrad)?))
+    }
+}
+
+impl CustomOp2 for GeluGrad {
+    fn name(&self) -> &'static str {
+        "taper-gelu-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("gelu backward: shapes {:?} and {:?}", l1.dims(), l2.dims());
+        }
+        let (x, g) = (slice::<f32>(s1, l1, "gelu")?, slice::<f32>(s2, l2, "gelu")?);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(1 << 14)
+            .zip(x.par_chunks(1 << 14).zip(g.par_chunks(1 << 14)))
+            .for_each(|(d, (xs, gs))| {
+                for ((o, &x), &g) in d.iter_mut().zip(xs).zip(gs) {
+                    let cdf = 0.5 * (1.0 + super::vmath::erf(x * FRAC_1_SQRT_2));
+                    let pdf = INV_SQRT_2PI * super::vmath::exp(-0.5 * x * x);
+                    *o = g * (cdf + x * pdf);
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// GELU (exact erf form): the fused kernel for f32 on the CPU, candle's
+/// `gelu_erf` elsewhere (f64 keeps libm's full-precision erf).
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1(Gelu)
+    } else {
+        x.gelu_erf()
+    }
+}

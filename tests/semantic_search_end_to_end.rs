@@ -1,0 +1,242 @@
+//! `semantic_search` end to end on a fresh clone: a tiny random BERT written as
+//! a sentence-transformers folder (config, weights, a WordPiece tokenizer,
+//! pooling and normalisation), a corpus, a query, the index reused on the next
+//! run and rebuilt when the corpus changes, embeddings written as JSON lines,
+//! the paraphrase evaluation on a small pairs file, and bad model folders.
+
+mod common;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use common::example;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use taper::nlp::tokenizer::{Tokenizer, TokenizerConfig, TokenizerKind};
+use taper::nlp::{BertConfig, BertEncoder};
+
+const DOCS: [&str; 6] = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "stocks fell on monday",
+    "the market rallied today",
+    "she plays the violin",
+    "he sings in a choir",
+];
+
+fn write_model(dir: &Path) {
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    let cfg = TokenizerConfig {
+        kind: TokenizerKind::WordPiece,
+        vocab_size: 60,
+        min_frequency: 1,
+        wrap: Some(("[CLS]".into(), "[SEP]".into())),
+        lowercase: true,
+        ..Default::default()
+    };
+    let tok = Tokenizer::train_from_texts(&cfg, DOCS.iter().copied()).unwrap();
+    tok.save(&dir.join("tokenizer.json")).unwrap();
+    let bert = BertConfig::tiny(tok.vocab_size());
+    let varmap = VarMap::new();
+    BertEncoder::new(
+        &bert,
+        taper::nn::init::seeded_var_builder(&varmap, 9, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let tensors: HashMap<String, Tensor> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&bert).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sentence_bert_config.json"),
+        r#"{"max_seq_length": 32}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("1_Pooling/config.json"),
+        r#"{"pooling_mode_mean_tokens": true}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("modules.json"),
+        r#"[{"type": "sentence_transformers.models.Transformer"}, {"type": "sentence_transformers.models.Normalize"}]"#,
+    )
+    .unwrap();
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(example("semantic_search"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+fn last_json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn search_embed_and_evaluate_with_a_tiny_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    write_model(&model);
+    let m = model.to_str().unwrap();
+    let corpus = tmp.path().join("docs.txt");
+    std::fs::write(&corpus, DOCS.join("\n")).unwrap();
+    let index = tmp.path().join("docs.index");
+    let args = |q: &str| {
+        vec![
+            "--model".to_string(),
+            m.to_string(),
+            "--corpus".into(),
+            corpus.to_str().unwrap().into(),
+            "--index".into(),
+            index.to_str().unwrap().into(),
+            "--query".into(),
+            q.into(),
+            "--k".into(),
+            "3".into(),
+        ]
+    };
+    let a: Vec<String> = args(DOCS[2]);
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    common::assert_succeeded(&out);
+    let j = last_json(&out);
+    let hits = &j["results"][0]["hits"];
+    // A document is its own nearest neighbour, whatever the (random) weights.
+    assert_eq!(hits[0]["text"], DOCS[2], "{j}");
+    assert!(
+        (hits[0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-4,
+        "{j}"
+    );
+    assert_eq!(hits.as_array().unwrap().len(), 3);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("building the index"));
+    // Reused while model and corpus are the same, rebuilt when the corpus changes.
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("building the index"));
+    assert_eq!(last_json(&out)["results"], j["results"]);
+    std::fs::write(&corpus, DOCS[..4].join("\n")).unwrap();
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another model or corpus"));
+    assert_eq!(last_json(&out)["documents"], 4);
+
+    let jsonl = tmp.path().join("emb.jsonl");
+    let out = run(&[
+        "--model",
+        m,
+        "--embed",
+        corpus.to_str().unwrap(),
+        "--out",
+        jsonl.to_str().unwrap(),
+    ]);
+    common::assert_succeeded(&out);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    let e = lines[0]["embedding"].as_array().unwrap();
+    assert_eq!(e.len(), 16);
+    let norm: f64 = e
+        .iter()
+        .map(|v| v.as_f64().unwrap().powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "normalised: {norm}");
+
+    let pairs = tmp.path().join("pairs.txt");
+    std::fs::write(
+        &pairs,
+        "the cat sat on the mat\tle chat\nthe cat sat on a mat\tle chat\na dog ran in the park\tle chien\nstocks fell\tla bourse\n",
+    )
+    .unwrap();
+    let out = run(&["--model", m, "--eval-paraphrases", pairs.to_str().unwrap()]);
+    common::assert_succeeded(&out);
+    let j = last_json(&out);
+    assert_eq!(j["queries"], 2);
+    assert_eq!(j["groups"], 1);
+    // BM25 finds the near-identical paraphrase first.
+    assert_eq!(j["methods"]["bm25"]["scores"]["recall_at_1"], 1.0, "{j}");
+    for m in ["bm25", "word2vec average", "sentence encoder"] {
+        let r = j["methods"][m]["scores"]["recall_at_10"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&r), "{m}: {j}");
+    }
+}
+
+#[test]
+fn bad_model_folders_and_corpora_are_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("docs.txt");
+    std::fs::write(&corpus, "one\ntwo\n").unwrap();
+    let c = corpus.to_str().unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = run(&[
+        "--model",
+        empty.to_str().unwrap(),
+        "--corpus",
+        c,
+        "--query",
+        "x",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("config.json") && !err.contains("panicked"),
+        "{err}"
+    );
+    let model = tmp.path().join("model");
+    write_model(&model);
+    std::fs::write(model.join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
+    let out = run(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--corpus",
+        c,
+        "--query",
+        "x",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("gpt2"), "{err}");
+    write_model(&model);
+    let blank = tmp.path().join("blank.txt");
+    std::fs::write(&blank, "\n  \n").unwrap();
+    let out = run(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--corpus",
+        blank.to_str().unwrap(),
+        "--query",
+        "x",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("blank.txt") && err.contains("no document"),
+        "{err}"
+    );
+    // A query far longer than the model's 32 tokens is cut, not refused.
+    let long = "word ".repeat(500);
+    let out = run(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--corpus",
+        c,
+        "--query",
+        &long,
+        "--index",
+        tmp.path().join("i").to_str().unwrap(),
+    ]);
+    common::assert_succeeded(&out);
+}
