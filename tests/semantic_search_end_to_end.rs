@@ -176,6 +176,72 @@ fn search_embed_and_evaluate_with_a_tiny_model() {
     }
 }
 
+/// Fine-tuning through the Trainer on the pairs of the training groups writes
+/// a run that loads back as a model (`SentenceEncoder::load_run`) and embeds
+/// as the fine-tuned model, not the pretrained one.
+#[test]
+fn fine_tuning_writes_a_run_that_loads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    write_model(&model);
+    let pairs = tmp.path().join("pairs.txt");
+    let mut text = String::new();
+    for (g, d) in DOCS.iter().enumerate() {
+        for v in 0..3 {
+            text.push_str(&format!("{d} {}\tgroup {g}\n", ["", "now", "again"][v]));
+        }
+    }
+    std::fs::write(&pairs, text).unwrap();
+    let run_dir = tmp.path().join("run");
+    let out = run(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--eval-paraphrases",
+        pairs.to_str().unwrap(),
+        "--fine-tune",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-3",
+        "--valid-fraction",
+        "0.25",
+        "--out",
+        run_dir.to_str().unwrap(),
+    ]);
+    common::assert_succeeded(&out);
+    let j = last_json(&out);
+    assert_eq!(j["epochs"], 2, "{j}");
+    for m in ["pretrained", "fine-tuned"] {
+        assert!(j["test"][m]["recall_at_10"].as_f64().is_some(), "{j}");
+    }
+    assert!(run_dir.join("model.json").is_file() && run_dir.join("tokenizer.json").is_file());
+    let dev = Device::Cpu;
+    let tuned = taper::nlp::SentenceEncoder::load_run(&run_dir, &dev).unwrap();
+    let base = taper::nlp::SentenceEncoder::load(&model, &dev).unwrap();
+    let (a, b) = (
+        tuned.embed(&DOCS, 4).unwrap(),
+        base.embed(&DOCS, 4).unwrap(),
+    );
+    let (a, b): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (a.to_vec2().unwrap(), b.to_vec2().unwrap());
+    let diff = a
+        .iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        diff > 1e-4,
+        "the fine-tuned run embeds as the pretrained model"
+    );
+    let e = taper::nlp::SentenceEncoder::load_run(&model, &dev)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("model.json"), "{e}");
+}
+
 #[test]
 fn bad_model_folders_and_corpora_are_one_clear_line() {
     let tmp = tempfile::tempdir().unwrap();

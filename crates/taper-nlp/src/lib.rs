@@ -65,6 +65,7 @@ pub mod corpus;
 pub mod data;
 mod error;
 pub mod eval;
+pub mod finetune;
 pub mod metrics;
 pub mod search;
 pub mod sentence;

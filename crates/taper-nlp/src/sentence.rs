@@ -24,6 +24,7 @@ pub struct SentenceEncoder {
     max_seq_length: usize,
     device: Device,
     dir: PathBuf,
+    weights: PathBuf,
 }
 
 fn json(path: &Path) -> Result<serde_json::Value> {
@@ -42,6 +43,22 @@ impl SentenceEncoder {
     /// that do not fit the config, or a tokenizer whose ids reach past the
     /// embedding matrix: each naming the file.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_with_weights(dir, &dir.join("model.safetensors"), device)
+    }
+
+    /// A model fine-tuned by the `Trainer` (see [`crate::finetune`]): the
+    /// folder files copied into the run and its kept checkpoint's weights.
+    ///
+    /// # Errors
+    /// As [`SentenceEncoder::load`]; a run of another model family, or one
+    /// without a checkpoint.
+    pub fn load_run(run: &Path, device: &Device) -> Result<Self> {
+        taper_train::card::ModelCard::load(run, crate::finetune::FAMILY)?;
+        let ck = taper_train::checkpoint::kept(run)?;
+        Self::load_with_weights(run, &ck.weights_path(), device)
+    }
+
+    fn load_with_weights(dir: &Path, weights: &Path, device: &Device) -> Result<Self> {
         if !dir.join("config.json").is_file() {
             return Err(Error::ModelFile {
                 path: dir.join("config.json"),
@@ -49,7 +66,10 @@ impl SentenceEncoder {
             });
         }
         let varmap = VarMap::new();
-        let encoder = BertEncoder::load(dir, &varmap, device)?;
+        let cfg = crate::bert::BertConfig::load(&dir.join("config.json"))?;
+        let vb = taper_nn::init::seeded_var_builder(&varmap, 0, candle_core::DType::F32, device);
+        let encoder = BertEncoder::new(&cfg, vb)?;
+        crate::bert::load_hf_weights(&varmap, weights, device)?;
         let tok_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::load(&tok_path)?;
         let vocab = encoder.config().vocab_size;
@@ -93,6 +113,7 @@ impl SentenceEncoder {
             max_seq_length,
             device: device.clone(),
             dir: dir.to_path_buf(),
+            weights: weights.to_path_buf(),
         })
     }
 
@@ -112,10 +133,7 @@ impl SentenceEncoder {
     /// # Errors
     /// A file that can no longer be read.
     pub fn fingerprint(&self) -> Result<String> {
-        crate::search::fingerprint(&[
-            &self.dir.join("config.json"),
-            &self.dir.join("model.safetensors"),
-        ])
+        crate::search::fingerprint(&[&self.dir.join("config.json"), &self.weights])
     }
 
     /// The folder it was loaded from.
