@@ -10,6 +10,9 @@
 //! cargo run --release --example semantic_search -- --eval-paraphrases DATA/translation/eng-fra.txt
 //! ```
 //!
+//! Longer than 200 lines: five modes (search, interactive, embed, evaluate,
+//! fine-tune), each a few lines of the crate's `search` and `finetune` APIs.
+//!
 //! The index is kept in the run directory (`--index`, default
 //! `runs/semantic_search/<corpus name>.index`) and reused while the model and
 //! the corpus are the same.
@@ -17,13 +20,17 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
-use taper::nlp::search::{average_word_vectors, fingerprint, Bm25, ExactIndex, ParaphraseTask};
-use taper::nlp::word2vec::{train_native, PreparedCorpus};
-use taper::nlp::{Corpus, CorpusOptions, SentenceEncoder, Word2VecConfig};
+use taper::nlp::finetune::{self, MultipleNegativesRanking, PairBatcher, TextPairs};
+use taper::nlp::search::{fingerprint, ExactIndex, Hit, ParaphraseTask};
+use taper::nlp::SentenceEncoder;
 use taper::train::cli::ExampleArgs;
 use taper::train::data::root::resolve_model_root;
+use taper::train::data::{DataLoader, LoaderConfig};
+use taper::train::optim::{named_vars, Adam, AdamConfig};
+use taper::train::schedule::WarmupCosine;
+use taper::train::{clip::Clip, Optimizers, Trainer};
 
 #[global_allocator]
 static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
@@ -66,7 +73,13 @@ struct Args {
     fine_tune: bool,
 }
 
-fn lines(path: &std::path::Path) -> Result<Vec<String>> {
+fn model_dir(args: &Args) -> PathBuf {
+    args.model
+        .clone()
+        .unwrap_or_else(|| resolve_model_root(None).join("all-MiniLM-L6-v2"))
+}
+
+fn lines(path: &Path) -> Result<Vec<String>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let docs: Vec<String> = text
@@ -96,11 +109,7 @@ fn main() -> Result<()> {
         c.reject("semantic_search (without --fine-tune)", &["resume"])?;
     }
     let device = c.device()?;
-    let dir = args
-        .model
-        .clone()
-        .unwrap_or_else(|| resolve_model_root(None).join("all-MiniLM-L6-v2"));
-    let model = SentenceEncoder::load(&dir, &device)?;
+    let model = SentenceEncoder::load(&model_dir(&args), &device)?;
     let batch = c.batch_size.unwrap_or(32);
     if let Some(file) = &args.embed {
         let out = c.out.clone().context("--embed needs --out OUT.jsonl")?;
@@ -196,77 +205,49 @@ fn main() -> Result<()> {
 }
 
 /// Paraphrase retrieval for the pretrained model, BM25 and averaged word2vec.
-fn evaluate(args: &Args, model: &SentenceEncoder, pairs: &std::path::Path, batch: usize) -> Result<()> {
+fn evaluate(args: &Args, model: &SentenceEncoder, pairs: &Path, batch: usize) -> Result<()> {
     let task = ParaphraseTask::from_pairs(pairs)?;
     let n = args
         .limit
         .unwrap_or(task.queries.len())
         .min(task.queries.len());
     let which: Vec<usize> = (0..n).collect();
-    let qtext: Vec<&str> = task.queries[..n]
-        .iter()
-        .map(|&i| task.corpus[i as usize].as_str())
-        .collect();
-    let exclude = &task.queries[..n];
     let docs: Vec<&str> = task.corpus.iter().map(String::as_str).collect();
     eprintln!(
         "{} sentences, {} groups, {n} queries",
         docs.len(),
         task.groups()
     );
-    let k = 10;
     let mut report = serde_json::Map::new();
-    let mut record = |name: &str, ranked: Vec<Vec<(u32, f32)>>, secs: f64| {
-        let mut full = vec![Vec::new(); task.queries.len()];
-        full[..n].clone_from_slice(&ranked);
-        let s = task.score(&full, Some(&which));
-        println!(
-            "{name:<22} recall@1 {:.4}  recall@10 {:.4}  MRR@10 {:.4}  ({secs:.0} s)",
-            s.recall_at_1, s.recall_at_10, s.mrr_at_10
+    let mut record = |name: &str, ranked: Vec<Vec<Hit>>, t0: Instant| {
+        let (s, secs) = (
+            task.score(&ranked, Some(&which)),
+            t0.elapsed().as_secs_f64(),
         );
+        let (r1, r10, mrr) = (s.recall_at_1, s.recall_at_10, s.mrr_at_10);
+        println!("{name:<18} recall@1 {r1:.4}  recall@10 {r10:.4}  MRR@10 {mrr:.4}  ({secs:.0} s)");
         report.insert(
-            name.to_string(),
+            name.into(),
             serde_json::json!({"scores": s, "seconds": secs}),
         );
     };
     let t0 = Instant::now();
-    let bm25 = Bm25::new(&docs);
-    record(
-        "bm25",
-        bm25.search(&qtext, k, Some(exclude)),
-        t0.elapsed().as_secs_f64(),
-    );
-
+    record("bm25", task.rank_by_bm25(&which, 10), t0);
     let t0 = Instant::now();
-    let text: String = docs.iter().map(|d| format!("{d}\n")).collect();
-    let corpus = Corpus::from_text(
-        "paraphrase corpus",
-        text,
-        &CorpusOptions {
-            lowercase: true,
-            ..Default::default()
-        },
-    )?;
-    let w2v = Word2VecConfig {
-        min_count: 1,
-        epochs: 10,
-        seed: args.common.seed,
-        threads: args.common.threads,
-        ..Default::default()
-    };
-    let (vectors, _) = train_native(&PreparedCorpus::new(&corpus, &w2v)?, &w2v)?;
-    let avg = ExactIndex::new(&average_word_vectors(&vectors, &docs)?, "word2vec")?;
-    let q = avg.search(&average_word_vectors(&vectors, &qtext)?, k, Some(exclude))?;
-    record("word2vec average", q, t0.elapsed().as_secs_f64());
-
+    let w2v = task.word2vec_embeddings(args.common.seed, args.common.threads)?;
+    record(
+        "word2vec average",
+        task.rank_by_embeddings(&w2v, &which, 10)?,
+        t0,
+    );
     let t0 = Instant::now();
     let emb = model.embed(&docs, batch)?;
     let embed_secs = t0.elapsed().as_secs_f64();
-    let index = ExactIndex::new(&emb, "model")?;
-    let rows: Vec<u32> = exclude.to_vec();
-    let idx = candle_core::Tensor::from_vec(rows, n, emb.device())?;
-    let ranked = index.search(&emb.index_select(&idx, 0)?, k, Some(exclude))?;
-    record("sentence encoder", ranked, t0.elapsed().as_secs_f64());
+    record(
+        "sentence encoder",
+        task.rank_by_embeddings(&emb, &which, 10)?,
+        t0,
+    );
     println!(
         "{}",
         serde_json::json!({"example": "semantic_search", "pairs": pairs, "sentences": docs.len(),
@@ -279,115 +260,65 @@ fn evaluate(args: &Args, model: &SentenceEncoder, pairs: &std::path::Path, batch
 /// Fine-tunes on the paraphrase pairs of the training groups and compares the
 /// pretrained and the fine-tuned model on the queries of the held-out groups
 /// (split by their shared translation, so no test pair is trained on).
-fn fine_tune(args: &Args, model: SentenceEncoder, pairs: &std::path::Path, batch: usize) -> Result<()> {
-    use taper::nlp::finetune::{self, MultipleNegativesRanking, PairBatcher, TextPairs};
-    use taper::train::data::{split_indices, DataLoader, LoaderConfig};
-    use taper::train::optim::{named_vars, Adam, AdamConfig};
-    use taper::train::schedule::WarmupCosine;
-    use taper::train::{clip::Clip, Optimizers, Trainer};
+fn fine_tune(args: &Args, model: SentenceEncoder, pairs: &Path, batch: usize) -> Result<()> {
     let c = &args.common;
     let task = ParaphraseTask::from_pairs(pairs)?;
-    let mut groups: Vec<u32> = task.group.clone();
-    groups.dedup();
-    let (rest, test) = split_indices(groups.len(), 0.2, c.seed)?;
-    let (train, valid) = split_indices(rest.len(), c.valid_fraction()?, c.seed.wrapping_add(1))?;
-    let pick = |idx: &[usize], base: Option<&[usize]>| -> std::collections::HashSet<u32> {
-        idx.iter()
-            .map(|&i| groups[base.map_or(i, |b| b[i])])
-            .collect()
-    };
-    let (train_g, valid_g, test_g) = (
-        pick(&train, Some(&rest)),
-        pick(&valid, Some(&rest)),
-        pick(&test, None),
-    );
-    // One pair per two members of a group: (each member, the next one).
-    let pairs_of = |gs: &std::collections::HashSet<u32>| -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut members: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
-        for (q, g) in task.queries.iter().zip(&task.group) {
-            if gs.contains(g) {
-                members.entry(*g).or_default().push(*q);
-            }
-        }
-        for m in members.values() {
-            for w in m.windows(2) {
-                out.push((
-                    task.corpus[w[0] as usize].clone(),
-                    task.corpus[w[1] as usize].clone(),
-                ));
-            }
-        }
-        out
-    };
-    let (tp, vp) = (pairs_of(&train_g), pairs_of(&valid_g));
-    let test_queries: Vec<usize> = (0..task.queries.len())
-        .filter(|&q| test_g.contains(&task.group[q]))
-        .collect();
+    let split = task.split_by_group(0.2, c.valid_fraction()?, c.seed)?;
+    let (tp, vp, test) = (split.train_pairs, split.valid_pairs, split.test_queries);
     eprintln!(
         "{} training pairs, {} validation pairs, {} test queries",
         tp.len(),
         vp.len(),
-        test_queries.len()
+        test.len()
     );
-    let drop_last = |cfg: LoaderConfig| LoaderConfig {
+    let cfg = |b| LoaderConfig {
         drop_last: true,
-        ..cfg
+        ..LoaderConfig::eval(b)
     };
-    let train_l = DataLoader::from_dataset(
+    let vb = batch.min(vp.len()).max(2);
+    let train = DataLoader::from_dataset(
         TextPairs(tp),
         PairBatcher,
-        drop_last(LoaderConfig::train(batch, c.seed)),
+        LoaderConfig {
+            drop_last: true,
+            ..LoaderConfig::train(batch, c.seed)
+        },
     )?;
-    let vb = batch.min(vp.len()).max(2);
-    let valid_l = DataLoader::from_dataset(
-        TextPairs(vp),
-        PairBatcher,
-        drop_last(LoaderConfig::eval(vb)),
-    )?;
+    let valid = DataLoader::from_dataset(TextPairs(vp), PairBatcher, cfg(vb))?;
     let run = c.run_dir("semantic_search-finetune");
     finetune::save_run(&model, &run)?;
+    // sentence-transformers' defaults: AdamW 2e-5, 10 % linear warm-up.
     let (epochs, lr) = (c.epochs.unwrap_or(1), c.lr.unwrap_or(2e-5));
-    let steps = epochs * train_l.num_batches();
-    let mut schedule = WarmupCosine::cosine(lr, 0.0, steps);
-    (schedule.warmup_steps, schedule.warmup_start) = (steps / 10, 0.0);
+    let steps = epochs * train.num_batches();
+    let schedule = WarmupCosine {
+        warmup_steps: steps / 10,
+        warmup_start: 0.0,
+        ..WarmupCosine::cosine(lr, 0.0, steps)
+    };
     let adam = Adam::new(named_vars(model.varmap(), ""), AdamConfig::adamw(lr));
     let mut opt = Optimizers::new().with_group("model", adam, schedule, Clip::GlobalNorm(1.0));
     let mut mnrl = MultipleNegativesRanking { model, scale: 20.0 };
-    let config = serde_json::json!({"example": "semantic_search", "fine_tune": true, "lr": lr, "epochs": epochs, "batch_size": batch, "seed": c.seed});
+    let config = serde_json::json!({"example": "semantic_search", "fine_tune": true, "lr": lr, "epochs": epochs, "batch_size": batch});
     let report = Trainer::new(c.trainer_config("semantic_search-finetune", epochs, config)).fit(
         &mut mnrl,
         &mut opt,
-        &train_l,
-        Some(&valid_l),
+        &train,
+        Some(&valid),
     )?;
-    drop(mnrl);
     let device = c.device()?;
     let docs: Vec<&str> = task.corpus.iter().map(String::as_str).collect();
     let mut figures = serde_json::Map::new();
     for (name, m) in [
         (
             "pretrained",
-            SentenceEncoder::load(
-                &args
-                    .model
-                    .clone()
-                    .unwrap_or_else(|| resolve_model_root(None).join("all-MiniLM-L6-v2")),
-                &device,
-            )?,
+            SentenceEncoder::load(&model_dir(args), &device)?,
         ),
         ("fine-tuned", SentenceEncoder::load_run(&run, &device)?),
     ] {
-        let emb = m.embed(&docs, batch)?;
-        let index = ExactIndex::new(&emb, "eval")?;
-        let rows: Vec<u32> = test_queries.iter().map(|&q| task.queries[q]).collect();
-        let idx = candle_core::Tensor::from_vec(rows.clone(), rows.len(), emb.device())?;
-        let ranked = index.search(&emb.index_select(&idx, 0)?, 10, Some(&rows))?;
-        let mut full = vec![Vec::new(); task.queries.len()];
-        for (k, &q) in test_queries.iter().enumerate() {
-            full[q] = ranked[k].clone();
-        }
-        let s = task.score(&full, Some(&test_queries));
+        let s = task.score(
+            &task.rank_by_embeddings(&m.embed(&docs, batch)?, &test, 10)?,
+            Some(&test),
+        );
         println!(
             "{name:<12} test groups: recall@1 {:.4}  recall@10 {:.4}  MRR@10 {:.4}",
             s.recall_at_1, s.recall_at_10, s.mrr_at_10
@@ -397,7 +328,7 @@ fn fine_tune(args: &Args, model: SentenceEncoder, pairs: &std::path::Path, batch
     println!(
         "{}",
         serde_json::json!({"example": "semantic_search", "fine_tune": true, "run_dir": run,
-        "epochs": report.history.len(), "train_seconds": report.seconds, "test_queries": test_queries.len(), "test": figures})
+        "epochs": report.history.len(), "train_seconds": report.seconds, "test_queries": test.len(), "test": figures})
     );
     Ok(())
 }

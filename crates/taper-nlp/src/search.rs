@@ -456,3 +456,139 @@ pub fn average_word_vectors<S: AsRef<str> + Sync>(
         });
     Ok(Tensor::from_vec(out, (texts.len(), dim), &Device::Cpu)?)
 }
+
+/// A split of a [`ParaphraseTask`] by group (by the shared translation), so no
+/// pair of a test group is trained on.
+#[derive(Debug, Clone)]
+pub struct GroupSplit {
+    /// `(member, next member)` pairs of the training groups.
+    pub train_pairs: Vec<(String, String)>,
+    /// The same of the validation groups.
+    pub valid_pairs: Vec<(String, String)>,
+    /// The queries (indices into [`ParaphraseTask::queries`]) of the test groups.
+    pub test_queries: Vec<usize>,
+}
+
+impl ParaphraseTask {
+    /// Rankings (the `k` best rows, the query left out) of the queries `which`
+    /// by cosine between the corpus `embeddings` `(corpus, dim)`; other queries
+    /// get no ranking. Indexed like [`ParaphraseTask::queries`], ready for
+    /// [`ParaphraseTask::score`].
+    ///
+    /// # Errors
+    /// Embeddings of another count than the corpus.
+    pub fn rank_by_embeddings(
+        &self,
+        embeddings: &Tensor,
+        which: &[usize],
+        k: usize,
+    ) -> Result<Vec<Vec<Hit>>> {
+        if embeddings.dim(0)? != self.corpus.len() {
+            return Err(Error::Config(format!(
+                "{} embeddings for a corpus of {}",
+                embeddings.dim(0)?,
+                self.corpus.len()
+            )));
+        }
+        let index = ExactIndex::new(embeddings, "")?;
+        let rows: Vec<u32> = which.iter().map(|&q| self.queries[q]).collect();
+        let idx = Tensor::from_vec(rows.clone(), rows.len(), embeddings.device())?;
+        let ranked = index.search(&embeddings.index_select(&idx, 0)?, k, Some(&rows))?;
+        Ok(self.spread(which, ranked))
+    }
+
+    /// Rankings of the queries `which` by BM25 over the corpus (see
+    /// [`ParaphraseTask::rank_by_embeddings`]).
+    pub fn rank_by_bm25(&self, which: &[usize], k: usize) -> Vec<Vec<Hit>> {
+        let bm25 = Bm25::new(&self.corpus);
+        let texts: Vec<&str> = which
+            .iter()
+            .map(|&q| self.corpus[self.queries[q] as usize].as_str())
+            .collect();
+        let rows: Vec<u32> = which.iter().map(|&q| self.queries[q]).collect();
+        self.spread(which, bm25.search(&texts, k, Some(&rows)))
+    }
+
+    /// Sentence vectors of the corpus as averaged word2vec vectors trained on
+    /// the corpus itself (lower-cased, every word kept, 10 epochs, gensim's
+    /// other defaults), drawn from `seed` on `threads` threads (0: all).
+    ///
+    /// # Errors
+    /// Training failures.
+    pub fn word2vec_embeddings(&self, seed: u64, threads: usize) -> Result<Tensor> {
+        let text: String = self.corpus.iter().map(|d| format!("{d}\n")).collect();
+        let opts = crate::CorpusOptions {
+            lowercase: true,
+            ..Default::default()
+        };
+        let corpus = crate::Corpus::from_text("paraphrase corpus", text, &opts)?;
+        let cfg = crate::Word2VecConfig {
+            min_count: 1,
+            epochs: 10,
+            seed,
+            threads,
+            ..Default::default()
+        };
+        let (vectors, _) = crate::word2vec::train_native(
+            &crate::word2vec::PreparedCorpus::new(&corpus, &cfg)?,
+            &cfg,
+        )?;
+        average_word_vectors(&vectors, &self.corpus)
+    }
+
+    fn spread(&self, which: &[usize], ranked: Vec<Vec<Hit>>) -> Vec<Vec<Hit>> {
+        let mut full = vec![Vec::new(); self.queries.len()];
+        for (&q, r) in which.iter().zip(ranked) {
+            full[q] = r;
+        }
+        full
+    }
+
+    /// Groups split `test_fraction` for test, then `valid_fraction` of the rest
+    /// for validation, drawn from `seed`.
+    ///
+    /// # Errors
+    /// Fractions outside [0, 1).
+    pub fn split_by_group(
+        &self,
+        test_fraction: f64,
+        valid_fraction: f64,
+        seed: u64,
+    ) -> Result<GroupSplit> {
+        use taper_train::data::split_indices;
+        let mut groups: Vec<u32> = self.group.clone();
+        groups.dedup();
+        let (rest, test) = split_indices(groups.len(), test_fraction, seed)?;
+        let (train, valid) = split_indices(rest.len(), valid_fraction, seed.wrapping_add(1))?;
+        let set = |idx: &[usize], base: Option<&[usize]>| -> HashSet<u32> {
+            idx.iter()
+                .map(|&i| groups[base.map_or(i, |b| b[i])])
+                .collect()
+        };
+        let test_g = set(&test, None);
+        let pairs = |gs: &HashSet<u32>| -> Vec<(String, String)> {
+            let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+            for (q, g) in self.queries.iter().zip(&self.group) {
+                if gs.contains(g) {
+                    members.entry(*g).or_default().push(*q);
+                }
+            }
+            let text = |i: u32| self.corpus[i as usize].clone();
+            members
+                .values()
+                .flat_map(|m| {
+                    m.windows(2)
+                        .map(|w| (text(w[0]), text(w[1])))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        Ok(GroupSplit {
+            train_pairs: pairs(&set(&train, Some(&rest))),
+            valid_pairs: pairs(&set(&valid, Some(&rest))),
+            test_queries: (0..self.queries.len())
+                .filter(|&q| test_g.contains(&self.group[q]))
+                .collect(),
+        })
+    }
+}
