@@ -24,6 +24,12 @@ const DOCS: [&str; 6] = [
 ];
 
 fn write_model(dir: &Path) {
+    write_model_with(dir, None);
+}
+
+/// The tiny model; `vocab` overrides the encoder's vocabulary size (the
+/// tokenizer keeps its own).
+fn write_model_with(dir: &Path, vocab: Option<usize>) {
     std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
     let cfg = TokenizerConfig {
         kind: TokenizerKind::WordPiece,
@@ -35,7 +41,7 @@ fn write_model(dir: &Path) {
     };
     let tok = Tokenizer::train_from_texts(&cfg, DOCS.iter().copied()).unwrap();
     tok.save(&dir.join("tokenizer.json")).unwrap();
-    let bert = BertConfig::tiny(tok.vocab_size());
+    let bert = BertConfig::tiny(vocab.unwrap_or(tok.vocab_size()));
     let varmap = VarMap::new();
     BertEncoder::new(
         &bert,
@@ -276,6 +282,21 @@ fn bad_model_folders_and_corpora_are_one_clear_line() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("gpt2"), "{err}");
+    // A tokenizer with more ids than the embedding matrix has rows.
+    write_model_with(&model, Some(10));
+    let out = run(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--corpus",
+        c,
+        "--query",
+        "x",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("tokenizer.json") && err.contains("10 rows"),
+        "{err}"
+    );
     write_model(&model);
     let blank = tmp.path().join("blank.txt");
     std::fs::write(&blank, "\n  \n").unwrap();
