@@ -7,6 +7,7 @@ RELEASE := --release
 
 ## Build and run the quick demos on the embedded data (no download needed).
 demo:
+	bash tools/install_blas.sh
 	$(CARGO) build $(RELEASE) --examples
 	@for ex in $(DEMOS); do \
 		echo "== $$ex"; \

@@ -18,6 +18,7 @@ def load(name):
 
 taper, torch_, skl = load("taper"), load("torch"), load("sklearn")
 treg, tw2v, gensim = load("taper_regression"), load("taper_word2vec"), load("gensim")
+tenc, sent = load("taper_encoder"), load("sentence")
 
 # (case, taper dict, key, peer dict, peer key, unit, lower_is_better, peer name)
 rows = [
@@ -39,6 +40,9 @@ rows = [
     ("logistic fit, breast cancer", treg, "logistic_breast_cancer", skl, "logistic_breast_cancer", "s", True, "scikit-learn"),
     ("multinomial logistic fit, digits", treg, "logistic_digits", skl, "logistic_digits", "s", True, "scikit-learn"),
     ("word2vec training (PTB)", tw2v, "words_per_second", gensim, "words_per_second", "words/s", False, "gensim"),
+    (f"all-MiniLM-L6-v2 encoding, {tenc.get('sentences', '?')} Tatoeba sentences, b32", tenc, "encode_sentences_per_s", sent, "encode_sentences_per_s", "sent/s", False, "sentence-transformers"),
+    ("all-MiniLM-L6-v2, one sentence (latency)", tenc, "latency_ms_p50", sent, "latency_ms_p50", "ms", True, "sentence-transformers"),
+    ("peak resident memory after encoding the corpus", tenc, "encode_peak_rss_mb", sent, "encode_peak_rss_mb", "MB", True, "sentence-transformers"),
 ]
 
 
@@ -61,6 +65,11 @@ if "step_mlp_fraction_of_matmul_ceiling" in taper:
     lines.append(f"MLP step at {100 * taper['step_mlp_fraction_of_matmul_ceiling']:.1f} % of the matmul ceiling measured through candle.")
 mem = [f"Taper {fmt(taper.get('peak_rss_mb'))} MB", f"PyTorch {fmt(torch_.get('peak_rss_mb'))} MB"]
 lines.append(f"Peak resident memory of the whole benchmark process: {', '.join(mem)}.")
+if "search_ms_p50" in tenc:
+    lines.append(f"Exact top-10 cosine query over {tenc['search_vectors']:,} embeddings: p50 {tenc['search_ms_p50']:.2f} ms (Taper).")
+gemm = taper.get("gemm") or tenc.get("gemm")
+if gemm:
+    lines.append(f"Taper's f32 GEMM for large products: {gemm}.")
 table = "\n".join(lines)
 print(table)
 
@@ -68,13 +77,15 @@ machine = f"{platform.machine()}, {os.cpu_count()} cores, {threads} threads used
 try:
     model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     machine = f"{model}; " + machine
+    flags = next(l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags"))
+    machine += "; " + ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16") if f in flags)
 except Exception:
     pass
 peers = torch_.get("torch")
 body = f"""# Benchmarks
 
 Written by `make bench` (`bench/run.sh`) on {datetime.date.today().isoformat()}.
-Machine: {machine}. Peers: PyTorch {peers or 'not installed'}.
+Machine: {machine}. Peers: PyTorch {peers or 'not installed'}, sentence-transformers {sent.get('sentence_transformers', 'not installed')}.
 Each figure is the median of repeated timings after a warm-up, both sides in the same run,
 on the same shapes, batch sizes, optimizer (AdamW) and thread count. Ratio = Taper's time
 over the peer's (below 1: Taper faster).

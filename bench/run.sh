@@ -18,6 +18,7 @@ out=bench/out
 mkdir -p "$out"
 rm -f "$out"/*.json
 
+bash tools/install_blas.sh
 cargo build --release --examples || exit 1
 
 data_root="${TAPER_DATA:-}"
@@ -50,5 +51,17 @@ if [ -x ./target/release/examples/word2vec ] && [ -n "$data_root" ] && [ -f "$da
   if [ -x "$venv/bin/python" ] && [ -f bench/word2vec_gensim.py ] && "$venv/bin/python" -c "import gensim" 2>/dev/null; then
     "$venv/bin/python" bench/word2vec_gensim.py --workers "$threads" --data "$data_root" 2>/dev/null | tail -n 1 > "$out/gensim.json"
   fi
+fi
+model_root="${TAPER_MODELS:-}"
+[ -z "$model_root" ] && for d in ../shared/models models; do [ -f "$d/all-MiniLM-L6-v2/config.json" ] && model_root="$d" && break; done
+if [ -n "$model_root" ] && [ -n "$data_root" ] && [ -f "$data_root/translation/eng-fra.txt" ]; then
+  echo "== sentence encoder (all-MiniLM-L6-v2, Tatoeba sentences, batch 32)"
+  limit_flag=""; [ "$mnist" = 0 ] && limit_flag="--limit 10000"
+  ./target/release/examples/bench_encoder --threads "$threads" --batch-size 32 --model "$model_root/all-MiniLM-L6-v2" --data "$data_root" $limit_flag | tail -n 1 > "$out/taper_encoder.json"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import sentence_transformers" 2>/dev/null; then
+    HF_HUB_OFFLINE=1 "$venv/bin/python" bench/sentence_peer.py --threads "$threads" --batch-size 32 --model "$model_root/all-MiniLM-L6-v2" --corpus "$data_root/translation/eng-fra.txt" $limit_flag | tail -n 1 > "$out/sentence.json"
+  fi
+else
+  echo "sentence encoder: all-MiniLM-L6-v2 (make models) or eng-fra.txt (make data) not found, skipped"
 fi
 python3 bench/report.py "$out" docs/BENCHMARKS.md --threads "$threads"

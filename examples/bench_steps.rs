@@ -136,6 +136,7 @@ fn main() -> Result<()> {
         })?;
         gflops = 2.0 * 1024f64.powi(3) / (ms / 1e3) / 1e9;
         out.insert("matmul_gflops".into(), json!(gflops));
+        out.insert("gemm".into(), json!(taper::nn::kernels::blas::backend()));
     }
 
     // Training steps.

@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release --example semantic_search -- --corpus docs.txt --query "how do I reset my password"
 //! cargo run --release --example semantic_search -- --corpus docs.txt --interactive
+//! cargo run --release --example semantic_search -- --corpus big.txt --approximate --interactive
 //! cargo run --release --example semantic_search -- --embed docs.txt --out docs.jsonl
 //! cargo run --release --example semantic_search -- --eval-paraphrases DATA/translation/eng-fra.txt
 //! ```
@@ -14,8 +15,8 @@
 //! fine-tune), each a few lines of the crate's `search` and `finetune` APIs.
 //!
 //! The index is kept in the run directory (`--index`, default
-//! `runs/semantic_search/<corpus name>.index`) and reused while the model and
-//! the corpus are the same.
+//! `runs/semantic_search/<corpus name>.index`, or `.hnsw` with `--approximate`)
+//! and reused while the model and the corpus are the same.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -23,10 +24,9 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use taper::nlp::finetune::{self, MultipleNegativesRanking, PairBatcher, TextPairs};
-use taper::nlp::search::{fingerprint, ExactIndex, Hit, ParaphraseTask};
+use taper::nlp::search::{fingerprint, Hit, HnswParams, ParaphraseTask, SearchIndex};
 use taper::nlp::SentenceEncoder;
 use taper::train::cli::ExampleArgs;
-use taper::train::data::root::resolve_model_root;
 use taper::train::data::{DataLoader, LoaderConfig};
 use taper::train::optim::{named_vars, Adam, AdamConfig};
 use taper::train::schedule::WarmupCosine;
@@ -49,6 +49,10 @@ struct Args {
     /// Index file (built when missing or made from another model or corpus).
     #[arg(long, value_name = "FILE")]
     index: Option<PathBuf>,
+    /// Search an approximate (HNSW) index instead of the exact one: for large
+    /// corpora, recall@10 about 0.98 of exact at a fraction of the time per query.
+    #[arg(long)]
+    approximate: bool,
     /// Answer this query.
     #[arg(long)]
     query: Option<String>,
@@ -74,9 +78,7 @@ struct Args {
 }
 
 fn model_dir(args: &Args) -> PathBuf {
-    args.model
-        .clone()
-        .unwrap_or_else(|| resolve_model_root(None).join("all-MiniLM-L6-v2"))
+    SentenceEncoder::model_dir(args.model.as_deref())
 }
 
 fn lines(path: &Path) -> Result<Vec<String>> {
@@ -149,29 +151,23 @@ fn main() -> Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
+        let ext = if args.approximate { "hnsw" } else { "index" };
         c.run_dir("semantic_search")
             .with_file_name("semantic_search")
-            .join(format!("{name}.index"))
+            .join(format!("{name}.{ext}"))
     });
-    let index = match ExactIndex::load(&index_path, &fp, &device) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("building the index ({}; {})", index_path.display(), e);
-            let t0 = Instant::now();
-            let emb = model.embed(&docs.iter().map(String::as_str).collect::<Vec<_>>(), batch)?;
-            eprintln!(
-                "{} documents embedded in {:.1} s",
-                docs.len(),
-                t0.elapsed().as_secs_f64()
-            );
-            let i = ExactIndex::new(&emb, &fp)?;
-            if let Some(p) = index_path.parent() {
-                std::fs::create_dir_all(p)?;
-            }
-            i.save(&index_path)?;
-            i
-        }
-    };
+    let hnsw = args.approximate.then(HnswParams::default);
+    let index = SearchIndex::load_or_build(&index_path, &fp, hnsw, &device, |why| {
+        eprintln!("building the index ({}; {why})", index_path.display());
+        let t0 = Instant::now();
+        let emb = model.embed(&docs.iter().map(String::as_str).collect::<Vec<_>>(), batch)?;
+        eprintln!(
+            "{} documents embedded in {:.1} s",
+            docs.len(),
+            t0.elapsed().as_secs_f64()
+        );
+        Ok(emb)
+    })?;
     let answer = |q: &str| -> Result<serde_json::Value> {
         let hits = index.search(&model.embed(&[q], 1)?, args.k, None)?;
         for (rank, (i, s)) in hits[0].iter().enumerate() {
@@ -199,7 +195,8 @@ fn main() -> Result<()> {
     }
     println!(
         "{}",
-        serde_json::json!({"example": "semantic_search", "documents": docs.len(), "index": index_path, "results": results})
+        serde_json::json!({"example": "semantic_search", "documents": docs.len(), "index": index_path,
+        "approximate": args.approximate, "results": results})
     );
     Ok(())
 }

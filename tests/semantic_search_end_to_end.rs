@@ -1,7 +1,8 @@
 //! `semantic_search` end to end on a fresh clone: a tiny random BERT written as
 //! a sentence-transformers folder (config, weights, a WordPiece tokenizer,
 //! pooling and normalisation), a corpus, a query, the index reused on the next
-//! run and rebuilt when the corpus changes, embeddings written as JSON lines,
+//! run and rebuilt when the corpus changes (exact, and approximate with
+//! `--approximate`), embeddings written as JSON lines,
 //! the paraphrase evaluation on a small pairs file, and bad model folders.
 
 mod common;
@@ -137,6 +138,21 @@ fn search_embed_and_evaluate_with_a_tiny_model() {
     let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another model or corpus"));
     assert_eq!(last_json(&out)["documents"], 4);
+    // --approximate: an HNSW index in its own file, reused the same way; the
+    // exact index's file is not taken for one.
+    let hnsw = tmp.path().join("docs.hnsw");
+    for (file, building) in [(&hnsw, true), (&hnsw, false), (&index, true)] {
+        let mut b = a.clone();
+        b[5] = file.to_str().unwrap().into();
+        b.push("--approximate".into());
+        let out = run(&b.iter().map(String::as_str).collect::<Vec<_>>());
+        common::assert_succeeded(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.contains("building the index"), building, "{stderr}");
+        let j = last_json(&out);
+        assert_eq!(j["approximate"], true);
+        assert_eq!(j["results"][0]["hits"][0]["text"], DOCS[2], "{j}");
+    }
 
     let jsonl = tmp.path().join("emb.jsonl");
     let out = run(&[
@@ -326,4 +342,92 @@ fn bad_model_folders_and_corpora_are_one_clear_line() {
         tmp.path().join("i").to_str().unwrap(),
     ]);
     common::assert_succeeded(&out);
+}
+
+/// Stops training after the first epoch, as an interruption would (with the same
+/// settings, so a resume must continue exactly).
+struct StopAfterFirstEpoch;
+impl taper::train::trainer::Callback for StopAfterFirstEpoch {
+    fn on_epoch_end(
+        &mut self,
+        _: &taper::train::record::EpochRecord,
+    ) -> taper::train::Result<taper::train::trainer::Control> {
+        Ok(taper::train::trainer::Control::Stop)
+    }
+}
+
+/// Fine-tuning resumes exactly: two epochs stopped after the first and resumed
+/// from the checkpoint end with weights equal, bit for bit, to two epochs run at
+/// once (dropout, data order, optimizer and schedule state all carried over).
+#[test]
+fn fine_tuning_resumes_exactly() {
+    use taper::nlp::finetune::{MultipleNegativesRanking, PairBatcher, TextPairs};
+    use taper::train::data::{DataLoader, LoaderConfig};
+    use taper::train::optim::{named_vars, Adam, AdamConfig};
+    use taper::train::schedule::WarmupCosine;
+    use taper::train::{clip::Clip, Optimizers, Trainer, TrainerConfig};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("model");
+    write_model(&model_dir);
+    let pairs: Vec<(String, String)> = DOCS
+        .iter()
+        .flat_map(|d| {
+            [
+                (d.to_string(), format!("{d} now")),
+                (format!("{d} again"), d.to_string()),
+            ]
+        })
+        .collect();
+    let train = || {
+        DataLoader::from_dataset(
+            TextPairs(pairs.clone()),
+            PairBatcher,
+            LoaderConfig {
+                drop_last: true,
+                ..LoaderConfig::train(4, 5)
+            },
+        )
+        .unwrap()
+    };
+    let fit = |run: &Path, resume: bool, stop: bool| {
+        let model = taper::nlp::SentenceEncoder::load(&model_dir, &Device::Cpu).unwrap();
+        let loader = train();
+        let steps = 2 * loader.num_batches();
+        let schedule = WarmupCosine {
+            warmup_steps: 1,
+            warmup_start: 0.0,
+            ..WarmupCosine::cosine(1e-3, 0.0, steps)
+        };
+        let adam = Adam::new(named_vars(model.varmap(), ""), AdamConfig::adamw(1e-3));
+        let mut opt = Optimizers::new().with_group("model", adam, schedule, Clip::GlobalNorm(1.0));
+        let mut mnrl = MultipleNegativesRanking { model, scale: 20.0 };
+        let mut trainer = Trainer::new(TrainerConfig {
+            epochs: 2,
+            run_dir: Some(run.to_path_buf()),
+            seed: 3,
+            resume,
+            verbose: false,
+            ..Default::default()
+        });
+        if stop {
+            trainer = trainer.with_callback(StopAfterFirstEpoch);
+        }
+        trainer.fit(&mut mnrl, &mut opt, &loader, None).unwrap()
+    };
+    let (whole, split) = (tmp.path().join("whole"), tmp.path().join("split"));
+    assert_eq!(fit(&whole, false, false).history.len(), 2);
+    assert_eq!(fit(&split, false, true).history.len(), 1);
+    fit(&split, true, false);
+    let weights = |run: &Path| {
+        let ck = taper::train::checkpoint::read(run, "latest")
+            .unwrap()
+            .unwrap();
+        assert_eq!(ck.state.epoch, 2, "{}", run.display());
+        std::fs::read(ck.weights_path()).unwrap()
+    };
+    assert!(
+        weights(&whole) == weights(&split),
+        "a resumed fine-tuning run differs from an uninterrupted one"
+    );
 }

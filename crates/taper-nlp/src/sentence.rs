@@ -35,7 +35,19 @@ fn json(path: &Path) -> Result<serde_json::Value> {
     })
 }
 
+/// The sentence encoder Taper's examples use when no model folder is given.
+pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
+
 impl SentenceEncoder {
+    /// The model folder to load: `given` (a `--model DIR` flag) when there is
+    /// one, else [`DEFAULT_MODEL`] under the model root (`$TAPER_MODELS`,
+    /// `../shared/models`, `./models`: [`taper_train::data::root::resolve_model_root`]).
+    pub fn model_dir(given: Option<&Path>) -> std::path::PathBuf {
+        given.map(Path::to_path_buf).unwrap_or_else(|| {
+            taper_train::data::root::resolve_model_root(None).join(DEFAULT_MODEL)
+        })
+    }
+
     /// The model in the folder `dir`, on `device`.
     ///
     /// # Errors

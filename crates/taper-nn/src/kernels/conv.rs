@@ -49,7 +49,8 @@ impl<'a, T> MatRef<'a, T> {
 
 /// `dst (m x n, rows `dst_rs` apart) = (accumulate ? dst : 0) + a (m x k) · b (k x n)`
 /// with the `gemm` crate (the kernels candle's own matmul uses), on `threads`
-/// threads (1: the caller parallelises around it).
+/// threads (1: the caller parallelises around it); large f32 products go to
+/// OpenBLAS where [`blas`](super::blas) loaded it.
 pub fn gemm<T: WithDType>(
     dst: &mut [T],
     dst_rs: usize,
@@ -71,6 +72,25 @@ pub fn gemm<T: WithDType>(
             }
         }
         return;
+    }
+    if T::DTYPE == candle_core::DType::F32 {
+        // SAFETY: T is f32 (its dtype says so), so the casts change no value; the
+        // asserts above keep the product inside the slices, and dst is a distinct
+        // mutable borrow.
+        let done = unsafe {
+            super::blas::sgemm(
+                dst.as_mut_ptr().cast(),
+                dst_rs,
+                (a.data.as_ptr().cast(), a.rs, a.cs),
+                (b.data.as_ptr().cast(), b.rs, b.cs),
+                (m, n, k),
+                accumulate,
+                threads > 1,
+            )
+        };
+        if done {
+            return;
+        }
     }
     let par = if threads > 1 && m * n * k >= 1 << 18 {
         gemm::Parallelism::Rayon(threads)

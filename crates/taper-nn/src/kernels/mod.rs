@@ -14,6 +14,7 @@ use candle_core::{CpuStorage, DType, Layout, Result, Tensor, WithDType};
 pub mod activation;
 pub mod attention;
 pub(crate) mod batch_norm;
+pub mod blas;
 pub mod conv;
 pub mod linear;
 pub mod loss;
