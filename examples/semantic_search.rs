@@ -28,9 +28,7 @@ use taper::nlp::search::{fingerprint, Hit, HnswParams, ParaphraseTask, SearchInd
 use taper::nlp::SentenceEncoder;
 use taper::train::cli::ExampleArgs;
 use taper::train::data::{DataLoader, LoaderConfig};
-use taper::train::optim::{named_vars, Adam, AdamConfig};
-use taper::train::schedule::WarmupCosine;
-use taper::train::{clip::Clip, Optimizers, Trainer};
+use taper::train::Trainer;
 
 #[global_allocator]
 static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
@@ -284,16 +282,8 @@ fn fine_tune(args: &Args, model: SentenceEncoder, pairs: &Path, batch: usize) ->
     let valid = DataLoader::from_dataset(TextPairs(vp), PairBatcher, cfg(vb))?;
     let run = c.run_dir("semantic_search-finetune");
     finetune::save_run(&model, &run)?;
-    // sentence-transformers' defaults: AdamW 2e-5, 10 % linear warm-up.
     let (epochs, lr) = (c.epochs.unwrap_or(1), c.lr.unwrap_or(2e-5));
-    let steps = epochs * train.num_batches();
-    let schedule = WarmupCosine {
-        warmup_steps: steps / 10,
-        warmup_start: 0.0,
-        ..WarmupCosine::cosine(lr, 0.0, steps)
-    };
-    let adam = Adam::new(named_vars(model.varmap(), ""), AdamConfig::adamw(lr));
-    let mut opt = Optimizers::new().with_group("model", adam, schedule, Clip::GlobalNorm(1.0));
+    let mut opt = finetune::optimizers(&model, lr, epochs * train.num_batches());
     let mut mnrl = MultipleNegativesRanking { model, scale: 20.0 };
     let config = serde_json::json!({"example": "semantic_search", "fine_tune": true, "lr": lr, "epochs": epochs, "batch_size": batch});
     let report = Trainer::new(c.trainer_config("semantic_search-finetune", epochs, config)).fit(

@@ -270,63 +270,46 @@ fn bad_model_folders_and_corpora_are_one_clear_line() {
     let corpus = tmp.path().join("docs.txt");
     std::fs::write(&corpus, "one\ntwo\n").unwrap();
     let c = corpus.to_str().unwrap();
+    // A query against `corpus` with the model folder `model`: (succeeded, stderr).
+    let query = |model: &Path, corpus: &str| {
+        let out = run(&[
+            "--model",
+            model.to_str().unwrap(),
+            "--corpus",
+            corpus,
+            "--query",
+            "x",
+        ]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = run(&[
-        "--model",
-        empty.to_str().unwrap(),
-        "--corpus",
-        c,
-        "--query",
-        "x",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = query(&empty, c);
     assert!(
-        !out.status.success() && err.contains("config.json") && !err.contains("panicked"),
+        !ok && err.contains("config.json") && !err.contains("panicked"),
         "{err}"
     );
     let model = tmp.path().join("model");
     write_model(&model);
     std::fs::write(model.join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
-    let out = run(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--corpus",
-        c,
-        "--query",
-        "x",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("gpt2"), "{err}");
+    let (ok, err) = query(&model, c);
+    assert!(!ok && err.contains("gpt2"), "{err}");
     // A tokenizer with more ids than the embedding matrix has rows.
     write_model_with(&model, Some(10));
-    let out = run(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--corpus",
-        c,
-        "--query",
-        "x",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = query(&model, c);
     assert!(
-        !out.status.success() && err.contains("tokenizer.json") && err.contains("10 rows"),
+        !ok && err.contains("tokenizer.json") && err.contains("10 rows"),
         "{err}"
     );
     write_model(&model);
     let blank = tmp.path().join("blank.txt");
     std::fs::write(&blank, "\n  \n").unwrap();
-    let out = run(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--corpus",
-        blank.to_str().unwrap(),
-        "--query",
-        "x",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = query(&model, blank.to_str().unwrap());
     assert!(
-        !out.status.success() && err.contains("blank.txt") && err.contains("no document"),
+        !ok && err.contains("blank.txt") && err.contains("no document"),
         "{err}"
     );
     // A query far longer than the model's 32 tokens is cut, not refused.
@@ -361,11 +344,9 @@ impl taper::train::trainer::Callback for StopAfterFirstEpoch {
 /// once (dropout, data order, optimizer and schedule state all carried over).
 #[test]
 fn fine_tuning_resumes_exactly() {
-    use taper::nlp::finetune::{MultipleNegativesRanking, PairBatcher, TextPairs};
+    use taper::nlp::finetune::{self, MultipleNegativesRanking, PairBatcher, TextPairs};
     use taper::train::data::{DataLoader, LoaderConfig};
-    use taper::train::optim::{named_vars, Adam, AdamConfig};
-    use taper::train::schedule::WarmupCosine;
-    use taper::train::{clip::Clip, Optimizers, Trainer, TrainerConfig};
+    use taper::train::{Trainer, TrainerConfig};
 
     let tmp = tempfile::tempdir().unwrap();
     let model_dir = tmp.path().join("model");
@@ -393,14 +374,7 @@ fn fine_tuning_resumes_exactly() {
     let fit = |run: &Path, resume: bool, stop: bool| {
         let model = taper::nlp::SentenceEncoder::load(&model_dir, &Device::Cpu).unwrap();
         let loader = train();
-        let steps = 2 * loader.num_batches();
-        let schedule = WarmupCosine {
-            warmup_steps: 1,
-            warmup_start: 0.0,
-            ..WarmupCosine::cosine(1e-3, 0.0, steps)
-        };
-        let adam = Adam::new(named_vars(model.varmap(), ""), AdamConfig::adamw(1e-3));
-        let mut opt = Optimizers::new().with_group("model", adam, schedule, Clip::GlobalNorm(1.0));
+        let mut opt = finetune::optimizers(&model, 1e-3, 2 * loader.num_batches());
         let mut mnrl = MultipleNegativesRanking { model, scale: 20.0 };
         let mut trainer = Trainer::new(TrainerConfig {
             epochs: 2,

@@ -31,6 +31,27 @@ pub const MODEL_FILES: [&str; 5] = [
     "1_Pooling/config.json",
 ];
 
+/// sentence-transformers' fine-tuning recipe for `model`'s variables: AdamW
+/// at peak rate `lr` (2e-5 is its default), warmed up linearly from 0 over the
+/// first 10 % of `steps` (optimizer steps in the whole run), then a cosine decay
+/// to 0; gradients clipped to global norm 1.
+pub fn optimizers(model: &SentenceEncoder, lr: f64, steps: usize) -> Optimizers {
+    use taper_train::optim::{named_vars, Adam, AdamConfig};
+    use taper_train::schedule::WarmupCosine;
+    let schedule = WarmupCosine {
+        warmup_steps: steps / 10,
+        warmup_start: 0.0,
+        ..WarmupCosine::cosine(lr, 0.0, steps)
+    };
+    let adam = Adam::new(named_vars(model.varmap(), ""), AdamConfig::adamw(lr));
+    Optimizers::new().with_group(
+        "model",
+        adam,
+        schedule,
+        taper_train::clip::Clip::GlobalNorm(1.0),
+    )
+}
+
 /// `(anchor, positive)` text pairs as a data set.
 pub struct TextPairs(pub Vec<(String, String)>);
 

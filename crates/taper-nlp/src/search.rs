@@ -49,8 +49,9 @@ fn another_model(found: &str, expected: &str) -> String {
 }
 
 /// Exact cosine search over unit-length vectors: one matrix product of the
-/// queries against blocks of the index (SIMD, multi-threaded through candle's
-/// GEMM), then a top-k selection per query in parallel.
+/// queries against blocks of the index (on the CPU taper-nn's GEMM, OpenBLAS
+/// tiles where it is loaded; candle's matmul on other devices), then a top-k
+/// selection per query in parallel.
 pub struct ExactIndex {
     dim: usize,
     vectors: Tensor,
@@ -113,29 +114,27 @@ impl ExactIndex {
             .to_device(self.vectors.device())?;
         let n = self.len();
         let mut best: Vec<Vec<Hit>> = vec![Vec::new(); nq];
-        let qv: Vec<f32> = q.flatten_all()?.to_vec1()?;
         let (storage, layout) = self.vectors.storage_and_layout();
         // On the CPU the vectors are read in place and scored by taper-nn's GEMM
         // (OpenBLAS where loaded, cut into tiles over both threads): candle's matmul
         // ran one query against 98,659 vectors in 11 ms, over the 10 ms the issue
         // allows.
         let host = match &*storage {
-            candle_core::Storage::Cpu(cpu) => Some(taper_nn::kernels::cpu_slice::<f32>(
-                cpu,
-                layout,
-                "exact index",
-            )?),
+            candle_core::Storage::Cpu(cpu) => Some((
+                taper_nn::kernels::cpu_slice::<f32>(cpu, layout, "exact index")?,
+                q.flatten_all()?.to_vec1::<f32>()?,
+            )),
             _ => None,
         };
         for start in (0..n).step_by(BLOCK) {
             let len = BLOCK.min(n - start);
-            let scores: Vec<f32> = match host {
-                Some(all) => {
+            let scores: Vec<f32> = match &host {
+                Some((all, qv)) => {
                     let mut out = vec![0f32; nq * len];
                     taper_nn::kernels::gemm(
                         &mut out,
                         len,
-                        taper_nn::kernels::MatRef::rows(&qv, self.dim),
+                        taper_nn::kernels::MatRef::rows(qv, self.dim),
                         taper_nn::kernels::MatRef::transposed(
                             &all[start * self.dim..(start + len) * self.dim],
                             self.dim,
@@ -336,12 +335,14 @@ struct ApproxHeader {
 const APPROX_MAGIC: &[u8; 8] = b"TAPRHNSW";
 const APPROX_FORMAT: &str = "taper-hnsw-index-1";
 
+/// `bytes` as lower-case hexadecimal.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
 }
 
 /// Approximate cosine search over unit-length vectors: an HNSW graph (Malkov
@@ -949,10 +950,7 @@ pub fn fingerprint(files: &[&Path]) -> Result<String> {
         let mut file = std::fs::File::open(f).map_err(|e| Error::io(*f, e))?;
         std::io::copy(&mut file, &mut h).map_err(|e| Error::io(*f, e))?;
     }
-    Ok(h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&h.finalize()[..16]))
 }
 
 /// Sentence vectors as the mean of their words' vectors (lower-cased

@@ -26,6 +26,20 @@ fn map_par<T: Real>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
     out
 }
 
+/// `f(a[i], b[i])` for every `i`, in parallel chunks: the backward passes'
+/// one-pass loop over an activation (or input) and its gradient.
+fn zip_map_par<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
+    let mut out = vec![T::zero(); a.len()];
+    out.par_chunks_mut(1 << 14)
+        .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
+        .for_each(|(d, (xs, ys))| {
+            for ((o, &x), &y) in d.iter_mut().zip(xs).zip(ys) {
+                *o = f(x, y);
+            }
+        });
+    out
+}
+
 impl CustomOp1 for Tanh {
     fn name(&self) -> &'static str {
         "taper-tanh"
@@ -44,15 +58,7 @@ impl CustomOp1 for Tanh {
 }
 
 fn tanh_grad<T: Real>(y: &[T], g: &[T]) -> Vec<T> {
-    let mut out = vec![T::zero(); y.len()];
-    out.par_chunks_mut(1 << 14)
-        .zip(y.par_chunks(1 << 14).zip(g.par_chunks(1 << 14)))
-        .for_each(|(d, (ys, gs))| {
-            for ((o, &y), &g) in d.iter_mut().zip(ys).zip(gs) {
-                *o = g * (T::one() - y * y);
-            }
-        });
-    out
+    zip_map_par(y, g, |y, g| g * (T::one() - y * y))
 }
 
 impl candle_core::CustomOp2 for TanhGrad {
@@ -134,15 +140,7 @@ impl CustomOp1 for Relu {
 }
 
 fn relu_grad<T: Real>(y: &[T], g: &[T]) -> Vec<T> {
-    let mut out = vec![T::zero(); y.len()];
-    out.par_chunks_mut(1 << 14)
-        .zip(y.par_chunks(1 << 14).zip(g.par_chunks(1 << 14)))
-        .for_each(|(d, (ys, gs))| {
-            for ((o, y), g) in d.iter_mut().zip(ys).zip(gs) {
-                *o = T::select(*y > T::zero(), *g, T::zero());
-            }
-        });
-    out
+    zip_map_par(y, g, |y, g| T::select(y > T::zero(), g, T::zero()))
 }
 
 impl candle_core::CustomOp2 for ReluGrad {
@@ -194,15 +192,7 @@ struct LeakyReluGrad(f64);
 /// gradient (backward); branch-free.
 fn leaky<T: Real>(x: &[T], v: &[T], slope: f64) -> Vec<T> {
     let k = T::from_f64(slope);
-    let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(1 << 14)
-        .zip(x.par_chunks(1 << 14).zip(v.par_chunks(1 << 14)))
-        .for_each(|(d, (xs, vs))| {
-            for ((o, xv), vv) in d.iter_mut().zip(xs).zip(vs) {
-                *o = T::select(*xv > T::zero(), *vv, k * *vv);
-            }
-        });
-    out
+    zip_map_par(x, v, |x, v| T::select(x > T::zero(), v, k * v))
 }
 
 impl CustomOp1 for LeakyRelu {
@@ -302,16 +292,11 @@ impl CustomOp2 for GeluGrad {
             candle_core::bail!("gelu backward: shapes {:?} and {:?}", l1.dims(), l2.dims());
         }
         let (x, g) = (slice::<f32>(s1, l1, "gelu")?, slice::<f32>(s2, l2, "gelu")?);
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(1 << 14)
-            .zip(x.par_chunks(1 << 14).zip(g.par_chunks(1 << 14)))
-            .for_each(|(d, (xs, gs))| {
-                for ((o, &x), &g) in d.iter_mut().zip(xs).zip(gs) {
-                    let cdf = 0.5 * (1.0 + super::vmath::erf(x * FRAC_1_SQRT_2));
-                    let pdf = INV_SQRT_2PI * super::vmath::exp(-0.5 * x * x);
-                    *o = g * (cdf + x * pdf);
-                }
-            });
+        let out = zip_map_par(x, g, |x, g| {
+            let cdf = 0.5 * (1.0 + super::vmath::erf(x * FRAC_1_SQRT_2));
+            let pdf = INV_SQRT_2PI * super::vmath::exp(-0.5 * x * x);
+            g * (cdf + x * pdf)
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
