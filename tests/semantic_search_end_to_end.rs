@@ -405,3 +405,41 @@ fn fine_tuning_resumes_exactly() {
         "a resumed fine-tuning run differs from an uninterrupted one"
     );
 }
+
+/// A corpus of several batches embeds to the same bits on one thread and on two
+/// (the batches then run side by side), each row in the caller's order: equal
+/// to that text embedded alone, up to the rounding that padding to the batch's
+/// length brings.
+#[test]
+fn corpus_embeddings_do_not_depend_on_the_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path());
+    let model = taper::nlp::SentenceEncoder::load(dir.path(), &Device::Cpu).unwrap();
+    // Lengths interleaved, so sorting by length reorders them.
+    let texts: Vec<String> = (0..23)
+        .map(|i| DOCS[..=i % DOCS.len()].join(" ; "))
+        .collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let on = |threads: usize| -> Vec<Vec<f32>> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| model.embed(&texts, 4).unwrap().to_vec2().unwrap())
+    };
+    let (one, two) = (on(1), on(2));
+    assert_eq!(one.len(), texts.len());
+    assert!(one == two, "embeddings differ between 1 and 2 threads");
+    for (i, row) in one.iter().enumerate() {
+        let alone: Vec<f32> = model.embed(&texts[i..=i], 1).unwrap().to_vec2().unwrap()[0].clone();
+        let diff = row
+            .iter()
+            .zip(&alone)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff < 1e-5,
+            "text {i}: {diff} away from its embedding alone"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use crate::tokenizer::{Padding, Tokenizer};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use taper_nn::Mode;
 
@@ -200,25 +201,57 @@ impl SentenceEncoder {
             )?);
         }
         let lens: Vec<usize> = texts
-            .iter()
+            .par_iter()
             .map(|t| self.tokenizer.encode(t.trim(), true).map(|v| v.len()))
             .collect::<Result<_>>()?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
-        let mut parts = Vec::new();
-        for chunk in order.chunks(batch_size) {
+        let chunks: Vec<&[usize]> = order.chunks(batch_size).collect();
+        let embed_chunk = |chunk: &[usize]| -> Result<Tensor> {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             // Detached: the weights are variables, so an output holds its whole
             // computation graph (every activation of the batch) until dropped.
-            parts.push(self.embed_batch(&batch, &Mode::eval())?.detach());
+            let run = || Ok(self.embed_batch(&batch, &Mode::eval())?.detach());
+            if chunks.len() > 1 {
+                // Several batches: whichever way they are spread over threads,
+                // each one's products run whole (fewer repacks), so embeddings do
+                // not depend on the thread count.
+                taper_nn::kernels::blas::whole_products(run)
+            } else {
+                run()
+            }
+        };
+        if !self.device.is_cpu() || chunks.len() == 1 || rayon::current_num_threads() == 1 {
+            let parts = chunks
+                .iter()
+                .map(|c| embed_chunk(c))
+                .collect::<Result<Vec<_>>>()?;
+            let sorted = Tensor::cat(&parts, 0)?;
+            // Back to the callers' order: row `order[k]` is sorted row `k`.
+            let mut inverse = vec![0u32; texts.len()];
+            for (k, &i) in order.iter().enumerate() {
+                inverse[i] = k as u32;
+            }
+            let idx = Tensor::from_vec(inverse, texts.len(), &self.device)?;
+            return Ok(sorted.index_select(&idx, 0)?);
         }
-        let sorted = Tensor::cat(&parts, 0)?;
-        // Back to the callers' order: row `order[k]` is sorted row `k`.
-        let mut inverse = vec![0u32; texts.len()];
-        for (k, &i) in order.iter().enumerate() {
-            inverse[i] = k as u32;
-        }
-        let idx = Tensor::from_vec(inverse, texts.len(), &self.device)?;
-        Ok(sorted.index_select(&idx, 0)?)
+        // On the CPU, whole batches run side by side, one per thread: the
+        // operations inside a batch of short sentences are too small to share
+        // across threads without the threads waiting on each other more than
+        // they compute (sentence-transformers' own gap to Taper at 1 thread
+        // turned around at 2). Each batch's rows go straight to their place in
+        // the output, so the corpus's embeddings are held once.
+        let dim = self.dim();
+        let out = std::sync::Mutex::new(vec![0f32; texts.len() * dim]);
+        chunks.par_iter().try_for_each(|chunk| -> Result<()> {
+            let rows = embed_chunk(chunk)?.flatten_all()?.to_vec1::<f32>()?;
+            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            for (row, &i) in rows.chunks_exact(dim).zip(chunk.iter()) {
+                out[i * dim..(i + 1) * dim].copy_from_slice(row);
+            }
+            Ok(())
+        })?;
+        let out = out.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok(Tensor::from_vec(out, (texts.len(), dim), &self.device)?)
     }
 }

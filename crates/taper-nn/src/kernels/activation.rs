@@ -2,7 +2,7 @@
 //! tanh. candle's versions cost several passes each way (compare, convert,
 //! multiply), and its CPU tanh calls the slow `f32::tanh`.
 
-use super::{cpu_slice as slice, Real};
+use super::{cpu_slice as slice, simd, Real};
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType,
@@ -22,7 +22,18 @@ fn map_par<T: Real>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
     let mut out = vec![T::zero(); x.len()];
     out.par_chunks_mut(1 << 14)
         .zip(x.par_chunks(1 << 14))
-        .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(o, &v)| *o = f(v)));
+        .for_each(|(d, s)| {
+            // A `for` loop, not `for_each`: `Zip::fold` is not inlined into the
+            // dispatched copy, and would run at the baseline width.
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (o, &v) in d.iter_mut().zip(s) {
+                        *o = f(v);
+                    }
+                },
+            )
+        });
     out
 }
 
@@ -33,9 +44,14 @@ fn zip_map_par<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Se
     out.par_chunks_mut(1 << 14)
         .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
         .for_each(|(d, (xs, ys))| {
-            for ((o, &x), &y) in d.iter_mut().zip(xs).zip(ys) {
-                *o = f(x, y);
-            }
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for ((o, &x), &y) in d.iter_mut().zip(xs).zip(ys) {
+                        *o = f(x, y);
+                    }
+                },
+            )
         });
     out
 }
@@ -46,8 +62,16 @@ impl CustomOp1 for Tanh {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = match s.dtype() {
-            DType::F32 => CpuStorage::F32(map_par(slice::<f32>(s, l, "tanh")?, |v| v.th())),
-            DType::F64 => CpuStorage::F64(map_par(slice::<f64>(s, l, "tanh")?, |v| v.th())),
+            DType::F32 => CpuStorage::F32(map_par(
+                slice::<f32>(s, l, "tanh")?,
+                #[inline(always)]
+                |v| v.th(),
+            )),
+            DType::F64 => CpuStorage::F64(map_par(
+                slice::<f64>(s, l, "tanh")?,
+                #[inline(always)]
+                |v| v.th(),
+            )),
             d => candle_core::bail!("tanh: unsupported dtype {d:?}"),
         };
         Ok((out, l.shape().clone()))
@@ -58,7 +82,12 @@ impl CustomOp1 for Tanh {
 }
 
 fn tanh_grad<T: Real>(y: &[T], g: &[T]) -> Vec<T> {
-    zip_map_par(y, g, |y, g| g * (T::one() - y * y))
+    zip_map_par(
+        y,
+        g,
+        #[inline(always)]
+        |y, g| g * (T::one() - y * y),
+    )
 }
 
 impl candle_core::CustomOp2 for TanhGrad {
@@ -112,9 +141,14 @@ fn map_contig<T: WithDType>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
     out.par_chunks_mut(1 << 14)
         .zip(x.par_chunks(1 << 14))
         .for_each(|(d, s)| {
-            for (o, v) in d.iter_mut().zip(s) {
-                *o = f(*v);
-            }
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (o, v) in d.iter_mut().zip(s) {
+                        *o = f(*v);
+                    }
+                },
+            )
         });
     out
 }
@@ -128,7 +162,11 @@ impl CustomOp1 for Relu {
             "relu",
             s.dtype(),
             [(x, s, l)],
-            map_contig(x, |v| if v > 0.0 { v } else { 0.0 })
+            map_contig(
+                x,
+                #[inline(always)]
+                |v| if v > 0.0 { v } else { 0.0 }
+            )
         );
         Ok((out, l.shape().clone()))
     }
@@ -140,7 +178,12 @@ impl CustomOp1 for Relu {
 }
 
 fn relu_grad<T: Real>(y: &[T], g: &[T]) -> Vec<T> {
-    zip_map_par(y, g, |y, g| T::select(y > T::zero(), g, T::zero()))
+    zip_map_par(
+        y,
+        g,
+        #[inline(always)]
+        |y, g| T::select(y > T::zero(), g, T::zero()),
+    )
 }
 
 impl candle_core::CustomOp2 for ReluGrad {
@@ -192,7 +235,12 @@ struct LeakyReluGrad(f64);
 /// gradient (backward); branch-free.
 fn leaky<T: Real>(x: &[T], v: &[T], slope: f64) -> Vec<T> {
     let k = T::from_f64(slope);
-    zip_map_par(x, v, |x, v| T::select(x > T::zero(), v, k * v))
+    zip_map_par(
+        x,
+        v,
+        #[inline(always)]
+        |x, v| T::select(x > T::zero(), v, k * v),
+    )
 }
 
 impl CustomOp1 for LeakyRelu {
@@ -267,9 +315,11 @@ impl CustomOp1 for Gelu {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice::<f32>(s, l, "gelu")?;
-        let out = map_par(x, |v| {
-            0.5 * v * (1.0 + super::vmath::erf(v * FRAC_1_SQRT_2))
-        });
+        let out = map_par(
+            x,
+            #[inline(always)]
+            |v| 0.5 * v * (1.0 + super::vmath::erf(v * FRAC_1_SQRT_2)),
+        );
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -292,11 +342,16 @@ impl CustomOp2 for GeluGrad {
             candle_core::bail!("gelu backward: shapes {:?} and {:?}", l1.dims(), l2.dims());
         }
         let (x, g) = (slice::<f32>(s1, l1, "gelu")?, slice::<f32>(s2, l2, "gelu")?);
-        let out = zip_map_par(x, g, |x, g| {
-            let cdf = 0.5 * (1.0 + super::vmath::erf(x * FRAC_1_SQRT_2));
-            let pdf = INV_SQRT_2PI * super::vmath::exp(-0.5 * x * x);
-            g * (cdf + x * pdf)
-        });
+        let out = zip_map_par(
+            x,
+            g,
+            #[inline(always)]
+            |x, g| {
+                let cdf = 0.5 * (1.0 + super::vmath::erf(x * FRAC_1_SQRT_2));
+                let pdf = INV_SQRT_2PI * super::vmath::exp(-0.5 * x * x);
+                g * (cdf + x * pdf)
+            },
+        );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

@@ -19,31 +19,46 @@ fn additive_fwd<T: Real>(
 ) -> Vec<T> {
     let mut out = vec![T::zero(); b * t * s];
     out.par_chunks_mut(t * s).enumerate().for_each(|(bi, o)| {
-        for ti in 0..t {
-            let qr = &q[(bi * t + ti) * a..(bi * t + ti + 1) * a];
-            for si in 0..s {
-                let kr = &k[(bi * s + si) * a..(bi * s + si + 1) * a];
-                let mut acc = [T::zero(); 8];
-                let mut tail = T::zero();
-                let (qc, kc, vc) = (qr.chunks_exact(8), kr.chunks_exact(8), v.chunks_exact(8));
-                for ((&x, &y), &w) in qc
-                    .remainder()
-                    .iter()
-                    .zip(kc.remainder())
-                    .zip(vc.remainder())
-                {
-                    tail += w * (x + y).th();
-                }
-                for ((x, y), w) in qc.zip(kc).zip(vc) {
-                    for l in 0..8 {
-                        acc[l] += w[l] * (x[l] + y[l]).th();
-                    }
-                }
-                o[ti * s + si] = acc.iter().fold(tail, |a, &b| a + b);
-            }
-        }
+        super::simd::dispatch(
+            #[inline(always)]
+            || additive_rows(q, k, v, (bi, o), (t, s, a)),
+        )
     });
     out
+}
+
+/// One batch entry's `(T, S)` scores of [`additive_fwd`].
+#[inline(always)]
+fn additive_rows<T: Real>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    (bi, o): (usize, &mut [T]),
+    (t, s, a): (usize, usize, usize),
+) {
+    for ti in 0..t {
+        let qr = &q[(bi * t + ti) * a..(bi * t + ti + 1) * a];
+        for si in 0..s {
+            let kr = &k[(bi * s + si) * a..(bi * s + si + 1) * a];
+            let mut acc = [T::zero(); 8];
+            let mut tail = T::zero();
+            let (qc, kc, vc) = (qr.chunks_exact(8), kr.chunks_exact(8), v.chunks_exact(8));
+            for ((&x, &y), &w) in qc
+                .remainder()
+                .iter()
+                .zip(kc.remainder())
+                .zip(vc.remainder())
+            {
+                tail += w * (x + y).th();
+            }
+            for ((x, y), w) in qc.zip(kc).zip(vc) {
+                for l in 0..8 {
+                    acc[l] += w[l] * (x[l] + y[l]).th();
+                }
+            }
+            o[ti * s + si] = acc.iter().fold(tail, |a, &b| a + b);
+        }
+    }
 }
 
 type Grads3<T> = (Vec<T>, Vec<T>, Vec<T>);

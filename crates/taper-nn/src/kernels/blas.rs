@@ -199,13 +199,13 @@ fn split(len: usize) -> (usize, usize) {
 
 /// Tiles of an `m x n` output with inner dimension `k`: at most [`TILE_MAX`] a
 /// side, then halved (the longer side first) while there are fewer than
-/// [`MIN_TILES`] tiles, each keeps at least [`MIN_TILE_WORK`] multiply-adds and
+/// `min_tiles` ([`MIN_TILES`], or 1 in [`whole_products`]), each keeps at least [`MIN_TILE_WORK`] multiply-adds and
 /// no side falls under 64: the sentence encoder's products (a few hundred rows)
 /// were otherwise one tile, one thread. From the shape alone, never the thread
 /// count, so results do not depend on it.
-fn tiles(m: usize, n: usize, k: usize) -> ((usize, usize), (usize, usize)) {
+fn tiles(m: usize, n: usize, k: usize, min_tiles: usize) -> ((usize, usize), (usize, usize)) {
     let (mut tm, mut tn) = (split(m), split(n));
-    while tm.0 * tn.0 < MIN_TILES && tm.1 * tn.1 * k >= 2 * MIN_TILE_WORK {
+    while tm.0 * tn.0 < min_tiles && tm.1 * tn.1 * k >= 2 * MIN_TILE_WORK {
         let halve = |(_, piece): (usize, usize), len: usize| {
             let piece = (piece / 2).next_multiple_of(16);
             (len.div_ceil(piece), piece)
@@ -225,6 +225,31 @@ fn tiles(m: usize, n: usize, k: usize) -> ((usize, usize), (usize, usize)) {
 pub const MIN_TILES: usize = 4;
 /// Fewest multiply-adds in a tile cut for parallelism.
 pub const MIN_TILE_WORK: usize = 1 << 20;
+
+thread_local! {
+    /// Set inside [`whole_products`].
+    static WHOLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the products this thread starts cut by size only ([`TILE_MAX`]),
+/// not into [`MIN_TILES`] for the other threads: for callers that keep every
+/// thread busy with work of their own (the sentence encoder runs one batch per
+/// thread), where the extra tiles only pack the operands again (14 % of the
+/// encoder's time went to packing with them). What is computed inside still
+/// depends on shapes alone, never on the thread count. Nested calls keep the
+/// setting; it ends with `f`. Work another rayon job leaves for this thread while
+/// it waits inside `f` runs under the setting too, which changes how products
+/// are rounded there, not their values' correctness.
+pub fn whole_products<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WHOLE.with(|w| w.set(self.0));
+        }
+    }
+    let _restore = Restore(WHOLE.with(|w| w.replace(true)));
+    f()
+}
 
 struct SendPtr(*mut f32);
 // SAFETY: the pointer is only used to write tiles that do not overlap (see `sgemm`).
@@ -270,7 +295,12 @@ pub(crate) unsafe fn sgemm(
         return false;
     }
     let beta = if accumulate { 1.0 } else { 0.0 };
-    let ((tiles_m, tile_m), (tiles_n, tile_n)) = tiles(m, n, k);
+    let min_tiles = if WHOLE.with(|w| w.get()) {
+        1
+    } else {
+        MIN_TILES
+    };
+    let ((tiles_m, tile_m), (tiles_n, tile_n)) = tiles(m, n, k, min_tiles);
     let out = SendPtr(dst);
     let (ap, bp) = (a.0 as usize, b.0 as usize);
     let tile = |t: usize| {
@@ -329,19 +359,30 @@ mod tests {
     }
 
     #[test]
+    fn whole_products_are_cut_by_size_only_and_the_setting_ends_with_the_call() {
+        assert_eq!(tiles(300, 384, 384, 1), ((1, 304), (1, 384)));
+        assert_eq!(tiles(2048, 700, 512, 1), ((4, 512), (2, 352)));
+        let inside = whole_products(|| {
+            whole_products(|| WHOLE.with(|w| w.get())) && WHOLE.with(|w| w.get())
+        });
+        assert!(inside);
+        assert!(!WHOLE.with(|w| w.get()));
+    }
+
+    #[test]
     fn small_outputs_are_cut_for_threads_large_ones_by_size() {
         // The encoder's attention projection: 300 rows, 384 columns.
-        assert_eq!(tiles(300, 384, 384), ((2, 160), (2, 192)));
-        assert_eq!(tiles(2048, 2048, 512), ((4, 512), (4, 512)));
+        assert_eq!(tiles(300, 384, 384, MIN_TILES), ((2, 160), (2, 192)));
+        assert_eq!(tiles(2048, 2048, 512, MIN_TILES), ((4, 512), (4, 512)));
         // Too little work to cut.
-        assert_eq!(tiles(64, 64, 64), ((1, 64), (1, 64)));
+        assert_eq!(tiles(64, 64, 64, MIN_TILES), ((1, 64), (1, 64)));
         for (m, n, k) in [
             (300, 384, 384),
             (7, 900, 1000),
             (1, 16384, 384),
             (1000, 3, 50),
         ] {
-            let ((a, ta), (b, tb)) = tiles(m, n, k);
+            let ((a, ta), (b, tb)) = tiles(m, n, k, MIN_TILES);
             assert!(a * ta >= m && (a - 1) * ta < m && b * tb >= n && (b - 1) * tb < n);
         }
     }

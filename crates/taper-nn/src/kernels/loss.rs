@@ -3,7 +3,7 @@
 //! ([`token_losses`]), and the same fused with the output projection
 //! ([`linear_token_losses`]), so the logits never become a graph node.
 
-use super::{cpu_slice as slice, vmath, Real};
+use super::{cpu_slice as slice, simd, vmath, Real};
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
@@ -33,9 +33,14 @@ fn token_losses_fwd<T: Real>(x: &[T], v: usize, targets: &[u32], eps: f64) -> Ve
         .zip(x.par_chunks(v))
         .zip(targets.par_iter())
         .for_each(|((o, row), &t)| {
-            let st = RowStats::of(row, t);
-            let z = vmath::sum_map(row, |a| (a - st.max).ex());
-            st.write_losses(o, z, v, eps);
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    let st = RowStats::of(row, t);
+                    let z = vmath::sum_map(row, |a| (a - st.max).ex());
+                    st.write_losses(o, z, v, eps);
+                },
+            )
         });
     out
 }
@@ -51,6 +56,7 @@ struct RowStats<T> {
 
 impl<T: Real> RowStats<T> {
     /// Separate vectorising passes over the row.
+    #[inline(always)]
     fn of(row: &[T], t: u32) -> Self {
         let max = vmath::max(row);
         let arg = row.iter().position(|&a| a == max).unwrap_or(0);
@@ -63,6 +69,7 @@ impl<T: Real> RowStats<T> {
     }
 
     /// `o = [smoothed loss, nll, hit]` given `z = Σ e^{x - max}` over `v` logits.
+    #[inline(always)]
     fn write_losses(&self, o: &mut [T], z: f64, v: usize, eps: f64) {
         let lse = self.max.to_f64() + z.ln();
         let nll = lse - self.target_logit;
@@ -76,6 +83,7 @@ impl<T: Real> RowStats<T> {
 /// One row's logit gradient, in place over `e = e^{x - max}` with `inv_z =
 /// 1 / Σ e` (1 for probabilities): for loss weights `(g0, g1)`,
 /// `(g0 + g1)·p - g0·eps/V`, minus `g0·(1 - eps) + g1` at the target.
+#[inline(always)]
 fn logit_grad_row<T: Real>(e: &mut [T], inv_z: f64, (g0, g1): (f64, f64), t: u32, eps: f64) {
     if g0 == 0.0 && g1 == 0.0 {
         e.fill(T::zero());
@@ -83,7 +91,9 @@ fn logit_grad_row<T: Real>(e: &mut [T], inv_z: f64, (g0, g1): (f64, f64), t: u32
     }
     let scale = T::from_f64((g0 + g1) * inv_z);
     let uniform = T::from_f64(g0 * eps / e.len() as f64);
-    e.iter_mut().for_each(|v| *v = *v * scale - uniform);
+    for v in e.iter_mut() {
+        *v = *v * scale - uniform;
+    }
     e[t as usize] -= T::from_f64(g0 * (1.0 - eps) + g1);
 }
 
@@ -97,12 +107,17 @@ fn token_losses_bwd<T: Real>(x: &[T], g: &[T], v: usize, targets: &[u32], eps: f
             if g == (0.0, 0.0) {
                 return;
             }
-            let m = vmath::max(row);
-            for (dj, &a) in d.iter_mut().zip(row) {
-                *dj = (a - m).ex();
-            }
-            let z = vmath::sum(d);
-            logit_grad_row(d, 1.0 / z, g, t, eps);
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    let m = vmath::max(row);
+                    for (dj, &a) in d.iter_mut().zip(row) {
+                        *dj = (a - m).ex();
+                    }
+                    let z = vmath::sum(d);
+                    logit_grad_row(d, 1.0 / z, g, t, eps);
+                },
+            )
         });
     out
 }
@@ -248,14 +263,21 @@ fn head_fwd<T: Real>(
         .zip(probs.par_chunks_mut(n))
         .zip(targets.par_iter())
         .for_each(|((o, row), &t)| {
-            let st = RowStats::of(row, t);
-            for v in row.iter_mut() {
-                *v = (*v - st.max).ex();
-            }
-            let z = vmath::sum(row);
-            st.write_losses(o, z, n, eps);
-            let inv = T::from_f64(1.0 / z);
-            row.iter_mut().for_each(|v| *v *= inv);
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    let st = RowStats::of(row, t);
+                    for v in row.iter_mut() {
+                        *v = (*v - st.max).ex();
+                    }
+                    let z = vmath::sum(row);
+                    st.write_losses(o, z, n, eps);
+                    let inv = T::from_f64(1.0 / z);
+                    for v in row.iter_mut() {
+                        *v *= inv;
+                    }
+                },
+            )
         });
     (out, probs)
 }
@@ -265,7 +287,10 @@ fn head_logit_grad<T: Real>(p: &mut [T], g: &[T], n: usize, targets: &[u32], eps
     p.par_chunks_mut(n)
         .zip(g.par_chunks(3).zip(targets.par_iter()))
         .for_each(|(row, (gr, &t))| {
-            logit_grad_row(row, 1.0, (gr[0].to_f64(), gr[1].to_f64()), t, eps);
+            simd::dispatch(
+                #[inline(always)]
+                || logit_grad_row(row, 1.0, (gr[0].to_f64(), gr[1].to_f64()), t, eps),
+            )
         });
 }
 

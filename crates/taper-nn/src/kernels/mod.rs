@@ -21,6 +21,7 @@ pub mod loss;
 pub mod norm;
 pub mod pool;
 pub mod rnn;
+pub mod simd;
 pub mod vmath;
 pub use activation::{leaky_relu, relu, tanh};
 pub use conv::{gemm, MatRef};

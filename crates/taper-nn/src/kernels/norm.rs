@@ -6,7 +6,7 @@
 //! candle's backward gives each node a zero-filled gradient buffer and an add, so
 //! a Transformer step spent more time in that bookkeeping than in its products.
 
-use super::Real;
+use super::{simd, Real};
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
@@ -55,9 +55,14 @@ fn ln_forward<T: Real>(x: &[T], w: &[T], b: &[T], d: usize, eps: f64) -> Vec<T> 
         .for_each(|(o, r)| {
             let (mean, rstd) = row_stats(r, eps);
             let (m, s) = (T::from_f64(mean), T::from_f64(rstd));
-            for (((o, v), w), b) in o.iter_mut().zip(r).zip(w).zip(b) {
-                *o = (*v - m) * s * *w + *b;
-            }
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (((o, v), w), b) in o.iter_mut().zip(r).zip(w).zip(b) {
+                        *o = (*v - m) * s * *w + *b;
+                    }
+                },
+            )
         });
     out
 }
@@ -238,12 +243,19 @@ fn softmax_rows<T: Real>(x: &[T], d: usize) -> Vec<T> {
     out.par_chunks_mut(d)
         .zip(x.par_chunks(d))
         .for_each(|(o, r)| {
-            let max = super::vmath::max(r);
-            for (o, &v) in o.iter_mut().zip(r) {
-                *o = (v - max).ex();
-            }
-            let inv = T::from_f64(1.0 / super::vmath::sum(o));
-            o.iter_mut().for_each(|v| *v *= inv);
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    let max = super::vmath::max(r);
+                    for (o, &v) in o.iter_mut().zip(r) {
+                        *o = (v - max).ex();
+                    }
+                    let inv = T::from_f64(1.0 / super::vmath::sum(o));
+                    for v in o.iter_mut() {
+                        *v *= inv;
+                    }
+                },
+            )
         });
     out
 }

@@ -49,13 +49,24 @@ struct LstmSeq;
 /// pre-activations (`H` each): sigmoid, sigmoid, tanh, sigmoid. Each is a
 /// plain loop over one slice, which the compiler vectorises.
 fn activate_gates<T: Real>(gates: &mut [T], h: usize) {
-    for row in gates.chunks_exact_mut(4 * h) {
-        let (ifg, o) = row.split_at_mut(3 * h);
-        let (i_f, g) = ifg.split_at_mut(2 * h);
-        i_f.iter_mut().for_each(|v| *v = v.sig());
-        g.iter_mut().for_each(|v| *v = v.th());
-        o.iter_mut().for_each(|v| *v = v.sig());
-    }
+    super::simd::dispatch(
+        #[inline(always)]
+        || {
+            for row in gates.chunks_exact_mut(4 * h) {
+                let (ifg, o) = row.split_at_mut(3 * h);
+                let (i_f, g) = ifg.split_at_mut(2 * h);
+                for v in i_f {
+                    *v = v.sig();
+                }
+                for v in g {
+                    *v = v.th();
+                }
+                for v in o {
+                    *v = v.sig();
+                }
+            }
+        },
+    )
 }
 
 fn lstm_fwd<T: Real>(
@@ -127,8 +138,16 @@ fn lstm_bwd<T: Real>(
     act.par_chunks_mut(4 * h * b.max(1))
         .for_each(|c| activate_gates(c, h));
     let mut tcs = cs.to_vec();
-    tcs.par_chunks_mut(1 << 14)
-        .for_each(|c| c.iter_mut().for_each(|v| *v = v.th()));
+    tcs.par_chunks_mut(1 << 14).for_each(|c| {
+        super::simd::dispatch(
+            #[inline(always)]
+            || {
+                for v in c {
+                    *v = v.th();
+                }
+            },
+        )
+    });
     let mut dg = vec![T::zero(); t * b * 4 * h];
     let mut dh_carry = vec![T::zero(); bh];
     let mut dc_carry = vec![T::zero(); bh];

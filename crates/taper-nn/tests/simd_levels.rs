@@ -1,0 +1,87 @@
+//! Every vector-instruction level the CPU has (`kernels::simd`) gives the same
+//! bits as the portable build, values and gradients, for every kernel whose loops
+//! run through `simd::dispatch`. One test function: the level is process-wide, so
+//! nothing else may run beside it in this binary.
+
+mod common;
+
+use candle_core::Module;
+use common::{randn, run, Op};
+use taper_nn::kernels::{self, simd};
+
+#[test]
+fn every_level_matches_the_portable_one_bit_for_bit() {
+    let targets: Vec<u32> = (0..640).map(|i| (i * 7 % 1000) as u32).collect();
+    // Odd sizes, so the vector loops' remainders are covered as well.
+    let cases: Vec<(&str, Box<Op<'_>>, Vec<candle_core::Tensor>)> = vec![
+        (
+            "gelu",
+            Box::new(|t| taper_nn::gelu(&t[0])),
+            vec![randn(&[37, 1539], 1)],
+        ),
+        (
+            "tanh, relu, leaky relu",
+            Box::new(|t| taper_nn::tanh(&taper_nn::leaky_relu(&taper_nn::relu(&t[0])?, 0.2)?)),
+            vec![randn(&[33, 1001], 2)],
+        ),
+        (
+            "layer norm",
+            Box::new(|t| {
+                taper_nn::LayerNorm::new(t[1].clone(), Some(t[2].clone()), 1e-12).forward(&t[0])
+            }),
+            vec![randn(&[97, 383], 3), randn(&[383], 4), randn(&[383], 5)],
+        ),
+        (
+            "softmax",
+            Box::new(|t| taper_nn::softmax(&t[0])),
+            vec![randn(&[130, 77], 6)],
+        ),
+        (
+            "token losses",
+            Box::new(|t| taper_nn::loss::token_losses(&t[0], &targets, 0.1)),
+            vec![randn(&[640, 1000], 7)],
+        ),
+        (
+            "lstm",
+            Box::new(|t| kernels::rnn::lstm_seq(&t[0], &t[1], &t[2])),
+            vec![
+                randn(&[9, 5, 4 * 27], 8),
+                randn(&[4 * 27, 27], 9),
+                randn(&[2, 5, 27], 10),
+            ],
+        ),
+        (
+            "additive attention scores",
+            Box::new(|t| kernels::attention::additive_scores(&t[0], &t[1], &t[2])),
+            vec![
+                randn(&[3, 7, 37], 11),
+                randn(&[3, 5, 37], 12),
+                randn(&[37], 13),
+            ],
+        ),
+    ];
+    let levels = simd::available();
+    println!(
+        "levels on this CPU: {:?}",
+        levels.iter().map(|l| l.name()).collect::<Vec<_>>()
+    );
+    for (name, op, inputs) in &cases {
+        simd::set_level(simd::Level::Portable).unwrap();
+        let portable = run(op.as_ref(), inputs);
+        for &level in &levels[1..] {
+            simd::set_level(level).unwrap();
+            let got = run(op.as_ref(), inputs);
+            for (i, (a, b)) in got.iter().zip(&portable).enumerate() {
+                let same = a.iter().zip(b).filter(|(x, y)| x == y).count();
+                assert!(
+                    a == b,
+                    "{name} at {}: output {i} differs from the portable build in {} of {} values",
+                    level.name(),
+                    a.len() - same,
+                    a.len()
+                );
+            }
+        }
+    }
+    simd::set_level(simd::detected()).unwrap();
+}
