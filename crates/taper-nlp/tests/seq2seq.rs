@@ -236,6 +236,67 @@ fn beam_width_one_equals_greedy() {
     }
 }
 
+/// A Transformer decoding step through its key/value caches gives the
+/// log-probabilities of the whole decoder re-run over the prefix (`logits`, the
+/// training path) at every step, and greedy decoding through the caches picks
+/// what arg-max over those re-runs picks.
+#[test]
+fn cached_transformer_steps_equal_the_whole_decoder_rerun() {
+    let srcs: Vec<Vec<u32>> = vec![vec![4, 5, 6, 7], vec![8, 9], vec![10, 4, 4, 5, 6, 9]];
+    let rows: Vec<&[u32]> = srcs.iter().map(|r| r.as_slice()).collect();
+    let (ids, m, lens) = taper_nlp::data::source_batch(&rows, &Device::Cpu).unwrap();
+    let src = Source {
+        ids: &ids,
+        mask: &m,
+        lens: &lens,
+    };
+    for (positions, seed) in [(Positions::Sinusoidal, 5), (Positions::Learned, 6)] {
+        let (model, _) = tiny_transformer(positions, seed);
+        let b = rows.len();
+        let mut state = model.start(src).unwrap();
+        let mut prefix: Vec<Vec<u32>> = vec![vec![BOS]; b];
+        let mut rerun_ids: Vec<Vec<u32>> = vec![Vec::new(); b];
+        let mut ended = vec![false; b];
+        for step in 0..10 {
+            let prev: Vec<u32> = prefix.iter().map(|p| *p.last().unwrap()).collect();
+            let (lp, next, _) = model
+                .step(&state, &Tensor::new(prev.as_slice(), &Device::Cpu).unwrap())
+                .unwrap();
+            state = next;
+            let tgt_in = Tensor::new(prefix.clone(), &Device::Cpu).unwrap();
+            let full = model.logits(src, &tgt_in, &Mode::eval()).unwrap();
+            let full = taper_nn::log_softmax(&full.narrow(1, step, 1).unwrap().squeeze(1).unwrap())
+                .unwrap();
+            let d: f32 = (&lp - &full)
+                .and_then(|d| d.abs()?.max_all()?.to_scalar())
+                .unwrap();
+            assert!(
+                d < 1e-5,
+                "{positions:?}, step {step}: cached and re-run differ by {d}"
+            );
+            let pick: Vec<u32> = full
+                .argmax(D::Minus1)
+                .unwrap()
+                .to_dtype(DType::U32)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            for (i, &tok) in pick.iter().enumerate() {
+                if !ended[i] {
+                    if tok == EOS {
+                        ended[i] = true;
+                    } else {
+                        rerun_ids[i].push(tok);
+                    }
+                }
+                prefix[i].push(tok);
+            }
+        }
+        let g = greedy(model.as_ref(), src, 10, false).unwrap();
+        assert_eq!(g.ids, rerun_ids, "{positions:?}: greedy through the caches");
+    }
+}
+
 #[test]
 fn log_probabilities_of_a_step_are_normalised() {
     let (model, _) = tiny_transformer(Positions::Sinusoidal, 9);

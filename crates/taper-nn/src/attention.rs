@@ -284,6 +284,26 @@ impl MultiHeadAttention {
             .contiguous()
     }
 
+    /// A key/value cache for incremental decoding: `cache` (keys and values of
+    /// the positions so far, as [`Attention::prepare`] lays them out; `None` at
+    /// the first step) with the new positions `keys (B, T, D)` and `values (B, T,
+    /// D)` projected and appended (every new position a real one). Attending from
+    /// the newest query to the result equals attending from it, under a causal
+    /// mask, to the whole sequence prepared at once; only the new rows are
+    /// projected, so a step costs O(T) instead of O(T²) over a sequence.
+    ///
+    /// # Errors
+    /// Shapes that do not fit the cache or the projections.
+    pub fn extend(&self, cache: Option<&Memory>, keys: &Tensor, values: &Tensor) -> Result<Memory> {
+        let new = self.prepare(keys, values, None)?;
+        let Some(c) = cache else { return Ok(new) };
+        Ok(Memory {
+            keys: Tensor::cat(&[&c.keys, &new.keys], 3)?,
+            values: Tensor::cat(&[&c.values, &new.values], 2)?,
+            bias: Tensor::cat(&[&c.bias, &new.bias.to_dtype(c.bias.dtype())?], 2)?,
+        })
+    }
+
     /// Attends with an extra additive bias `(Tq, S)` on every row (a
     /// [`causal_bias`] for decoder self-attention). Weights are averaged over
     /// heads.

@@ -67,11 +67,12 @@ pub fn greedy(
     let mut state = model.start(src)?;
     let mut prev = Tensor::from_vec(vec![BOS; b], b, device)?;
     let mut ids = vec![Vec::new(); b];
-    let mut done = vec![false; b];
     let mut attn: Vec<Vec<Vec<f32>>> = vec![Vec::new(); b];
+    // The sentences still decoding, in the order of the state's rows: a finished
+    // one's rows are dropped from the state, so no step is computed for it.
+    let mut live: Vec<usize> = (0..b).collect();
     for _ in 0..max_len {
         let (logp, next_state, w) = model.step(&state, &prev)?;
-        state = next_state;
         let next = logp.argmax(D::Minus1)?.to_dtype(candle_core::DType::U32)?;
         let host: Vec<u32> = next.to_vec1()?;
         let w_host: Option<Vec<Vec<f32>>> = if keep_attention {
@@ -79,23 +80,29 @@ pub fn greedy(
         } else {
             None
         };
-        for (i, &tok) in host.iter().enumerate() {
-            if done[i] {
-                continue;
-            }
+        let mut keep = Vec::with_capacity(live.len());
+        for (row, (&i, &tok)) in live.iter().zip(&host).enumerate() {
             if let Some(w) = &w_host {
-                attn[i].push(w[i].clone());
+                attn[i].push(w[row].clone());
             }
             if tok == EOS {
-                done[i] = true;
-            } else {
-                ids[i].push(tok);
+                continue;
             }
+            ids[i].push(tok);
+            keep.push(row as u32);
         }
-        if done.iter().all(|&d| d) {
+        if keep.is_empty() {
             break;
         }
-        prev = next;
+        if keep.len() == live.len() {
+            state = next_state;
+            prev = next;
+        } else {
+            live = keep.iter().map(|&r| live[r as usize]).collect();
+            let rows = Tensor::from_vec(keep, live.len(), device)?;
+            state = next_state.select(&rows)?;
+            prev = next.index_select(&rows, 0)?;
+        }
     }
     Ok(Decoded {
         ids,
@@ -147,25 +154,27 @@ pub fn beam_search(model: &dyn Seq2Seq, src: Source, cfg: &BeamConfig) -> Result
     let mut done = vec![false; b];
     let mut prev_tokens = vec![BOS; b * k];
     let v = model.target_vocab();
+    // The sentences still searching, in the order of the state's blocks of `k`
+    // rows: a finished sentence's rows leave the state, so the live ones are
+    // batched and nothing is computed for the others.
+    let mut live: Vec<usize> = (0..b).collect();
     for step in 0..max_len {
-        let prev = Tensor::from_vec(prev_tokens.clone(), b * k, &device)?;
+        let prev = Tensor::from_vec(prev_tokens.clone(), live.len() * k, &device)?;
         let (logp, next_state, _) = model.step(&state, &prev)?;
         let lp: Vec<f32> = logp
             .to_dtype(candle_core::DType::F32)?
             .flatten_all()?
             .to_vec1()?;
-        let mut order = Vec::with_capacity(b * k);
-        for i in 0..b {
-            if done[i] {
-                order.extend((0..k).map(|j| (i * k + j) as u32));
-                continue;
-            }
+        let mut order = Vec::with_capacity(live.len() * k);
+        let mut next_tokens = Vec::with_capacity(live.len() * k);
+        let mut still = Vec::with_capacity(live.len());
+        for (p, &i) in live.iter().enumerate() {
             let mut cands: Vec<(f64, usize, u32)> = Vec::with_capacity(k * v);
             for (j, h) in beams[i].iter().enumerate() {
                 if h.score == f64::NEG_INFINITY {
                     continue;
                 }
-                let row = &lp[(i * k + j) * v..(i * k + j + 1) * v];
+                let row = &lp[(p * k + j) * v..(p * k + j + 1) * v];
                 cands.extend(
                     row.iter()
                         .enumerate()
@@ -212,19 +221,19 @@ pub fn beam_search(model: &dyn Seq2Seq, src: Source, cfg: &BeamConfig) -> Result
                 });
                 src_rows.push(0);
             }
-            for (j, h) in next.iter().enumerate() {
-                prev_tokens[i * k + j] = h.tokens.last().copied().unwrap_or(BOS);
+            if !done[i] {
+                still.push(i);
+                next_tokens.extend(next.iter().map(|h| h.tokens.last().copied().unwrap_or(BOS)));
+                order.extend(src_rows.iter().map(|&j| (p * k + j) as u32));
             }
-            order.extend(src_rows.iter().map(|&j| (i * k + j) as u32));
             beams[i] = next;
         }
-        if done.iter().all(|&d| d) {
+        if still.is_empty() || step + 1 == max_len {
             break;
         }
-        state = next_state.select(&Tensor::from_vec(order, b * k, &device)?)?;
-        if step + 1 == max_len {
-            break;
-        }
+        live = still;
+        prev_tokens = next_tokens;
+        state = next_state.select(&Tensor::from_vec(order, live.len() * k, &device)?)?;
     }
     let ids = (0..b)
         .map(|i| {

@@ -145,6 +145,30 @@ impl DecoderLayer {
     }
 }
 
+impl DecoderLayer {
+    /// One new position `y (B, 1, D)` in evaluation mode, with the self-attention
+    /// key/value `cache` of the earlier positions (`None` at the first):
+    /// `(output (B, 1, D), the cache with this position, cross-attention weights
+    /// (B, 1, S))`. Equal to the last row of [`DecoderLayer::forward`] over the
+    /// whole prefix: a position only attends to itself and earlier ones, and
+    /// every other sub-layer works position by position.
+    fn step(
+        &self,
+        y: &Tensor,
+        cache: Option<&Memory>,
+        memory: &Memory,
+    ) -> Result<(Tensor, Memory, Tensor)> {
+        let yn = self.ln1.forward(y)?;
+        let cache = self.self_attn.extend(cache, &yn, &yn)?;
+        let (a, _) = self.self_attn.attend_with(&yn, &cache, None)?;
+        let y = (y + a)?;
+        let (c, w) = self.cross.attend(&self.ln2.forward(&y)?, memory)?;
+        let y = (&y + c)?;
+        let f = self.ff.forward(&self.ln3.forward(&y)?, &Mode::eval())?;
+        Ok(((&y + f)?, cache, w))
+    }
+}
+
 /// Embeddings (scaled by √d) plus positions, pre-norm encoder and decoder stacks
 /// with final layer norms, and the output layer.
 pub struct Transformer {
@@ -318,32 +342,73 @@ impl Seq2Seq for Transformer {
         super::head_losses(&self.out, &features, targets, label_smoothing)
     }
 
+    /// The decoding state: the ids so far `(B, t)`, then each decoder layer's
+    /// cross-attention memory (3 tensors), then each layer's self-attention
+    /// key/value cache (3 tensors; `(B, 0)` placeholders before the first step).
     fn start(&self, src: Source) -> Result<DecodeState> {
         let memories = self.encode(src, &Mode::eval())?;
         let b = src.ids.dim(0)?;
-        // The prefix decoded so far; the decoder is re-run over it at each step
-        // (sequences here are short; a key/value cache would save the rest).
-        let mut tensors = vec![Tensor::zeros((b, 0), DType::U32, src.ids.device())?];
+        let device = src.ids.device();
+        let mut tensors = vec![Tensor::zeros((b, 0), DType::U32, device)?];
         for m in memories {
             tensors.extend(m.into_vec());
         }
+        let empty = Tensor::zeros((b, 0), DType::F32, device)?;
+        tensors.extend(std::iter::repeat_n(empty, 3 * self.dec.len()));
         Ok(DecodeState { tensors })
     }
 
+    /// One step through the key/value caches: only the new position is embedded,
+    /// projected and attended from, so greedy decoding of a sentence of `T` ids
+    /// costs O(T) layer passes of one position instead of O(T²) positions.
     fn step(&self, state: &DecodeState, prev: &Tensor) -> Result<(Tensor, DecodeState, Tensor)> {
-        let prefix = Tensor::cat(&[&state.tensors[0], &prev.unsqueeze(1)?], 1)?;
-        let memories = state.tensors[1..]
-            .chunks(3)
-            .map(Memory::from_slice)
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let (logits, w) = self.decode(&prefix, &memories, &Mode::eval())?;
-        let t = prefix.dim(1)?;
-        let last = logits.narrow(1, t - 1, 1)?.squeeze(1)?;
-        let logp = taper_nn::log_softmax(&last)?;
-        let w = w.narrow(1, t - 1, 1)?.squeeze(1)?;
-        let mut tensors = state.tensors.clone();
-        tensors[0] = prefix;
-        Ok((logp, DecodeState { tensors }, w))
+        let layers = self.dec.len();
+        if state.tensors.len() != 1 + 6 * layers {
+            return Err(Error::Config(format!(
+                "a Transformer decoding state has {} tensors, not {}",
+                state.tensors.len(),
+                1 + 6 * layers
+            )));
+        }
+        let t = state.tensors[0].dim(1)?;
+        let prev = prev.unsqueeze(1)?;
+        let prefix = Tensor::cat(&[&state.tensors[0], &prev], 1)?;
+        if t + 1 > self.cfg.max_len {
+            return Err(Error::Config(format!(
+                "sequence of {} ids is longer than the model's {} positions",
+                t + 1,
+                self.cfg.max_len
+            )));
+        }
+        let mut y = (self.tgt_emb.forward(&prev)? * (self.cfg.d_model as f64).sqrt())?
+            .broadcast_add(&self.pos_tgt.narrow(0, t, 1)?)?;
+        let (memories, caches) = state.tensors[1..].split_at(3 * layers);
+        let mut next_caches = Vec::with_capacity(3 * layers);
+        let mut w = None;
+        for ((layer, m), c) in self
+            .dec
+            .iter()
+            .zip(memories.chunks(3))
+            .zip(caches.chunks(3))
+        {
+            let cache = if t == 0 {
+                None
+            } else {
+                Some(Memory::from_slice(c)?)
+            };
+            let (ny, nc, nw) = layer.step(&y, cache.as_ref(), &Memory::from_slice(m)?)?;
+            y = ny;
+            next_caches.extend(nc.into_vec());
+            w = Some(nw);
+        }
+        let w = w.ok_or_else(|| Error::Config("no decoder layer".into()))?;
+        let logits = self.out.forward(&self.dec_norm.forward(&y)?)?.squeeze(1)?;
+        let logp = taper_nn::log_softmax(&logits)?;
+        let mut tensors = Vec::with_capacity(state.tensors.len());
+        tensors.push(prefix);
+        tensors.extend(memories.iter().cloned());
+        tensors.extend(next_caches);
+        Ok((logp, DecodeState { tensors }, w.squeeze(1)?))
     }
 
     fn max_source_len(&self) -> usize {
