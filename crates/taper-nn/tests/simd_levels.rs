@@ -32,6 +32,24 @@ fn every_level_matches_the_portable_one_bit_for_bit() {
             vec![randn(&[97, 383], 3), randn(&[383], 4), randn(&[383], 5)],
         ),
         (
+            "batch norm + relu (training statistics)",
+            Box::new(|t| {
+                let vm = candle_nn::VarMap::new();
+                let bn = taper_nn::batch_norm(
+                    5,
+                    taper_nn::BatchNormConfig::default(),
+                    taper_nn::init::seeded_var_builder(
+                        &vm,
+                        0,
+                        candle_core::DType::F32,
+                        &candle_core::Device::Cpu,
+                    ),
+                )?;
+                bn.forward_relu_t(&t[0], &taper_nn::Mode::train(0))
+            }),
+            vec![randn(&[3, 5, 7, 9], 14)],
+        ),
+        (
             "softmax",
             Box::new(|t| taper_nn::softmax(&t[0])),
             vec![randn(&[130, 77], 6)],

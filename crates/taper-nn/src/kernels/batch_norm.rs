@@ -110,14 +110,19 @@ fn forward<T: Real>(
             let (mean, var) = st[ch];
             let a = w[ch].to_f64() / (var + eps).sqrt();
             let (a, sh) = (T::from_f64(a), T::from_f64(b[ch].to_f64() - a * mean));
-            for (o, v) in dst.iter_mut().zip(&x[p * s..(p + 1) * s]) {
-                let y = a * *v + sh;
-                *o = if relu {
-                    T::select(y > T::zero(), y, T::zero())
-                } else {
-                    y
-                };
-            }
+            super::simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (o, v) in dst.iter_mut().zip(&x[p * s..(p + 1) * s]) {
+                        let y = a * *v + sh;
+                        *o = if relu {
+                            T::select(y > T::zero(), y, T::zero())
+                        } else {
+                            y
+                        };
+                    }
+                },
+            )
         });
     out
 }
@@ -264,19 +269,24 @@ fn grad_input<T: Real>(
             let d = -k * sg / m - bx * mean;
             let (k, bx, d) = (T::from_f64(k), T::from_f64(bx), T::from_f64(d));
             let r = p * s..(p + 1) * s;
-            for (((o, xv), gv), yv) in dst
-                .iter_mut()
-                .zip(&x[r.clone()])
-                .zip(&g[r.clone()])
-                .zip(&y[r])
-            {
-                let gv = if relu {
-                    T::select(*yv > T::zero(), *gv, T::zero())
-                } else {
-                    *gv
-                };
-                *o = k * gv + bx * *xv + d;
-            }
+            super::simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (((o, xv), gv), yv) in dst
+                        .iter_mut()
+                        .zip(&x[r.clone()])
+                        .zip(&g[r.clone()])
+                        .zip(&y[r])
+                    {
+                        let gv = if relu {
+                            T::select(*yv > T::zero(), *gv, T::zero())
+                        } else {
+                            *gv
+                        };
+                        *o = k * gv + bx * *xv + d;
+                    }
+                },
+            )
         });
     out
 }
