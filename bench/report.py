@@ -1,7 +1,7 @@
 """Joins the JSON figures in bench/out/ into the comparison table, prints it and
 writes docs/BENCHMARKS.md (machine, date, table). Standard library only, so it
 runs even where the peers could not be installed."""
-import datetime, json, os, platform, sys
+import datetime, json, os, platform, statistics, sys
 from pathlib import Path
 
 out_dir, target = Path(sys.argv[1]), Path(sys.argv[2])
@@ -16,7 +16,40 @@ def load(name):
         return {}
 
 
+def rounds(name):
+    """The per-round figures `NAME.r1.json`, `NAME.r2.json`, ... (bench/run.sh --rounds)."""
+    found, i = [], 1
+    while (out_dir / f"{name}.r{i}.json").exists():
+        found.append(load(f"{name}.r{i}"))
+        i += 1
+    return found
+
+
+def counters(name):
+    """(CPU seconds, instructions) of one measured process from `perf stat -x,` output."""
+    cpu = ins = None
+    try:
+        for line in (out_dir / f"{name}.perf").read_text().splitlines():
+            f = line.split(",")
+            if len(f) > 2 and f[0].replace(".", "", 1).isdigit():
+                if f[2].startswith("task-clock"):
+                    cpu = float(f[0]) / 1e3
+                elif f[2].startswith("instructions"):
+                    ins = float(f[0])
+    except OSError:
+        pass
+    return cpu, ins
+
+
+def quartiles(v):
+    if len(v) < 2:
+        return v[0], v[0], v[0]
+    q1, q2, q3 = statistics.quantiles(v, n=4, method="inclusive")
+    return q1, q2, q3
+
+
 taper, torch_, skl = load("taper"), load("torch"), load("sklearn")
+taper_r, torch_r = rounds("taper"), rounds("torch")
 treg, tw2v, gensim = load("taper_regression"), load("taper_word2vec"), load("gensim")
 tenc, sent = load("taper_encoder"), load("sentence")
 
@@ -52,14 +85,43 @@ def fmt(v):
     return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
 
 
-lines = ["| case | unit | Taper | peer | peer figure | Taper/peer time ratio |", "|---|---|---|---|---|---|"]
+lines = [
+    "| case | unit | Taper | peer | peer figure | Taper/peer time ratio | ratio IQR (rounds) | at or below 1.0 |",
+    "|---|---|---|---|---|---|---|---|",
+]
 for case, a, ka, b, kb, unit, lower, peer in rows:
     va, vb = a.get(ka), b.get(kb)
-    ratio = "–"
-    if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va and vb:
+    ratio, iqr, verdict = "–", "–", "–"
+    # Interleaved rounds, where they exist: median figures, and the ratio's median and
+    # quartiles taken round by round (each round's two sides ran back to back).
+    pairs = [(x.get(ka), y.get(kb)) for x, y in zip(taper_r, torch_r)] if a is taper and b is torch_ else []
+    pairs = [(x, y) for x, y in pairs if isinstance(x, (int, float)) and isinstance(y, (int, float)) and x and y]
+    if pairs:
+        va = statistics.median(x for x, _ in pairs)
+        vb = statistics.median(y for _, y in pairs)
+        q1, q2, q3 = quartiles(sorted(x / y if lower else y / x for x, y in pairs))
+        ratio, iqr = f"{q2:.2f}", f"{q1:.2f}-{q3:.2f} ({len(pairs)})"
+        verdict = "yes" if q3 <= 1.0 else "no"
+    elif isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va and vb:
         r = va / vb if lower else vb / va  # always Taper time over peer time
         ratio = f"{r:.2f}"
-    lines.append(f"| {case} | {unit} | {fmt(va) if va is not None else 'not measured'} | {peer} | {fmt(vb) if vb is not None else 'not measured'} | {ratio} |")
+    lines.append(
+        f"| {case} | {unit} | {fmt(va) if va is not None else 'not measured'} | {peer} | "
+        f"{fmt(vb) if vb is not None else 'not measured'} | {ratio} | {iqr} | {verdict} |"
+    )
+cpu = [(counters(f"taper.r{i}"), counters(f"torch.r{i}")) for i in range(1, len(taper_r) + 1)]
+cpu = [(t, p) for t, p in cpu if t[0] and p[0]]
+if cpu:
+    med = lambda v: statistics.median(v) if v else None
+    tc, pc = med([t[0] for t, _ in cpu]), med([p[0] for _, p in cpu])
+    ti = med([t[1] for t, _ in cpu if t[1]])
+    pi = med([p[1] for _, p in cpu if p[1]])
+    ins = f"; instructions {ti / 1e9:.1f} G against {pi / 1e9:.1f} G" if ti and pi else ""
+    lines.append("")
+    lines.append(
+        f"Whole training-step rounds (perf stat, median of {len(cpu)}): CPU time Taper {tc:.1f} s, "
+        f"PyTorch {pc:.1f} s{ins} (each process includes its start-up and its own warm-ups)."
+    )
 if "step_mlp_fraction_of_matmul_ceiling" in taper:
     lines.append("")
     lines.append(f"MLP step at {100 * taper['step_mlp_fraction_of_matmul_ceiling']:.1f} % of the matmul ceiling measured through candle.")
@@ -87,8 +149,11 @@ body = f"""# Benchmarks
 Written by `make bench` (`bench/run.sh`) on {datetime.date.today().isoformat()}.
 Machine: {machine}. Peers: PyTorch {peers or 'not installed'}, sentence-transformers {sent.get('sentence_transformers', 'not installed')}.
 Each figure is the median of repeated timings after a warm-up, both sides in the same run,
-on the same shapes, batch sizes, optimizer (AdamW) and thread count. Ratio = Taper's time
-over the peer's (below 1: Taper faster).
+on the same shapes, batch sizes, optimizer (AdamW) and thread count, pinned to the same CPUs.
+Ratio = Taper's time over the peer's (below 1: Taper
+faster). The training steps and the matmul run in interleaved rounds (the order alternating):
+their ratio is the median over rounds, with its interquartile range; a case is "at or below
+1.0" when its upper quartile is. The other rows are one run each.
 
 {table}
 """

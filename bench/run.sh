@@ -1,22 +1,43 @@
 #!/usr/bin/env bash
 # make bench: Taper beside its peers (PyTorch, torchvision, scikit-learn, gensim) on
 # the same cases, threads and data; prints a table and writes docs/BENCHMARKS.md.
-# Usage: bench/run.sh [--threads N] [--quick]   (--quick skips the MNIST epoch)
+# Usage: bench/run.sh [--threads N] [--rounds R] [--quick]   (--quick skips the MNIST epoch)
+# The training-step cases run in R short rounds (default 5), Taper and PyTorch in turn
+# (the order alternating), each pinned to the same CPUs; the report gives each case's
+# median ratio and its interquartile range, and each side's CPU time and instruction
+# count per round (perf stat) where perf is available.
 set -u
 cd "$(dirname "$0")/.."
 threads=2
+rounds=5
 mnist=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
     --quick) mnist=0; shift ;;
     *) echo "unknown option $1"; exit 2 ;;
   esac
 done
 export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
+# PyTorch keeps OpenMP's default (threads spin briefly between parallel regions): the
+# sides never run at the same time, and OMP_WAIT_POLICY=PASSIVE made PyTorch's MLP step
+# 2.8x slower here (4.73 against 1.66 ms), which is not what its users run.
+# Both sides on the same CPUs, where taskset exists.
+pin=""
+command -v taskset >/dev/null && pin="taskset -c 0-$((threads - 1))"
+# Whole-process CPU time and instructions, where perf can count them.
+measure() { # measure NAME COMMAND...: stdout's last line to $out/NAME.json, counters to $out/NAME.perf
+  local name="$1"; shift
+  if command -v perf >/dev/null && perf stat -x, -e task-clock true >/dev/null 2>&1; then
+    $pin perf stat -x, -e task-clock,instructions -o "$out/$name.perf" "$@" | tail -n 1 > "$out/$name.json"
+  else
+    $pin "$@" | tail -n 1 > "$out/$name.json"
+  fi
+}
 out=bench/out
 mkdir -p "$out"
-rm -f "$out"/*.json
+rm -f "$out"/*.json "$out"/*.perf
 
 bash tools/install_blas.sh
 cargo build --release --examples || exit 1
@@ -26,7 +47,7 @@ data_root="${TAPER_DATA:-}"
 mnist_flag=""
 if [ "$mnist" = 1 ] && [ -n "$data_root" ]; then mnist_flag="--mnist"; fi
 
-echo "== Taper"
+echo "== Taper: MNIST epoch and inference cases (one run)"
 ./target/release/examples/bench_steps --threads "$threads" $mnist_flag ${data_root:+--data "$data_root"} | tail -n 1 > "$out/taper.json" || echo '{"error": "taper bench failed"}' > "$out/taper.json"
 [ -x ./target/release/examples/regression_bench ] && ./target/release/examples/regression_bench --repeats 30 2>/dev/null | tail -n 1 > "$out/taper_regression.json"
 
@@ -36,8 +57,15 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" && "$venv/bin/pip" install -q -r bench/requirements.txt || echo "peers could not be installed: reporting Taper's figures only"
 fi
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch" 2>/dev/null; then
-  echo "== PyTorch"
+  echo "== PyTorch: MNIST epoch and inference cases (one run)"
   "$venv/bin/python" bench/torch_peer.py --threads "$threads" ${mnist_flag:+--mnist "$data_root/mnist"} | tail -n 1 > "$out/torch.json"
+  steps="--only mlp,lenet,cnn_bn,dcgan,seq2seq,transformer,matmul"
+  for r in $(seq 1 "$rounds"); do
+    echo "== training steps, round $r of $rounds"
+    taper_side() { measure "taper.r$r" ./target/release/examples/bench_steps --threads "$threads" --reps 8 $steps; }
+    torch_side() { measure "torch.r$r" "$venv/bin/python" bench/torch_peer.py --threads "$threads" --reps 8 --steps-only; }
+    if [ $((r % 2)) = 1 ]; then taper_side; torch_side; else torch_side; taper_side; fi
+  done
 else
   echo "PyTorch is not installed in $venv: no peer figures for the neural-network cases"
 fi

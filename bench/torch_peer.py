@@ -12,6 +12,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--reps", type=int, default=20)
 p.add_argument("--mnist", default=None, help="MNIST folder: also time an epoch and time to 98.5 %")
+p.add_argument("--steps-only", action="store_true", help="only the matmul and training-step cases (one round of make bench)")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
@@ -186,6 +187,10 @@ try:
 except Exception as e:  # sacrebleu missing (imported by the script): report the rest
     out["seq2seq_error"] = str(e)
 out["step_transformer_ms"] = seq_step_ms(Tr(), 32, 0.1, min(args.reps, 10))
+if args.steps_only:
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+    sys.exit(0)
 
 cnn = Cnn().eval()
 with torch.no_grad():
