@@ -43,10 +43,14 @@ fn span(values: impl Iterator<Item = f64>, pad: f64) -> Option<std::ops::Range<f
     if lo > hi {
         return None;
     }
+    // A flat series (a constant learning rate) gets 5 % of its value on each
+    // side, so that its axis reads in its own units.
     let d = if hi > lo {
         (hi - lo) * pad
+    } else if lo != 0.0 {
+        lo.abs() * 0.05
     } else {
-        lo.abs().max(1.0) * 0.05
+        0.05
     };
     Some((lo - d)..(hi + d))
 }
@@ -382,6 +386,11 @@ mod tests {
             points: vec![(1.0, 0.5)],
         };
         assert!(lines("t", "x", "y", &[flat]).unwrap().is_some());
+        let r = span([2e-4, 2e-4].into_iter(), 0.05).unwrap();
+        assert!(
+            (r.start - 1.9e-4).abs() < 1e-12 && (r.end - 2.1e-4).abs() < 1e-12,
+            "{r:?}"
+        );
     }
 
     #[test]
