@@ -20,12 +20,16 @@ demo:
 	./target/release/examples/explain --resume runs/demo-mnist_cnn
 	@echo "== explain (attention of the dates model)"
 	./target/release/examples/explain --translation runs/demo-translate-dates
+	@echo "== reports (open in a browser; compare runs with: cargo run --release --example report -- RUN1 RUN2)"
+	@for r in runs/demo-*/report.html; do echo "report: $$r"; done
 
 DEMOS := mlp mnist_cnn image_transforms dcgan $(patsubst examples/%.rs,%,$(filter examples/linear_regression.rs examples/logistic_regression.rs,$(wildcard examples/*.rs)))
 
 ## The whole workspace's tests (unit, integration, end-to-end, doc). The end-to-end
-## tests run the example binaries, which `cargo test` builds only as test harnesses.
+## tests run the example binaries, which `cargo test` builds only as test harnesses;
+## the report test renders pages in headless Chromium (installed where missing and possible).
 test:
+	bash tools/install_chromium.sh
 	$(CARGO) build $(RELEASE) --examples
 	$(CARGO) test $(RELEASE) --workspace --all-targets
 	$(CARGO) test $(RELEASE) --workspace --doc

@@ -149,7 +149,8 @@ fn main() -> Result<()> {
         c.seed,
         &run_dir.join("samples"),
         if small { 4 } else { 2 },
-    );
+    )
+    .with_report(&run_dir);
     let config = serde_json::json!({"example": "dcgan", "dataset": args.dataset, "conditional": args.conditional,
         "lr_d": o.lr_d, "lr_g": o.lr_g, "beta1": o.beta1, "batch_size": batch, "epochs": epochs, "width": cfg.gen_width});
     let mut trainer = Trainer::new(c.trainer_config("dcgan", epochs, config)).with_callback(grids);
@@ -187,6 +188,8 @@ fn main() -> Result<()> {
         None => println!("no --classifier: IS/FID skipped (train one with `mnist_cnn --model lenet --dataset {}`)", args.dataset),
     }
     json["seconds"] = started.elapsed().as_secs_f64().into();
+    let page = taper::train::report::finish(&run_dir, &json, None)?;
+    println!("report: {}", page.display());
     println!("{json}");
     Ok(())
 }

@@ -12,8 +12,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use taper::nlp::seq2seq::Translator;
+use taper::train::report::{self, Block, Picture, Section};
 use taper::train::{checkpoint, cli::ExampleArgs};
 use taper::vision::datasets::builtin;
 use taper::vision::explain::{explain_lenet, grad_cam_over_photo};
@@ -47,6 +48,37 @@ struct Args {
     sentence: String,
 }
 
+/// Adds the pictures (in `run`) to the run's report as section `name`, and
+/// rewrites the page.
+fn explained(
+    run: &Path,
+    name: &str,
+    title: &str,
+    note: &str,
+    pictures: &[(PathBuf, String)],
+) -> Result<()> {
+    let images = pictures
+        .iter()
+        .map(|(f, caption)| Picture {
+            file: f
+                .strip_prefix(run)
+                .unwrap_or(f)
+                .to_string_lossy()
+                .into_owned(),
+            caption: caption.clone(),
+        })
+        .collect();
+    Section::new(title, 20)
+        .with(Block::Text { text: note.into() })
+        .with(Block::Images {
+            images,
+            slider: false,
+        })
+        .save(run, name)?;
+    println!("report: {}", report::write(run)?.display());
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let c = &args.common;
@@ -59,6 +91,14 @@ fn main() -> Result<()> {
         let (png, txt) = a.write(&run.join("explain"), "attention")?;
         let peaks = a.peaks();
         peaks.iter().for_each(|p| eprintln!("  {p}"));
+        let caption = format!("{} -> {}", args.sentence, a.text);
+        explained(
+            run,
+            "explain-attention",
+            "Explanation: attention",
+            "",
+            &[(png.clone(), caption)],
+        )?;
         println!(
             "{}",
             serde_json::json!({"example": "explain", "mode": "attention", "sentence": args.sentence,
@@ -146,6 +186,25 @@ fn main() -> Result<()> {
         .zip(&e.predictions)
         .filter(|(a, b)| a == b)
         .count();
+    // One strip a method, the same test images left to right.
+    let shown: Vec<(PathBuf, String)> = files
+        .iter()
+        .map(|f| {
+            let stem = f.file_stem().unwrap_or_default().to_string_lossy();
+            (f.clone(), stem.replace('_', " "))
+        })
+        .collect();
+    let note = format!(
+        "test images left to right: labels {labels:?}, predictions {:?}",
+        e.predictions
+    );
+    explained(
+        run,
+        "explain",
+        "Explanations: attribution overlays",
+        &note,
+        &shown,
+    )?;
     println!(
         "{}",
         serde_json::json!({"example": "explain", "dataset": dataset, "images": n, "correct": correct,

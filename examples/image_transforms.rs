@@ -6,6 +6,7 @@ use clap::Parser;
 use image::{GenericImage, RgbImage};
 use std::path::PathBuf;
 use taper::train::cli::ExampleArgs;
+use taper::train::report::{self, Block, Picture, Section};
 use taper::vision::transforms::*;
 
 #[global_allocator]
@@ -77,10 +78,22 @@ fn main() -> Result<()> {
         out.display(),
         path.display()
     );
+    let json = serde_json::json!({"example": "image_transforms", "image": path, "output": out, "images": n,
+        "images_per_second": n as f64 / secs});
+    Section::new("Augmentations", 10)
+        .with(Block::Images {
+            images: vec![Picture {
+                file: "augmentations.png".into(),
+                caption: format!("{n} seeded augmentations of {}", path.display()),
+            }],
+            slider: false,
+        })
+        .save(&dir, "augmentations")?;
+    let info = report::RunInfo::new(args.common.seed, &candle_core::Device::Cpu);
     println!(
-        "{}",
-        serde_json::json!({"example": "image_transforms", "image": path, "output": out, "images": n,
-            "images_per_second": n as f64 / secs})
+        "report: {}",
+        report::finish(&dir, &json, Some(info))?.display()
     );
+    println!("{json}");
     Ok(())
 }

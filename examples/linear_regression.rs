@@ -13,6 +13,7 @@ use clap::Parser;
 use taper::regression::metrics;
 use taper::regression::{load_csv, load_diabetes, train_test_split, CsvOptions, LinearRegression};
 use taper::train::cli::ExampleArgs;
+use taper::train::report;
 use taper::train::runlog::plot_pred_vs_true;
 
 #[global_allocator]
@@ -93,12 +94,16 @@ fn main() -> Result<()> {
     let png = dir.join("pred.png");
     plot_pred_vs_true(&png, y_true, ols_pred.as_slice())?;
     println!("wrote {} and the fitted models", png.display());
+    taper::regression::report::regression_section(&dir, "test", y_true, ols_pred.as_slice())?;
 
-    println!(
-        "{}",
-        serde_json::json!({"example": "linear_regression", "seed": c.seed, "n_train": train.n_samples(),
-            "n_test": test.n_samples(), "r2": r2, "rmse": rmse, "mae": mae, "ridge_alpha": args.alpha,
-            "ridge_r2": ridge_r2, "ridge_rmse": ridge_rmse, "run_dir": dir})
-    );
+    let json = serde_json::json!({"example": "linear_regression", "seed": c.seed, "n_train": train.n_samples(),
+        "n_test": test.n_samples(), "r2": r2, "rmse": rmse, "mae": mae, "ridge_alpha": args.alpha,
+        "ridge_r2": ridge_r2, "ridge_rmse": ridge_rmse, "run_dir": dir});
+    // A closed-form fit has no trainer to record the run: say here what it ran on.
+    let mut info = report::RunInfo::new(c.seed, &candle_core::Device::Cpu);
+    (info.train_items, info.test_items) = (Some(train.n_samples()), Some(test.n_samples()));
+    let page = report::finish(&dir, &json, Some(info))?;
+    println!("report: {}", page.display());
+    println!("{json}");
     Ok(())
 }

@@ -243,6 +243,15 @@ fn main() -> Result<()> {
         .as_object_mut()
         .context("a JSON object")?
         .extend(report.figures());
+    let names: Vec<String> = (0..report.confusion.rows().len())
+        .map(|k| k.to_string())
+        .collect();
+    taper::regression::report::confusion_section(&dir, "test", &report.confusion, &names)?;
+    // The closed-form solvers have no trainer to record the run: say here what it ran on.
+    let mut info = taper::train::report::RunInfo::new(c.seed, &candle_core::Device::Cpu);
+    (info.train_items, info.test_items) = (Some(n_train), Some(labels.len()));
+    let page = taper::train::report::finish(&dir, &summary, Some(info))?;
+    println!("report: {}", page.display());
     println!("{summary}");
     Ok(())
 }

@@ -15,6 +15,7 @@ use taper::train::schedule::WarmupCosine;
 use taper::train::{cli::ExampleArgs, clip::Clip, Optimizers, Trainer};
 use taper::vision::datasets::builtin;
 use taper::vision::models::MlpConfig;
+use taper::vision::report::classifier_section;
 use taper::vision::{ClassifierConfig, ImageClassifier, Preprocessing};
 
 #[global_allocator]
@@ -59,7 +60,7 @@ fn main() -> Result<()> {
         )?)
     };
     let train = loader(x, y, LoaderConfig::train(batch, c.seed))?;
-    let valid = loader(vx, vy, LoaderConfig::eval(1024))?;
+    let valid = loader(vx.clone(), vy.clone(), LoaderConfig::eval(1024))?;
     let test = loader(
         data.test_x.clone(),
         data.test_y.clone(),
@@ -116,6 +117,10 @@ fn main() -> Result<()> {
     json.as_object_mut()
         .context("a JSON object")?
         .extend(r.figures());
+    // The kept model's confusion and worst mistakes on the validation split.
+    classifier_section(&model, &vx, &vy, "validation", &run_dir, 16)?;
+    let page = taper::train::report::finish(&run_dir, &json, None)?;
+    println!("report: {}", page.display());
     println!("{json}");
     Ok(())
 }

@@ -18,6 +18,7 @@ use taper::train::cli::ExampleArgs;
 use taper::train::data::{DataLoader, LoaderConfig};
 use taper::train::{Optimizers, Trainer};
 use taper::vision::datasets::{builtin, InMemoryImages};
+use taper::vision::report::classifier_section;
 use taper::vision::transforms::{open_image, Compose, Normalize, RandomAffine};
 use taper::vision::{ClassifierConfig, ImageClassifier, Preprocessing};
 
@@ -137,6 +138,10 @@ fn main() -> Result<()> {
     json.as_object_mut()
         .context("a JSON object")?
         .extend(r.figures());
+    // The kept model's confusion and worst mistakes on the validation split.
+    classifier_section(&model, &vx, &vy, "validation", &run_dir, 16)?;
+    let page = taper::train::report::finish(&run_dir, &json, None)?;
+    println!("report: {}", page.display());
     println!("{json}");
     Ok(())
 }

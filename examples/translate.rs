@@ -319,17 +319,19 @@ fn main() -> Result<()> {
         &run_dir,
         &device,
     )?;
+    let sources: Vec<String> = test[..n].iter().map(|p| p.0.clone()).collect();
+    d.report_section(&run_dir, &sources, refs, &maps, 8)?;
     let (greedy, beamed, (secs_g, secs_b)) = (d.greedy_scores, d.beam_scores, d.seconds);
     println!("test ({n} sentences): greedy {greedy:?} ({secs_g:.1} s); beam {} {beamed:?} ({secs_b:.1} s)", args.beam);
-    println!(
-        "{}",
-        serde_json::json!({"example": "translate", "task": args.task, "model": args.model, "cell": spec.cell,
+    let json = serde_json::json!({"example": "translate", "task": args.task, "model": args.model, "cell": spec.cell,
             "attention": spec.attention, "pairs": pairs.len(), "train_pairs": splits.train.len(), "valid_pairs": splits.valid.len(),
             "test_pairs": test.len(), "evaluated": n, "epochs": r.fit.history.len(), "batch_size": batch, "lr": lr,
             "valid_perplexity": nll(&r.valid), "test_perplexity": nll(&r.test), "test_bleu": beamed.bleu, "test_chrf": beamed.chrf,
             "test_exact_match": beamed.exact_match, "test_bleu_greedy": greedy.bleu, "test_chrf_greedy": greedy.chrf,
             "test_exact_match_greedy": greedy.exact_match, "beam": args.beam, "greedy_decode_seconds": secs_g,
-            "beam_decode_seconds": secs_b, "train_seconds": r.fit.seconds, "heatmaps": maps, "run_dir": run_dir})
-    );
+            "beam_decode_seconds": secs_b, "train_seconds": r.fit.seconds, "heatmaps": maps, "run_dir": run_dir});
+    let page = taper::train::report::finish(&run_dir, &json, None)?;
+    println!("report: {}", page.display());
+    println!("{json}");
     Ok(())
 }

@@ -51,6 +51,7 @@ pub mod logistic;
 pub mod metrics;
 pub mod persist;
 pub mod preprocessing;
+pub mod report;
 mod stats;
 
 pub use data::{

@@ -11,7 +11,8 @@
 //! - [`Trainer`] over the [`TrainStep`] trait, which receives a [`StepContext`]
 //!   (epoch, iteration, seed: every random draw of a step comes from it) and
 //!   returns a [`StepOutput`] ([`ClassificationOutput`] for classifiers);
-//!   [`metrics`]; [`checkpoint`]s written atomically; [`runlog`];
+//!   [`metrics`]; [`checkpoint`]s written atomically; [`runlog`]; [`report`]
+//!   (`report.html`, one self-contained page per run, and run comparisons);
 //! - [`explain`]: saliency, SmoothGrad, Integrated Gradients, Grad-CAM.
 //!
 //! Binaries should use mimalloc as global allocator: candle's many short-lived
@@ -36,6 +37,7 @@ pub mod optimizers;
 pub mod output;
 pub mod privacy;
 pub mod record;
+pub mod report;
 pub mod runlog;
 pub mod schedule;
 pub mod trainer;

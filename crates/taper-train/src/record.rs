@@ -20,6 +20,10 @@ pub struct EpochRecord {
     /// MiB (Linux; absent elsewhere): the per-epoch record that shows a leak.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<MemoryUse>,
+    /// Training samples per second over the epoch's training steps (validation
+    /// not counted); absent in logs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_per_second: Option<f64>,
 }
 
 /// Resident memory of this process, in MiB.

@@ -8,6 +8,7 @@ use crate::metrics::Metrics;
 use crate::optimizers::Optimizers;
 use crate::output::{check_labels, ClassificationOutput, StepOutput};
 use crate::record::EpochRecord;
+use crate::report::{self, RunInfo, StepRates};
 use crate::runlog::{append_jsonl, epoch_line, plot_loss, write_history, Progress};
 use crate::schedule::Direction;
 use crate::{Error, Result};
@@ -244,7 +245,8 @@ pub trait Callback {
 pub struct TrainerConfig {
     /// Epochs to train (in all, counting those before a resume).
     pub epochs: usize,
-    /// Run directory for checkpoints, `metrics.jsonl` and `loss.png`; none: keep nothing.
+    /// Run directory for checkpoints, `metrics.jsonl`, `loss.png` and `report.html`
+    /// ([`crate::report`]); none: keep nothing.
     pub run_dir: Option<PathBuf>,
     /// Seed of dropout and other per-step draws (weights and shuffling take theirs
     /// from the model builder and the loader).
@@ -493,14 +495,41 @@ impl Trainer {
                         eprintln!("overwriting the earlier run in {}", dir.display());
                     }
                 }
-                // A fresh run must not mix its lines with an earlier run's.
+                // A fresh run must not mix its lines (or its report's figures
+                // and sections) with an earlier run's.
                 let _ = std::fs::remove_file(dir.join("metrics.jsonl"));
+                let _ = std::fs::remove_file(dir.join(report::LR_FILE));
+                let _ = std::fs::remove_file(dir.join(report::FINAL_FILE));
+                let _ = std::fs::remove_dir_all(dir.join(report::SECTION_DIR));
             }
             0
         };
         if let (Some(dir), Some(card)) = (&cfg.run_dir, model.model_card()) {
             card.save(dir)?;
         }
+        let mut run_info = match &cfg.run_dir {
+            Some(dir) => {
+                let device = crate::optim::named_vars(model.varmap(), "")
+                    .first()
+                    .map(|(_, v)| v.device().clone())
+                    .unwrap_or(candle_core::Device::Cpu);
+                let mut info = RunInfo::new(cfg.seed, &device);
+                if cfg.resume {
+                    // The run started when it first started, not at this resume.
+                    if let Some(old) = RunInfo::load(dir)? {
+                        info.started = old.started;
+                    }
+                }
+                info.train_items = Some(train.num_items());
+                info.valid_items = valid.map(|v| v.num_items());
+                info.batch_size = Some(lc.batch_size);
+                info.epochs = Some(cfg.epochs);
+                info.config = cfg.config.clone();
+                info.save(dir)?;
+                Some(info)
+            }
+            None => None,
+        };
         let monitor = cfg
             .monitor
             .clone()
@@ -560,6 +589,10 @@ impl Trainer {
                 nb.saturating_sub(state.batch_in_epoch),
                 cfg.progress,
             );
+            // The learning rate of each step, and the samples seen, for the report.
+            let first_step = state.iteration;
+            let mut step_lr: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+            let mut samples = 0.0;
             for batch in train.epoch(epoch, state.batch_in_epoch) {
                 let batch = batch?;
                 let ctx = StepContext::new(cfg.seed, epoch, state.batch_in_epoch, state.iteration);
@@ -588,6 +621,12 @@ impl Trainer {
                 state.iteration += 1;
                 state.batch_in_epoch += 1;
                 let w = m.weight("loss");
+                samples += w;
+                if cfg.run_dir.is_some() {
+                    for (g, lr) in opt.learning_rates() {
+                        step_lr.entry(g).or_default().push(lr);
+                    }
+                }
                 progress.update(w as usize, m.mean("loss"));
                 let info = StepInfo {
                     epoch,
@@ -614,6 +653,7 @@ impl Trainer {
             }
             progress.finish();
             opt.flush()?;
+            let train_seconds = t0.elapsed().as_secs_f64();
             let mut vm = Metrics::new();
             if let Some(v) = valid {
                 for (i, batch) in v.epoch(0, 0).enumerate() {
@@ -628,6 +668,8 @@ impl Trainer {
                 lr: opt.learning_rates().into_iter().collect(),
                 seconds: t0.elapsed().as_secs_f64(),
                 memory_mib: crate::record::memory_use(),
+                samples_per_second: (samples > 0.0 && train_seconds > 0.0)
+                    .then(|| samples / train_seconds),
             };
             let monitored = monitor.as_ref().and_then(|(key, _)| lookup(&record, key));
             opt.on_epoch_end(monitored);
@@ -654,6 +696,12 @@ impl Trainer {
             state.epoch_train = Metrics::new();
             if let Some(dir) = &cfg.run_dir {
                 append_jsonl(&dir.join("metrics.jsonl"), &record)?;
+                let rates = StepRates {
+                    epoch,
+                    first_step,
+                    lr: step_lr,
+                };
+                append_jsonl(&dir.join(report::LR_FILE), &rates)?;
                 let tag = format!("epoch-{:05}", epoch + 1);
                 let best = cfg.keep_best && (improved || monitor.is_none());
                 state.strategies = opt.strategy_state();
@@ -664,6 +712,11 @@ impl Trainer {
                 if cb.on_epoch_end(&record)? == Control::Stop {
                     stop = true;
                 }
+            }
+            // After the callbacks: what they wrote for this epoch (a GAN's
+            // sample grid) is on the page.
+            if let Some(dir) = &cfg.run_dir {
+                report::write(dir)?;
             }
             if let Some(p) = cfg.early_stopping_patience {
                 if state.epochs_without_improvement >= p {
@@ -683,6 +736,11 @@ impl Trainer {
         }
         if let Some(dir) = &cfg.run_dir {
             plot_loss(&dir.join("loss.png"), &state.history, "loss")?;
+        }
+        if let (Some(dir), Some(info)) = (&cfg.run_dir, &mut run_info) {
+            info.end();
+            info.save(dir)?;
+            report::write(dir)?;
         }
         Ok(FitReport {
             history: state.history,
@@ -723,6 +781,12 @@ impl Trainer {
             }
             None => None,
         };
+        if let Some(dir) = &self.config.run_dir {
+            if let Some(mut info) = RunInfo::load(dir)? {
+                info.test_items = Some(test.num_items());
+                info.save(dir)?;
+            }
+        }
         let valid = Self::evaluate(model, valid)?;
         let test = Self::evaluate(model, test)?;
         Ok(TestReport {

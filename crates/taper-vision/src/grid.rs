@@ -143,12 +143,14 @@ pub fn overlay_rgb(image: &Tensor, map: &Tensor, alpha: f32) -> Result<Vec<u8>> 
 /// samples from a fixed noise batch (`DIR/epoch-NNNNN.png`, 10 columns; one
 /// class a column when conditional) and the grids so far as an animation
 /// (`DIR/progress.gif`; earlier grids are read back from the folder, so a
-/// resumed run's animation is whole).
+/// resumed run's animation is whole). With [`SampleGrids::with_report`] the
+/// grids also go to the run's report page ([`crate::report::gan_section`]).
 pub struct SampleGrids {
     gen: crate::models::Generator,
     seed: u64,
     dir: std::path::PathBuf,
     scale: u32,
+    report: Option<std::path::PathBuf>,
 }
 
 impl SampleGrids {
@@ -160,7 +162,15 @@ impl SampleGrids {
             seed,
             dir: dir.to_path_buf(),
             scale,
+            report: None,
         }
+    }
+
+    /// Also writes, after each epoch, the GAN section of the report of the run
+    /// in `run_dir` (the grids so far under a slider).
+    pub fn with_report(mut self, run_dir: &Path) -> Self {
+        self.report = Some(run_dir.to_path_buf());
+        self
     }
 }
 
@@ -189,6 +199,9 @@ impl taper_train::Callback for SampleGrids {
             .filter_map(|p| image::open(p).ok().map(|i| i.to_luma8()))
             .collect();
         save_gif(&frames, 500, &self.dir.join("progress.gif"))?;
+        if let Some(run) = &self.report {
+            crate::report::gan_section(run, &names, &[])?;
+        }
         Ok(taper_train::Control::Continue)
     }
 }

@@ -53,6 +53,7 @@ pub mod explain;
 pub mod grid;
 pub mod metrics;
 pub mod models;
+pub mod report;
 pub mod transforms;
 
 pub use classifier::{load_lenet, ClassifierConfig, ImageClassifier, Preprocessing};

@@ -213,4 +213,74 @@ impl TestDecoding {
         }
         Ok(())
     }
+
+    /// Writes the translation section of the run's report
+    /// (`RUN/report/translation.json`, see [`taper_train::report`]): BLEU, chrF
+    /// and exact matches of both decodings, the first `examples`
+    /// source/reference/output triples (`sources` and `references` as text, in
+    /// the decoded order) and the attention maps `maps` (PNG files in
+    /// `run_dir`, map `i` of source `i`).
+    ///
+    /// # Errors
+    /// A section that cannot be written.
+    pub fn report_section(
+        &self,
+        run_dir: &Path,
+        sources: &[String],
+        references: &[String],
+        maps: &[std::path::PathBuf],
+        examples: usize,
+    ) -> Result<std::path::PathBuf> {
+        use taper_train::report::{Block, Picture, Section};
+        let (g, b) = (&self.greedy_scores, &self.beam_scores);
+        let figures = vec![
+            ("test_bleu".to_string(), b.bleu.into()),
+            ("test_chrf".to_string(), b.chrf.into()),
+            ("test_exact_match".to_string(), b.exact_match.into()),
+            ("test_bleu_greedy".to_string(), g.bleu.into()),
+            ("test_chrf_greedy".to_string(), g.chrf.into()),
+            ("test_exact_match_greedy".to_string(), g.exact_match.into()),
+        ];
+        let rows = sources
+            .iter()
+            .zip(references)
+            .zip(self.beam.iter().zip(&self.greedy))
+            .take(examples)
+            .map(|((s, r), (b, g))| vec![s.clone(), r.clone(), b.clone(), g.clone()])
+            .collect();
+        let pictures = maps
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Picture {
+                file: m
+                    .strip_prefix(run_dir)
+                    .unwrap_or(m)
+                    .to_string_lossy()
+                    .into_owned(),
+                caption: sources.get(i).cloned().unwrap_or_default(),
+            })
+            .collect();
+        let section = Section::new(
+            format!(
+                "Translation of the test split ({} sentences)",
+                self.beam.len()
+            ),
+            10,
+        )
+        .with(Block::Figures { figures })
+        .with(Block::Table {
+            header: ["source", "reference", "beam search", "greedy"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        })
+        .with(Block::Text {
+            text: "Attention of each output token (rows) over the source tokens (columns):".into(),
+        })
+        .with(Block::Images {
+            images: pictures,
+            slider: false,
+        });
+        Ok(section.save(run_dir, "translation")?)
+    }
 }
