@@ -52,6 +52,7 @@ taper, torch_, skl = load("taper"), load("torch"), load("sklearn")
 taper_r, torch_r = rounds("taper"), rounds("torch")
 treg, tw2v, gensim = load("taper_regression"), load("taper_word2vec"), load("gensim")
 tenc, sent = load("taper_encoder"), load("sentence")
+tsearch, psearch = load("taper_search"), load("search")
 
 # (case, taper dict, key, peer dict, peer key, unit, lower_is_better, peer name)
 rows = [
@@ -77,6 +78,10 @@ rows = [
     ("all-MiniLM-L6-v2, one sentence (latency)", tenc, "latency_ms_p50", sent, "latency_ms_p50", "ms", True, "sentence-transformers"),
     ("peak resident memory after encoding the corpus", tenc, "encode_peak_rss_mb", sent, "encode_peak_rss_mb", "MB", True, "sentence-transformers"),
 ]
+# Exact search against corpus size (examples/bench_search.rs, bench/search_peer.py).
+for n in (10_000, 100_000, 1_000_000):
+    for key, what in (("exact_ms_p50", "one query"), ("exact_batch32_ms_p50", "32 queries")):
+        rows.append((f"exact top-10 search, {n:,} vectors, {what}", tsearch, f"{key}_{n}", psearch, f"{key}_{n}", "ms", True, "sentence-transformers"))
 
 
 def fmt(v):

@@ -92,4 +92,9 @@ if [ -n "$model_root" ] && [ -n "$data_root" ] && [ -f "$data_root/translation/e
 else
   echo "sentence encoder: all-MiniLM-L6-v2 (make models) or eng-fra.txt (make data) not found, skipped"
 fi
+echo "== exact search against corpus size (random 384-d vectors, 10k-1M)"
+./target/release/examples/bench_search --threads "$threads" | tail -n 1 > "$out/taper_search.json"
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import sentence_transformers" 2>/dev/null; then
+  "$venv/bin/python" bench/search_peer.py --threads "$threads" | tail -n 1 > "$out/search.json"
+fi
 python3 bench/report.py "$out" docs/BENCHMARKS.md --threads "$threads"
