@@ -78,6 +78,10 @@ rows = [
     ("all-MiniLM-L6-v2, one sentence (latency)", tenc, "latency_ms_p50", sent, "latency_ms_p50", "ms", True, "sentence-transformers"),
     ("peak resident memory after encoding the corpus", tenc, "encode_peak_rss_mb", sent, "encode_peak_rss_mb", "MB", True, "sentence-transformers"),
 ]
+# Step time against batch size (bench_steps --batch-sweep, torch_peer.py --batch-sweep).
+for model, name in (("mlp", "MLP 784-256-256-10"), ("lenet", "LeNet")):
+    for b in (1, 8, 32, 128, 512):
+        rows.append((f"{name} step at batch {b} (AdamW)", taper, f"sweep_{model}_b{b}_ms", torch_, f"sweep_{model}_b{b}_ms", "ms", True, "PyTorch"))
 # Exact search against corpus size (examples/bench_search.rs, bench/search_peer.py).
 for n in (10_000, 100_000, 1_000_000):
     for key, what in (("exact_ms_p50", "one query"), ("exact_batch32_ms_p50", "32 queries")):

@@ -13,6 +13,7 @@ p.add_argument("--threads", type=int, default=2)
 p.add_argument("--reps", type=int, default=20)
 p.add_argument("--mnist", default=None, help="MNIST folder: also time an epoch and time to 98.5 %")
 p.add_argument("--steps-only", action="store_true", help="only the matmul and training-step cases (one round of make bench)")
+p.add_argument("--batch-sweep", default="", help="also time the MLP and LeNet steps at these batch sizes (comma-separated)")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
@@ -77,6 +78,10 @@ mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256,
 lab = lambda n: torch.arange(n) % 10
 out["step_mlp_ms"] = step_case(mlp, torch.randn(128, 784), lab(128), args.reps)
 out["step_lenet_ms"] = step_case(LeNet(), torch.randn(64, 1, 28, 28), lab(64), args.reps)
+for b in (int(v) for v in args.batch_sweep.split(",") if v):
+    mlp_b = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    out[f"sweep_mlp_b{b}_ms"] = step_case(mlp_b, torch.randn(b, 784), lab(b), args.reps)
+    out[f"sweep_lenet_b{b}_ms"] = step_case(LeNet(), torch.randn(b, 1, 28, 28), lab(b), min(args.reps, 10))
 out["step_cnn_bn_ms"] = step_case(Cnn(), torch.randn(64, 1, 28, 28), lab(64), min(args.reps, 10))
 
 

@@ -49,6 +49,9 @@ struct Args {
     /// all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Also time the MLP and LeNet steps at each of these batch sizes (`sweep_*` keys).
+    #[arg(long, value_delimiter = ',')]
+    batch_sweep: Vec<usize>,
 }
 
 fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -176,6 +179,24 @@ fn main() -> Result<()> {
                 args.reps
             )?),
         );
+    }
+    // Step time against batch size: how the cost grows with the work.
+    for &b in &args.batch_sweep {
+        let vm = VarMap::new();
+        let vb = vbf(&vm);
+        let mlp = Mlp(
+            linear(784, 256, vb.pp("fc1"))?,
+            linear(256, 256, vb.pp("fc2"))?,
+            linear(256, 10, vb.pp("fc3"))?,
+        );
+        let x = Tensor::randn(0f32, 1.0, (b, 784), &dev)?;
+        let ms = step_case(mlp, vm, x, labels(b)?, args.reps)?;
+        out.insert(format!("sweep_mlp_b{b}_ms"), json!(ms));
+        let vm = VarMap::new();
+        let lenet = LeNet::new(LeNetConfig::mnist(), vbf(&vm))?;
+        let x = Tensor::randn(0f32, 1.0, (b, 1, 28, 28), &dev)?;
+        let ms = step_case(lenet, vm, x, labels(b)?, args.reps.min(10))?;
+        out.insert(format!("sweep_lenet_b{b}_ms"), json!(ms));
     }
     if want("cnn_bn") {
         let vm = VarMap::new();
