@@ -82,6 +82,9 @@ rows = [
 for model, name in (("mlp", "MLP 784-256-256-10"), ("lenet", "LeNet")):
     for b in (1, 8, 32, 128, 512):
         rows.append((f"{name} step at batch {b} (AdamW)", taper, f"sweep_{model}_b{b}_ms", torch_, f"sweep_{model}_b{b}_ms", "ms", True, "PyTorch"))
+for n in (8, 16, 32, 64, 128):
+    key = "step_transformer_ms" if n == 32 else f"sweep_transformer_len{n}_ms"
+    rows.append((f"Transformer step at sequence length {n} (b32, Adam)", taper, key, torch_, key, "ms", True, "PyTorch"))
 # Exact search against corpus size (examples/bench_search.rs, bench/search_peer.py).
 for n in (10_000, 100_000, 1_000_000):
     for key, what in (("exact_ms_p50", "one query"), ("exact_batch32_ms_p50", "32 queries")):

@@ -61,10 +61,11 @@ if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch" 2>/dev/null
   "$venv/bin/python" bench/torch_peer.py --threads "$threads" ${mnist_flag:+--mnist "$data_root/mnist"} | tail -n 1 > "$out/torch.json"
   steps="--only mlp,lenet,cnn_bn,dcgan,seq2seq,transformer,matmul"
   sweep="1,8,32,128,512"
+  lens="8,16,64,128"
   for r in $(seq 1 "$rounds"); do
     echo "== training steps, round $r of $rounds"
-    taper_side() { measure "taper.r$r" ./target/release/examples/bench_steps --threads "$threads" --reps 8 $steps --batch-sweep "$sweep"; }
-    torch_side() { measure "torch.r$r" "$venv/bin/python" bench/torch_peer.py --threads "$threads" --reps 8 --steps-only --batch-sweep "$sweep"; }
+    taper_side() { measure "taper.r$r" ./target/release/examples/bench_steps --threads "$threads" --reps 8 $steps --batch-sweep "$sweep" --len-sweep "$lens"; }
+    torch_side() { measure "torch.r$r" "$venv/bin/python" bench/torch_peer.py --threads "$threads" --reps 8 --steps-only --batch-sweep "$sweep" --len-sweep "$lens"; }
     if [ $((r % 2)) = 1 ]; then taper_side; torch_side; else torch_side; taper_side; fi
   done
 else

@@ -14,6 +14,7 @@ p.add_argument("--reps", type=int, default=20)
 p.add_argument("--mnist", default=None, help="MNIST folder: also time an epoch and time to 98.5 %")
 p.add_argument("--steps-only", action="store_true", help="only the matmul and training-step cases (one round of make bench)")
 p.add_argument("--batch-sweep", default="", help="also time the MLP and LeNet steps at these batch sizes (comma-separated)")
+p.add_argument("--len-sweep", default="", help="also time the Transformer step at these sequence lengths (comma-separated)")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
@@ -192,6 +193,8 @@ try:
 except Exception as e:  # sacrebleu missing (imported by the script): report the rest
     out["seq2seq_error"] = str(e)
 out["step_transformer_ms"] = seq_step_ms(Tr(), 32, 0.1, min(args.reps, 10))
+for n in (int(v) for v in args.len_sweep.split(",") if v):
+    out[f"sweep_transformer_len{n}_ms"] = seq_step_ms(Tr(max_len=n + 1), n, 0.1, min(args.reps, 10))
 if args.steps_only:
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))

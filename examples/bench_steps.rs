@@ -52,6 +52,10 @@ struct Args {
     /// Also time the MLP and LeNet steps at each of these batch sizes (`sweep_*` keys).
     #[arg(long, value_delimiter = ',')]
     batch_sweep: Vec<usize>,
+    /// Also time the Transformer step at each of these sequence lengths
+    /// (`sweep_transformer_len*` keys).
+    #[arg(long, value_delimiter = ',')]
+    len_sweep: Vec<usize>,
 }
 
 fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -234,7 +238,7 @@ fn main() -> Result<()> {
     // additive attention and the Transformer, on synthetic ids of fixed length.
     // bench/torch_peer.py builds the same sizes from bench/seq2seq_torch.py's model
     // and torch.nn.Transformer.
-    if want("seq2seq") || want("transformer") {
+    if want("seq2seq") || want("transformer") || !args.len_sweep.is_empty() {
         const VOCAB: usize = 4000;
         let ids = |rows: usize, len: usize, salt: usize| -> Vec<Vec<u32>> {
             (0..rows)
@@ -245,11 +249,17 @@ fn main() -> Result<()> {
                 })
                 .collect()
         };
-        let cases: [(&str, usize); 2] = [("seq2seq", 20), ("transformer", 32)];
-        for (name, len) in cases {
-            if !want(name) {
-                continue;
-            }
+        let mut cases: Vec<(String, &str, usize)> = [("seq2seq", 20), ("transformer", 32)]
+            .into_iter()
+            .filter(|(name, _)| want(name))
+            .map(|(name, len)| (format!("step_{name}_ms"), name, len))
+            .collect();
+        cases.extend(
+            args.len_sweep
+                .iter()
+                .map(|&l| (format!("sweep_transformer_len{l}_ms"), "transformer", l)),
+        );
+        for (key, name, len) in cases {
             let (src, tgt) = (ids(32, len, 1), ids(32, len, 2));
             let src: Vec<&[u32]> = src.iter().map(|r| r.as_slice()).collect();
             let tgt: Vec<&[u32]> = tgt.iter().map(|r| r.as_slice()).collect();
@@ -311,7 +321,7 @@ fn main() -> Result<()> {
                 task.train_step(&batch, &ctx, &mut opt)?.metrics()?;
                 Ok(())
             })?;
-            out.insert(format!("step_{name}_ms"), json!(ms));
+            out.insert(key, json!(ms));
         }
     }
 
