@@ -315,14 +315,13 @@ impl MultiHeadAttention {
     ) -> Result<(Tensor, Tensor)> {
         let (b, t, _) = query.dims3()?;
         let q = self.split(&self.wq.forward(query)?)?; // (B, h, Tq, dh)
-        let scores = (q.matmul(&memory.keys)? / (self.d_head as f64).sqrt())?; // (B, h, Tq, S)
+        let scores = (crate::kernels::bmm(&q, &memory.keys)? / (self.d_head as f64).sqrt())?; // (B, h, Tq, S)
         let scores = match extra_bias {
             Some(e) => scores.broadcast_add(&e.to_dtype(scores.dtype())?)?,
             None => scores,
         };
         let w = masked_softmax(&scores, Some(&memory.bias.unsqueeze(1)?))?;
-        let ctx = w
-            .matmul(&memory.values)? // (B, h, Tq, dh)
+        let ctx = crate::kernels::bmm(&w, &memory.values)? // (B, h, Tq, dh)
             .transpose(1, 2)?
             .reshape((b, t, self.heads * self.d_head))?;
         Ok((self.wo.forward(&ctx)?, w.mean(1)?))

@@ -141,6 +141,11 @@ fn sequence_kernels_are_deterministic() {
         ],
     );
     check(
+        "batched matmul (attention scores)",
+        &|t| kernels::bmm(&t[0], &t[1]),
+        &[randn(&[32, 4, 128, 64], 30), randn(&[32, 4, 64, 128], 31)],
+    );
+    check(
         "additive attention scores",
         &|t| kernels::attention::additive_scores(&t[0], &t[1], &t[2]),
         &[

@@ -423,3 +423,15 @@ fn fused_linear_matches_candle_and_has_exact_gradients() {
     let e = linear(&randn(&[2, 3], 1), &randn(&[4, 5], 2), None).unwrap_err();
     assert!(e.to_string().contains("has 3 features"), "{e}");
 }
+
+/// The batched product of attention (`kernels::bmm`): both operands' gradients, which
+/// read the other operand and the output gradient transposed in place.
+#[test]
+fn batched_matmul() {
+    assert_grads(
+        "bmm",
+        |xs| nn::kernels::bmm(&xs[0], &xs[1]),
+        // At least blas::MIN_WORK multiply-adds per product: smaller ones go to candle.
+        &[randn(&[1, 2, 32, 40], 1), randn(&[1, 2, 40, 32], 2)],
+    );
+}

@@ -15,6 +15,7 @@ pub mod activation;
 pub mod attention;
 pub(crate) mod batch_norm;
 pub mod blas;
+pub mod bmm;
 pub mod conv;
 pub mod linear;
 pub mod loss;
@@ -24,6 +25,7 @@ pub mod rnn;
 pub mod simd;
 pub mod vmath;
 pub use activation::{leaky_relu, relu, tanh};
+pub use bmm::bmm;
 pub use conv::{gemm, MatRef};
 pub use pool::max_pool2d;
 
