@@ -292,5 +292,12 @@ fn translation_report_renders_triples_and_attention() {
     for part in ["beam search", "reference", "Attention of each output token"] {
         assert!(html.contains(part), "{part} missing");
     }
+    // The header counts sentence pairs and the real batch size, not buckets.
+    let splits = format!(
+        "<th>splits (items)</th><td>train {}, validation {}, test {}</td>",
+        json["train_pairs"], json["valid_pairs"], json["test_pairs"]
+    );
+    assert!(html.contains(&splits), "{splits} missing");
+    assert!(html.contains("<th>batch size</th><td>64</td>"));
     check_page(&page, Some(&json), 2);
 }
