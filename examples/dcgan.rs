@@ -3,7 +3,8 @@
 //! of samples from fixed noise goes to `RUN/samples/epoch-NNNNN.png` and the grids
 //! so far to `RUN/samples/progress.gif`. With `--classifier RUN` (a LeNet trained by
 //! `mnist_cnn --model lenet` on the same data set) it ends with the Inception Score
-//! and Fréchet distance of 10,000 samples beside the real test set's.
+//! and Fréchet distance of 10,000 samples beside the real test set's, and scores
+//! `--epoch-samples` samples after each epoch: the report draws both per epoch.
 //!
 //! ```text
 //! cargo run --release --example dcgan -- --classifier runs/demo-mnist_cnn
@@ -42,6 +43,9 @@ struct Args {
     /// Generated samples scored for IS/FID.
     #[arg(long, default_value_t = 10_000)]
     eval_samples: usize,
+    /// With --classifier: samples scored after each epoch for the report's IS/FID curves (0: none).
+    #[arg(long, default_value_t = 500)]
+    epoch_samples: usize,
     /// Sample N images from the trained run in --resume instead of training.
     #[arg(long, value_name = "N")]
     generate: Option<usize>,
@@ -144,13 +148,16 @@ fn main() -> Result<()> {
     )?;
 
     let run_dir = c.run_dir("dcgan");
-    let grids = SampleGrids::new(
+    let mut grids = SampleGrids::new(
         gan.gen.clone(),
         c.seed,
         &run_dir.join("samples"),
         if small { 4 } else { 2 },
     )
     .with_report(&run_dir);
+    if let Some(lenet) = scorer.as_ref().filter(|_| args.epoch_samples > 0) {
+        grids = grids.with_scores(lenet.clone(), &data.train_x, args.epoch_samples)?;
+    }
     let config = serde_json::json!({"example": "dcgan", "dataset": args.dataset, "conditional": args.conditional,
         "lr_d": o.lr_d, "lr_g": o.lr_g, "beta1": o.beta1, "batch_size": batch, "epochs": epochs, "width": cfg.gen_width});
     let mut trainer = Trainer::new(c.trainer_config("dcgan", epochs, config)).with_callback(grids);

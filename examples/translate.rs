@@ -330,6 +330,15 @@ fn main() -> Result<()> {
             "test_exact_match": beamed.exact_match, "test_bleu_greedy": greedy.bleu, "test_chrf_greedy": greedy.chrf,
             "test_exact_match_greedy": greedy.exact_match, "beam": args.beam, "greedy_decode_seconds": secs_g,
             "beam_decode_seconds": secs_b, "train_seconds": r.fit.seconds, "heatmaps": maps, "run_dir": run_dir});
+    // The loaders yield pre-built buckets (batch size 1 to the trainer): the
+    // report's header shows sentence pairs and the real batch size instead.
+    if let Some(mut info) = taper::train::report::RunInfo::load(&run_dir)? {
+        info.train_items = Some(splits.train.len());
+        info.valid_items = Some(splits.valid.len());
+        info.test_items = Some(test.len());
+        info.batch_size = Some(batch);
+        info.save(&run_dir)?;
+    }
     let page = taper::train::report::finish(&run_dir, &json, None)?;
     println!("report: {}", page.display());
     println!("{json}");

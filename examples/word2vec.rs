@@ -4,7 +4,8 @@
 //! `cargo run --release --example word2vec` (native Hogwild loops, seconds) or
 //! `cargo run --release --example word2vec -- --engine candle` (candle-nn
 //! embeddings through taper-train's Trainer: checkpoints, `--resume`). A run
-//! loads back with `WordVectors::load(RUN)`.
+//! loads back with `WordVectors::load(RUN)`; a training run ends with
+//! `RUN/report.html` (neighbours, analogies, the WordSim scatter plot).
 //!
 //! Longer than 200 lines because every gensim setting is a flag (seventy lines),
 //! so that runs compare with gensim's setting for setting (`make bench`).
@@ -13,12 +14,15 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Instant;
-use taper::nlp::eval::{evaluate_word_pairs, load_word_pairs, neighbour_lines, ANALOGIES};
+use taper::nlp::eval::{
+    evaluate_word_pairs, load_word_pairs, neighbour_lines, word2vec_section, ANALOGIES,
+};
 use taper::nlp::word2vec::{
     train_candle, train_native, CandleOptimizer, CandleOptions, PreparedCorpus,
 };
 use taper::nlp::{Architecture, Corpus, CorpusOptions, Word2VecConfig, WordVectors};
 use taper::train::cli::ExampleArgs;
+use taper::train::report::{self, RunInfo};
 
 #[global_allocator]
 static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
@@ -101,6 +105,8 @@ fn main() -> Result<()> {
     let device = c.device()?;
     let root = c.data_root();
     let mut json = serde_json::json!({"example": "word2vec"});
+    // A training run writes its report; scoring saved vectors writes none.
+    let run_dir = args.score.is_none().then(|| c.run_dir("word2vec"));
     let vectors = match &args.score {
         Some(path) => {
             let v = WordVectors::load_text(path)?;
@@ -113,7 +119,12 @@ fn main() -> Result<()> {
             json["vectors"] = serde_json::json!(path);
             v
         }
-        None => train(&args, &device, &mut json)?,
+        None => train(
+            &args,
+            &device,
+            run_dir.as_deref().context("a run directory")?,
+            &mut json,
+        )?,
     };
     neighbour_lines(&vectors, &args.show, &ANALOGIES)
         .iter()
@@ -124,8 +135,13 @@ fn main() -> Result<()> {
         .wordsim
         .clone()
         .unwrap_or_else(|| root.join("wordsim").join("combined.csv"));
-    if wordsim.is_file() {
-        let r = evaluate_word_pairs(&vectors, &load_word_pairs(&wordsim)?, args.lowercase);
+    let pairs = if wordsim.is_file() {
+        Some(load_word_pairs(&wordsim)?)
+    } else {
+        None
+    };
+    if let Some(pairs) = &pairs {
+        let r = evaluate_word_pairs(&vectors, pairs, args.lowercase);
         let (file, rho, pairs, oov) = (wordsim.display(), r.spearman, r.pairs, r.oov);
         println!(
             "WordSim ({file}): Spearman {rho:.4} over {pairs} pairs, {oov} pairs out of vocabulary"
@@ -136,6 +152,17 @@ fn main() -> Result<()> {
     } else {
         println!("WordSim skipped: {} not found", wordsim.display());
     }
+    if let Some(dir) = &run_dir {
+        let pairs = pairs.as_deref().map(|p| (p, args.lowercase));
+        word2vec_section(dir, &vectors, &args.show, &ANALOGIES, pairs)?;
+        let mut info = RunInfo::new(c.seed, &device);
+        info.epochs = json["epochs"].as_u64().map(|e| e as usize);
+        info.batch_size = json["batch_size"].as_u64().map(|b| b as usize);
+        println!(
+            "report: {}",
+            report::finish(dir, &json, Some(info))?.display()
+        );
+    }
     println!("{json}");
     Ok(())
 }
@@ -145,6 +172,7 @@ fn main() -> Result<()> {
 fn train(
     args: &Args,
     device: &candle_core::Device,
+    run_dir: &std::path::Path,
     json: &mut serde_json::Value,
 ) -> Result<WordVectors> {
     let c = &args.common;
@@ -192,7 +220,6 @@ fn train(
         t0.elapsed().as_secs_f64()
     );
     drop(corpus);
-    let run_dir = c.run_dir("word2vec");
     let (vectors, stats, batch_size) = match args.engine.as_str() {
         "native" => {
             let (v, s) = train_native(&prep, &cfg)?;
@@ -208,7 +235,7 @@ fn train(
                 optimizer,
                 batch_size: c.batch_size.unwrap_or(1024),
                 device: device.clone(),
-                run_dir: Some(run_dir.clone()),
+                run_dir: Some(run_dir.to_path_buf()),
                 resume: c.resume.is_some(),
                 overwrite: c.overwrite,
                 checkpoint_every: c.checkpoint_every,
@@ -225,7 +252,7 @@ fn train(
         "trained {} epochs in {:.2} s: {:.0} words/s ({} corpus words, {} after subsampling)",
         cfg.epochs, stats.seconds, wps, stats.words, stats.effective_words
     );
-    vectors.save_run(&run_dir, &cfg)?;
+    vectors.save_run(run_dir, &cfg)?;
     let vec_path = match &args.vectors {
         Some(p) => {
             vectors.save_text(p)?;

@@ -1,5 +1,5 @@
 //! The run reports (`report.html`) rendered by a real browser: short runs of a
-//! classifier, a GAN and a translator, and a comparison page, each opened in
+//! classifier, a GAN, a translator and word vectors, and a comparison page, each opened in
 //! headless Chromium. No console error, every image decodes, the page is not
 //! blank (its screenshot has many colours), and the figures on the page are
 //! those of the example's JSON line. Where Chromium is missing
@@ -292,5 +292,68 @@ fn translation_report_renders_triples_and_attention() {
     for part in ["beam search", "reference", "Attention of each output token"] {
         assert!(html.contains(part), "{part} missing");
     }
+    // The header counts sentence pairs and the real batch size, not buckets.
+    let splits = format!(
+        "<th>splits (items)</th><td>train {}, validation {}, test {}</td>",
+        json["train_pairs"], json["valid_pairs"], json["test_pairs"]
+    );
+    assert!(html.contains(&splits), "{splits} missing");
+    assert!(html.contains("<th>batch size</th><td>64</td>"));
     check_page(&page, Some(&json), 2);
+}
+
+#[test]
+fn word2vec_report_renders_neighbours_and_the_wordsim_scatter() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two topics of four words each, sentences drawn from one topic at a time.
+    let topics = [
+        ["cat", "dog", "mouse", "pet"],
+        ["car", "road", "wheel", "drive"],
+    ];
+    let corpus: String = (0..400)
+        .map(|i| {
+            let t = &topics[i % 2];
+            (0..8)
+                .map(|j| t[(i * 7 + j * 3) % 4])
+                .collect::<Vec<_>>()
+                .join(" ")
+                + "\n"
+        })
+        .collect();
+    let corpus_path = dir.path().join("corpus.txt");
+    std::fs::write(&corpus_path, corpus).unwrap();
+    let pairs_path = dir.path().join("pairs.csv");
+    std::fs::write(
+        &pairs_path,
+        "a,b,score\ncat,dog,9\ncar,road,8\ncat,wheel,1\ndog,drive,2\n",
+    )
+    .unwrap();
+    let d = dir.path().join("word2vec");
+    let args = [
+        "--corpus",
+        corpus_path.to_str().unwrap(),
+        "--wordsim",
+        pairs_path.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--dim",
+        "8",
+        "--min-count",
+        "1",
+        "--show",
+        "cat,car",
+        "--out",
+        d.to_str().unwrap(),
+    ];
+    let (json, page) = run("word2vec", &args);
+    assert_eq!(json["wordsim_pairs"], 4);
+    let html = std::fs::read_to_string(&page).unwrap();
+    for part in [
+        "nearest (cosine)",
+        "Word similarity: model against people",
+        "<svg",
+    ] {
+        assert!(html.contains(part), "{part} missing");
+    }
+    check_page(&page, Some(&json), 0);
 }

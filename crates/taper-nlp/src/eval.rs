@@ -78,8 +78,18 @@ pub fn evaluate_word_pairs(
     pairs: &[WordPair],
     lowercase: bool,
 ) -> SimilarityReport {
-    let mut model = Vec::new();
-    let mut human = Vec::new();
+    let (points, oov) = scored_pairs(vectors, pairs, lowercase);
+    SimilarityReport::of(&points, oov)
+}
+
+/// `(human score, cosine)` of each pair whose both words are known (lower-cased
+/// first with `lowercase`), and how many pairs were left out.
+pub fn scored_pairs(
+    vectors: &WordVectors,
+    pairs: &[WordPair],
+    lowercase: bool,
+) -> (Vec<(f64, f64)>, usize) {
+    let mut points = Vec::new();
     let mut oov = 0;
     for p in pairs {
         let (a, b) = if lowercase {
@@ -88,21 +98,24 @@ pub fn evaluate_word_pairs(
             (p.a.clone(), p.b.clone())
         };
         match vectors.similarity(&a, &b) {
-            Ok(s) => {
-                model.push(s as f64);
-                human.push(p.score);
-            }
+            Ok(s) => points.push((p.score, s as f64)),
             Err(_) => oov += 1,
         }
     }
-    SimilarityReport {
-        spearman: spearman(&model, &human),
-        pairs: model.len(),
-        oov,
-    }
+    (points, oov)
 }
 
 impl SimilarityReport {
+    /// The report of `(human score, cosine)` points and `oov` pairs left out.
+    fn of(points: &[(f64, f64)], oov: usize) -> Self {
+        let (human, model): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
+        Self {
+            spearman: spearman(&model, &human),
+            pairs: points.len(),
+            oov,
+        }
+    }
+
     /// `wordsim_spearman` (null when not finite), `wordsim_pairs` and
     /// `wordsim_oov`, for an example's final JSON line.
     pub fn figures(&self) -> serde_json::Map<String, serde_json::Value> {
@@ -113,6 +126,14 @@ impl SimilarityReport {
         m.insert("wordsim_oov".into(), self.oov.into());
         m
     }
+}
+
+/// `word 0.123, word 0.100, ...`: words with their cosine to 3 decimals.
+fn cosine_list(r: &[(String, f32)]) -> String {
+    r.iter()
+        .map(|(w, s)| format!("{w} {s:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The analogies the examples print: `b - a + c` for each `(a, b, c)`.
@@ -127,12 +148,7 @@ pub fn neighbour_lines(
     words: &[String],
     analogies: &[(&str, &str, &str)],
 ) -> Vec<String> {
-    let list = |r: &[(String, f32)]| {
-        r.iter()
-            .map(|(w, s)| format!("{w} {s:.3}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = cosine_list;
     let mut out: Vec<String> = words
         .iter()
         .map(|w| match vectors.most_similar(w, 8) {
@@ -146,4 +162,67 @@ pub fn neighbour_lines(
         }
     }
     out
+}
+
+/// Writes the word-vector section of a run's report (`RUN/report/word2vec.json`):
+/// a table of the 8 nearest neighbours of each known word of `words`, the 5
+/// best answers of each analogy `b - a + c` of `analogies` whose words are all
+/// known, and with `pairs` (a word-similarity file and whether to lower-case
+/// its words) the Spearman correlation and a scatter plot of the model's
+/// cosine against the human score, one point a known pair.
+///
+/// # Errors
+/// A section that cannot be written.
+pub fn word2vec_section(
+    run_dir: &Path,
+    vectors: &WordVectors,
+    words: &[String],
+    analogies: &[(&str, &str, &str)],
+    pairs: Option<(&[WordPair], bool)>,
+) -> Result<std::path::PathBuf> {
+    use taper_train::report::{Block, Section};
+    let list = cosine_list;
+    let mut rows: Vec<Vec<String>> = words
+        .iter()
+        .filter_map(|w| {
+            vectors
+                .most_similar(w, 8)
+                .ok()
+                .map(|nn| vec![w.clone(), list(&nn)])
+        })
+        .collect();
+    rows.extend(analogies.iter().filter_map(|&(a, b, c)| {
+        vectors
+            .analogy(a, b, c, 5)
+            .ok()
+            .map(|r| vec![format!("{b} - {a} + {c}"), list(&r)])
+    }));
+    let mut section = Section::new(
+        format!(
+            "Word vectors ({} words of dimension {})",
+            vectors.len(),
+            vectors.dim()
+        ),
+        10,
+    )
+    .with(Block::Table {
+        header: vec!["word or analogy".into(), "nearest (cosine)".into()],
+        rows,
+    });
+    if let Some((pairs, lowercase)) = pairs {
+        let (points, oov) = scored_pairs(vectors, pairs, lowercase);
+        let report = SimilarityReport::of(&points, oov);
+        section = section
+            .with(Block::Figures {
+                figures: report.figures().into_iter().collect(),
+            })
+            .with(Block::Scatter {
+                title: "Word similarity: model against people".into(),
+                x_label: "human score".into(),
+                y_label: "cosine similarity".into(),
+                points,
+                diagonal: false,
+            });
+    }
+    Ok(section.save(run_dir, "word2vec")?)
 }

@@ -634,3 +634,64 @@ fn native_on_ptb_scores_on_wordsim() {
         "{nn:?}"
     );
 }
+
+#[test]
+fn report_section_holds_neighbours_analogies_and_the_wordsim_scatter() {
+    use taper_train::report::{Block, Section};
+    let v = toy_vectors();
+    let dir = tempfile::tempdir().unwrap();
+    let pair = |a: &str, b: &str, score: f64| WordPair {
+        a: a.into(),
+        b: b.into(),
+        score,
+    };
+    let pairs = vec![
+        pair("King", "Man", 8.0),
+        pair("king", "apple", 1.0),
+        pair("queen", "woman", 9.0),
+        pair("king", "emperor", 7.0),
+    ];
+    let words = ["king".to_string(), "emperor".to_string()];
+    taper_nlp::eval::word2vec_section(
+        dir.path(),
+        &v,
+        &words,
+        &[("man", "king", "woman"), ("a", "b", "c")],
+        Some((&pairs, true)),
+    )
+    .unwrap();
+    let sections = Section::load_all(dir.path()).unwrap();
+    assert_eq!(sections.len(), 1);
+    assert_eq!(sections[0].title, "Word vectors (5 words of dimension 3)");
+    let blocks = &sections[0].blocks;
+    // The unknown word and the analogy of unknown words are left out.
+    let Block::Table { rows, .. } = &blocks[0] else {
+        panic!("a table first, got {:?}", blocks[0]);
+    };
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0][0], "king");
+    assert!(rows[0][1].starts_with("man 0.707, queen 0.500"));
+    assert_eq!(rows[1][0], "king - man + woman");
+    assert!(rows[1][1].starts_with("queen "));
+    let Block::Figures { figures } = &blocks[1] else {
+        panic!("figures second, got {:?}", blocks[1]);
+    };
+    let expected = evaluate_word_pairs(&v, &pairs, true).figures();
+    assert_eq!(figures, &expected.into_iter().collect::<Vec<_>>());
+    assert_eq!(figures[1], ("wordsim_pairs".to_string(), 3.into()));
+    let Block::Scatter { points, .. } = &blocks[2] else {
+        panic!("a scatter plot third, got {:?}", blocks[2]);
+    };
+    let cos = |a, b| v.similarity(a, b).unwrap() as f64;
+    assert_eq!(
+        points,
+        &vec![
+            (8.0, cos("king", "man")),
+            (1.0, cos("king", "apple")),
+            (9.0, cos("queen", "woman"))
+        ]
+    );
+    // Without a similarity file: only the table.
+    taper_nlp::eval::word2vec_section(dir.path(), &v, &words, &[], None).unwrap();
+    assert_eq!(Section::load_all(dir.path()).unwrap()[0].blocks.len(), 1);
+}

@@ -254,3 +254,64 @@ fn frechet_distance_known_cases() {
     assert!((d - (2.0 + 4.0 + 1.0)).abs() < 1e-10, "{d}");
     assert!(GaussianStats::from_features(&x.narrow(0, 0, 1).unwrap()).is_err());
 }
+
+#[test]
+fn per_epoch_scores_reach_the_report_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path();
+    let vm = VarMap::new();
+    let mut gan = Dcgan::new(tiny(), &vm, 5, &Device::Cpu).unwrap();
+    let mut opt = gan.optimizers(GanOptimConfig::default());
+    let scorer_vars = VarMap::new();
+    let lenet = taper_vision::models::LeNet::new(
+        taper_vision::models::LeNetConfig::digits(),
+        seeded_var_builder(&scorer_vars, 3, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let (reference, _) = load_digits(&digits::default_digits_path()).unwrap();
+    let grids = taper_vision::grid::SampleGrids::new(gan.gen.clone(), 5, &run.join("samples"), 1)
+        .with_report(run)
+        .with_scores(lenet, &reference.narrow(0, 0, 200).unwrap(), 64)
+        .unwrap();
+    let mut trainer = Trainer::new(TrainerConfig {
+        epochs: 2,
+        run_dir: Some(run.to_path_buf()),
+        seed: 5,
+        progress: false,
+        verbose: false,
+        ..Default::default()
+    })
+    .with_callback(grids);
+    trainer
+        .fit(&mut gan, &mut opt, &digits_loader(32), None)
+        .unwrap();
+    let scores = taper_vision::grid::load_scores(&run.join("samples"));
+    assert_eq!(scores.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 2]);
+    // One class among ten at worst, ten at best; a distance is never negative.
+    assert!(scores
+        .iter()
+        .all(|s| (1.0..=10.0).contains(&s.1) && s.2 >= 0.0));
+    let sections = taper_train::report::Section::load_all(run).unwrap();
+    let gan_section = sections
+        .iter()
+        .find(|s| s.title == "Generated samples")
+        .unwrap();
+    let curves: Vec<(&str, Vec<(f64, f64)>)> = gan_section
+        .blocks
+        .iter()
+        .filter_map(|b| match b {
+            taper_train::report::Block::Lines { title, series, .. } => {
+                Some((title.as_str(), series[0].points.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(curves.len(), 2);
+    assert_eq!(curves[0].0, "Inception Score");
+    assert_eq!(curves[0].1, vec![(1.0, scores[0].1), (2.0, scores[1].1)]);
+    assert_eq!(curves[1].0, "Fréchet distance");
+    assert_eq!(curves[1].1, vec![(1.0, scores[0].2), (2.0, scores[1].2)]);
+    // The page draws them.
+    let page = taper_train::report::render(run).unwrap();
+    assert!(page.contains("Inception Score") && page.contains("Fréchet distance"));
+}
