@@ -28,6 +28,7 @@ use taper::nlp::search::{fingerprint, Hit, HnswParams, ParaphraseTask, SearchInd
 use taper::nlp::SentenceEncoder;
 use taper::train::cli::ExampleArgs;
 use taper::train::data::{DataLoader, LoaderConfig};
+use taper::train::report::RunInfo;
 use taper::train::Trainer;
 
 #[global_allocator]
@@ -295,6 +296,7 @@ fn fine_tune(args: &Args, model: SentenceEncoder, pairs: &Path, batch: usize) ->
     let device = c.device()?;
     let docs: Vec<&str> = task.corpus.iter().map(String::as_str).collect();
     let mut figures = serde_json::Map::new();
+    let (mut scores, mut tuned_ranked) = (Vec::new(), Vec::new());
     for (name, m) in [
         (
             "pretrained",
@@ -302,20 +304,26 @@ fn fine_tune(args: &Args, model: SentenceEncoder, pairs: &Path, batch: usize) ->
         ),
         ("fine-tuned", SentenceEncoder::load_run(&run, &device)?),
     ] {
-        let s = task.score(
-            &task.rank_by_embeddings(&m.embed(&docs, batch)?, &test, 10)?,
-            Some(&test),
-        );
+        let ranked = task.rank_by_embeddings(&m.embed(&docs, batch)?, &test, 10)?;
+        let s = task.score(&ranked, Some(&test));
+        scores.push((name, s));
+        tuned_ranked = ranked;
         println!(
             "{name:<12} test groups: recall@1 {:.4}  recall@10 {:.4}  MRR@10 {:.4}",
             s.recall_at_1, s.recall_at_10, s.mrr_at_10
         );
         figures.insert(name.to_string(), serde_json::json!(s));
     }
+    let json = serde_json::json!({"example": "semantic_search", "fine_tune": true, "run_dir": run,
+        "epochs": report.history.len(), "train_seconds": report.seconds, "test_queries": test.len(), "test": figures});
+    task.report_section(&run, &scores, &tuned_ranked, 5)?;
+    let mut info = RunInfo::new(c.seed, &device);
+    info.epochs = Some(report.history.len());
+    info.batch_size = Some(batch);
     println!(
-        "{}",
-        serde_json::json!({"example": "semantic_search", "fine_tune": true, "run_dir": run,
-        "epochs": report.history.len(), "train_seconds": report.seconds, "test_queries": test.len(), "test": figures})
+        "report: {}",
+        taper::train::report::finish(&run, &json, Some(info))?.display()
     );
+    println!("{json}");
     Ok(())
 }

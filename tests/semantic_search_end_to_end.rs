@@ -239,6 +239,24 @@ fn fine_tuning_writes_a_run_that_loads_back() {
         assert!(j["test"][m]["recall_at_10"].as_f64().is_some(), "{j}");
     }
     assert!(run_dir.join("model.json").is_file() && run_dir.join("tokenizer.json").is_file());
+    // The run report carries the retrieval figures of both models, as printed.
+    let section: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("report/retrieval.json")).unwrap(),
+    )
+    .unwrap();
+    let table = serde_json::to_string(&section).unwrap();
+    for m in ["pretrained", "fine-tuned"] {
+        let r1 = format!("{:.4}", j["test"][m]["recall_at_1"].as_f64().unwrap());
+        assert!(
+            table.contains(m) && table.contains(&r1),
+            "{m} {r1}: {table}"
+        );
+    }
+    let page = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(
+        page.contains("Paraphrase retrieval"),
+        "no retrieval section in the page"
+    );
     let dev = Device::Cpu;
     let tuned = taper::nlp::SentenceEncoder::load_run(&run_dir, &dev).unwrap();
     let base = taper::nlp::SentenceEncoder::load(&model, &dev).unwrap();

@@ -995,6 +995,72 @@ pub struct GroupSplit {
 }
 
 impl ParaphraseTask {
+    /// Writes the run report's retrieval section (`RUN/report/retrieval.json`,
+    /// drawn by `taper_train::report`): recall@1, recall@10 and MRR@10 of each
+    /// named model (`scores`), then up to `examples` of the queries `ranked` (as
+    /// [`ParaphraseTask::rank_by_embeddings`] gives them) with their top 3 hits,
+    /// each hit marked when it is one of the query's paraphrases.
+    ///
+    /// # Errors
+    /// The section cannot be written.
+    pub fn report_section(
+        &self,
+        run_dir: &Path,
+        scores: &[(&str, RetrievalScores)],
+        ranked: &[Vec<Hit>],
+        examples: usize,
+    ) -> Result<std::path::PathBuf> {
+        use taper_train::report::{Block, Section};
+        let rows = scores
+            .iter()
+            .map(|(name, s)| {
+                vec![
+                    name.to_string(),
+                    format!("{:.4}", s.recall_at_1),
+                    format!("{:.4}", s.recall_at_10),
+                    format!("{:.4}", s.mrr_at_10),
+                    s.queries.to_string(),
+                ]
+            })
+            .collect();
+        let hits = ranked
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_empty())
+            .take(examples)
+            .map(|(q, r)| {
+                let shown: Vec<String> = r
+                    .iter()
+                    .take(3)
+                    .map(|&(row, score)| {
+                        let mark = if self.relevant[q].contains(&row) {
+                            " ✓"
+                        } else {
+                            ""
+                        };
+                        format!("{} ({score:.3}){mark}", self.corpus[row as usize])
+                    })
+                    .collect();
+                vec![
+                    self.corpus[self.queries[q] as usize].clone(),
+                    shown.join(" | "),
+                ]
+            })
+            .collect();
+        let section = Section::new("Paraphrase retrieval (test groups)", 20)
+            .with(Block::Table {
+                header: ["model", "recall@1", "recall@10", "MRR@10", "queries"]
+                    .map(String::from)
+                    .to_vec(),
+                rows,
+            })
+            .with(Block::Table {
+                header: vec!["query".into(), "top 3 (cosine; ✓ a paraphrase)".into()],
+                rows: hits,
+            });
+        Ok(section.save(run_dir, "retrieval")?)
+    }
+
     /// Rankings (the `k` best rows, the query left out) of the queries `which`
     /// by cosine between the corpus `embeddings` `(corpus, dim)`; other queries
     /// get no ranking. Indexed like [`ParaphraseTask::queries`], ready for
