@@ -357,3 +357,19 @@ fn word2vec_report_renders_neighbours_and_the_wordsim_scatter() {
     }
     check_page(&page, Some(&json), 0);
 }
+
+/// The regression domain: a linear regression on the embedded diabetes data, whose
+/// page carries the fit section (predicted against true, residuals).
+#[test]
+fn regression_report_renders_its_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("linear");
+    let (json, page) = run("linear_regression", &["--out", d.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("Fit on the"),
+        "no fit section in {}",
+        page.display()
+    );
+    check_page(&page, Some(&json), 0);
+}
