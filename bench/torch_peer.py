@@ -75,13 +75,16 @@ def step_case(model, x, y, reps):
     return median_ms(step, 5, reps)
 
 
-mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+def make_mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+mlp = make_mlp()
 lab = lambda n: torch.arange(n) % 10
 out["step_mlp_ms"] = step_case(mlp, torch.randn(128, 784), lab(128), args.reps)
 out["step_lenet_ms"] = step_case(LeNet(), torch.randn(64, 1, 28, 28), lab(64), args.reps)
 for b in (int(v) for v in args.batch_sweep.split(",") if v):
-    mlp_b = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
-    out[f"sweep_mlp_b{b}_ms"] = step_case(mlp_b, torch.randn(b, 784), lab(b), args.reps)
+    out[f"sweep_mlp_b{b}_ms"] = step_case(make_mlp(), torch.randn(b, 784), lab(b), args.reps)
     out[f"sweep_lenet_b{b}_ms"] = step_case(LeNet(), torch.randn(b, 1, 28, 28), lab(b), min(args.reps, 10))
 out["step_cnn_bn_ms"] = step_case(Cnn(), torch.randn(64, 1, 28, 28), lab(64), min(args.reps, 10))
 

@@ -74,6 +74,17 @@ fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> R
 
 struct Mlp(Linear, Linear, Linear);
 
+impl Mlp {
+    /// 784-256-256-10, as `bench/torch_peer.py` builds it.
+    fn new(vb: &candle_nn::VarBuilder) -> candle_core::Result<Self> {
+        Ok(Mlp(
+            linear(784, 256, vb.pp("fc1"))?,
+            linear(256, 256, vb.pp("fc2"))?,
+            linear(256, 10, vb.pp("fc3"))?,
+        ))
+    }
+}
+
 impl Forward for Mlp {
     fn forward_t(&self, xs: &Tensor, _mode: &Mode) -> candle_core::Result<Tensor> {
         let h = taper::nn::relu(&self.0.forward(&xs.flatten_from(1)?)?)?;
@@ -150,11 +161,7 @@ fn main() -> Result<()> {
     if want("mlp") {
         let vm = VarMap::new();
         let vb = vbf(&vm);
-        let mlp = Mlp(
-            linear(784, 256, vb.pp("fc1"))?,
-            linear(256, 256, vb.pp("fc2"))?,
-            linear(256, 10, vb.pp("fc3"))?,
-        );
+        let mlp = Mlp::new(&vb)?;
         let mlp_ms = step_case(
             mlp,
             vm,
@@ -188,11 +195,7 @@ fn main() -> Result<()> {
     for &b in &args.batch_sweep {
         let vm = VarMap::new();
         let vb = vbf(&vm);
-        let mlp = Mlp(
-            linear(784, 256, vb.pp("fc1"))?,
-            linear(256, 256, vb.pp("fc2"))?,
-            linear(256, 10, vb.pp("fc3"))?,
-        );
+        let mlp = Mlp::new(&vb)?;
         let x = Tensor::randn(0f32, 1.0, (b, 784), &dev)?;
         let ms = step_case(mlp, vm, x, labels(b)?, args.reps)?;
         out.insert(format!("sweep_mlp_b{b}_ms"), json!(ms));
