@@ -41,6 +41,22 @@ struct Args {
     /// Sentences encoded one at a time for the latency figure, and queries timed.
     #[arg(long, default_value_t = 200)]
     samples: usize,
+    /// Only time `--sweep-batches` batches of sentences of exactly each of these
+    /// token counts (special tokens included; at most the model's 256),
+    /// comma-separated: how encoding cost grows with sequence length
+    /// (`len{L}_ms_per_batch` keys: the time over the number of batches).
+    #[arg(long, value_delimiter = ',')]
+    len_sweep: Vec<usize>,
+    /// Batches encoded per timing of `--len-sweep` (1: a single batch, as a
+    /// batch of queries is).
+    #[arg(long, default_value_t = 4)]
+    sweep_batches: usize,
+}
+
+/// A sentence of `tokens` word pieces once [CLS] and [SEP] are added: "the"
+/// is one piece in BERT's vocabulary, as in every uncased WordPiece vocabulary.
+fn sentence_of(tokens: usize) -> String {
+    vec!["the"; tokens.saturating_sub(2).max(1)].join(" ")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -65,6 +81,31 @@ fn main() -> Result<()> {
     )?;
     let device = c.device()?;
     let batch = c.batch_size.unwrap_or(32);
+    if !args.len_sweep.is_empty() {
+        let dir = SentenceEncoder::model_dir(args.model.as_deref());
+        let encoder = SentenceEncoder::load(&dir, &device)?;
+        let mut out = serde_json::Map::new();
+        for &len in &args.len_sweep {
+            let text = sentence_of(len);
+            let k = args.sweep_batches.max(1);
+            let batch_text: Vec<&str> = vec![text.as_str(); k * batch];
+            encoder.embed(&batch_text, batch)?;
+            let mut times = Vec::new();
+            let t_all = Instant::now();
+            while times.len() < 5 || (times.len() < 50 && t_all.elapsed().as_secs_f64() < 2.0) {
+                let s = Instant::now();
+                encoder.embed(&batch_text, batch)?;
+                times.push(s.elapsed().as_secs_f64() * 1e3 / k as f64);
+            }
+            out.insert(format!("len{len}_ms_per_batch"), median(times).into());
+        }
+        out.insert("example".into(), "bench_encoder".into());
+        out.insert("batch_size".into(), batch.into());
+        out.insert("sweep_batches".into(), args.sweep_batches.into());
+        out.insert("threads".into(), c.threads.into());
+        println!("{}", serde_json::Value::Object(out));
+        return Ok(());
+    }
     let corpus = args
         .corpus
         .clone()

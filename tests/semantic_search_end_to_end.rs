@@ -448,6 +448,31 @@ fn corpus_embeddings_do_not_depend_on_the_thread_count() {
     let (one, two) = (on(1), on(2));
     assert_eq!(one.len(), texts.len());
     assert!(one == two, "embeddings differ between 1 and 2 threads");
+    // One batch of 20 is cut in two to run side by side, on any thread count
+    // alike: the same rows as the corpus run's.
+    let single = |threads: usize| -> Vec<Vec<f32>> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| model.embed(&texts[..20], 32).unwrap().to_vec2().unwrap())
+    };
+    let (s1, s2) = (single(1), single(2));
+    assert!(
+        s1 == s2,
+        "a single batch's embeddings differ between 1 and 2 threads"
+    );
+    for (a, b) in s1.iter().zip(&one) {
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff < 1e-5,
+            "a single batch's row is {diff} away from the corpus run's"
+        );
+    }
     for (i, row) in one.iter().enumerate() {
         let alone: Vec<f32> = model.embed(&texts[i..=i], 1).unwrap().to_vec2().unwrap()[0].clone();
         let diff = row

@@ -13,6 +13,10 @@ use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use taper_nn::Mode;
 
+/// Batches [`SentenceEncoder::embed`] cuts a short input into (see there).
+const SPLIT_INTO: usize = 4;
+/// The fewest texts in a batch made by that cut.
+const SPLIT_MIN: usize = 8;
 /// A pretrained sentence encoder loaded from a sentence-transformers folder
 /// (`config.json`, `model.safetensors`, `tokenizer.json`, `modules.json`,
 /// `1_Pooling/config.json`, `sentence_bert_config.json`).
@@ -185,7 +189,9 @@ impl SentenceEncoder {
 
     /// Embeddings `(N, dim)` of `texts` in their order, `batch_size` at a time,
     /// batches formed of texts of similar length (sorted by token count, so
-    /// little padding is computed).
+    /// little padding is computed). An input of fewer than four batches is cut
+    /// into up to four smaller ones (of at least 8 texts), so that they run side
+    /// by side on a CPU's cores.
     ///
     /// # Errors
     /// No batch size, or a tokenizer or tensor failure.
@@ -206,7 +212,20 @@ impl SentenceEncoder {
             .collect::<Result<_>>()?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
-        let chunks: Vec<&[usize]> = order.chunks(batch_size).collect();
+        // Fewer batches than a machine has cores would leave cores idle (one
+        // batch's small products share threads badly): cut a short input into up
+        // to SPLIT_INTO batches of at least SPLIT_MIN texts. The cut depends on the
+        // input alone, never on the thread count, so the embeddings do not either.
+        let per = {
+            let batches = texts.len().div_ceil(batch_size);
+            let want = SPLIT_INTO.min(texts.len() / SPLIT_MIN).max(1);
+            if batches < want {
+                texts.len().div_ceil(want)
+            } else {
+                batch_size
+            }
+        };
+        let chunks: Vec<&[usize]> = order.chunks(per).collect();
         let embed_chunk = |chunk: &[usize]| -> Result<Tensor> {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             // Detached: the weights are variables, so an output holds its whole
