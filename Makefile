@@ -3,12 +3,12 @@
 CARGO ?= cargo
 RELEASE := --release
 
-.PHONY: demo test lint fmt data models bench soak memory fuzz clean-runs check-cuda
+.PHONY: demo test lint fmt data models bench soak memory fuzz clean-runs mpi check-cuda
 
 ## Build and run the quick demos on the embedded data (no download needed).
 demo:
 	bash tools/install_blas.sh
-	$(CARGO) build $(RELEASE) --examples
+	$(CARGO) build $(RELEASE) --examples $$(bash tools/install_mpi.sh --detect)
 	@for ex in $(DEMOS); do \
 		echo "== $$ex"; \
 		extra=""; [ $$ex = dcgan ] && extra="--classifier runs/demo-mnist_cnn"; \
@@ -27,12 +27,20 @@ DEMOS := mlp mnist_cnn image_transforms dcgan $(patsubst examples/%.rs,%,$(filte
 
 ## The whole workspace's tests (unit, integration, end-to-end, doc). The end-to-end
 ## tests run the example binaries, which `cargo test` builds only as test harnesses;
-## the report test renders pages in headless Chromium (installed where missing and possible).
+## the report test renders pages in headless Chromium, and the data-parallel test starts
+## ranks with mpirun (both installed where missing and possible; with Open MPI everything
+## builds with the `mpi` feature).
 test:
 	bash tools/install_chromium.sh
-	$(CARGO) build $(RELEASE) --examples
-	$(CARGO) test $(RELEASE) --workspace --all-targets
-	$(CARGO) test $(RELEASE) --workspace --doc
+	mpi="$$(bash tools/install_mpi.sh --features)"; \
+	$(CARGO) build $(RELEASE) --examples $$mpi && \
+	$(CARGO) test $(RELEASE) --workspace --all-targets $$mpi && \
+	$(CARGO) test $(RELEASE) --workspace --doc $$mpi
+
+## Open MPI, and the examples built to run under `mpirun -np N` (docs/SCALING.md).
+mpi:
+	bash tools/install_mpi.sh
+	$(CARGO) build $(RELEASE) --examples --features mpi
 
 ## Kill-and-resume soak: 25 SIGKILLs at random moments, then a bit-exact comparison (tests/soak.rs).
 soak:
@@ -53,7 +61,7 @@ fuzz:
 
 ## Clippy with warnings as errors, and formatting.
 lint:
-	$(CARGO) clippy $(RELEASE) --workspace --all-targets -- -D warnings
+	$(CARGO) clippy $(RELEASE) --workspace --all-targets $$(bash tools/install_mpi.sh --features) -- -D warnings
 	$(CARGO) fmt --all -- --check
 
 fmt:

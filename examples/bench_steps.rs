@@ -112,6 +112,11 @@ fn step_case<M: Forward + Sync>(
     })
 }
 
+/// Trainable parameters of `vm` (the gradient an all-reduce moves: 4 bytes each).
+fn param_count(vm: &VarMap) -> usize {
+    vm.all_vars().iter().map(|v| v.elem_count()).sum()
+}
+
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -162,6 +167,7 @@ fn main() -> Result<()> {
         let vm = VarMap::new();
         let vb = vbf(&vm);
         let mlp = Mlp::new(&vb)?;
+        out.insert("params_mlp".into(), json!(param_count(&vm)));
         let mlp_ms = step_case(
             mlp,
             vm,
@@ -180,6 +186,7 @@ fn main() -> Result<()> {
     if want("lenet") {
         let vm = VarMap::new();
         let lenet = LeNet::new(LeNetConfig::mnist(), vbf(&vm))?;
+        out.insert("params_lenet".into(), json!(param_count(&vm)));
         out.insert(
             "step_lenet_ms".into(),
             json!(step_case(
@@ -208,6 +215,7 @@ fn main() -> Result<()> {
     if want("cnn_bn") {
         let vm = VarMap::new();
         let cnn = Cnn::new(CnnConfig::mnist(), vbf(&vm))?;
+        out.insert("params_cnn_bn".into(), json!(param_count(&vm)));
         out.insert(
             "step_cnn_bn_ms".into(),
             json!(step_case(
@@ -225,6 +233,7 @@ fn main() -> Result<()> {
         let vm = VarMap::new();
         let mut gan = Dcgan::new(DcganConfig::mnist(), &vm, 0, &dev)?;
         let mut gopt = gan.optimizers(GanOptimConfig::default());
+        out.insert("params_dcgan".into(), json!(param_count(&vm)));
         let real = Tensor::rand(0f32, 1.0, (64, 1, 28, 28), &dev)?.affine(2.0, -1.0)?;
         let batch = taper::train::data::TensorBatch::new(vec![real, labels(64)?])?;
         let mut it = 0u64;
@@ -303,6 +312,7 @@ fn main() -> Result<()> {
                     vbf(&vm),
                 )?)
             };
+            out.insert(format!("params_{name}"), json!(param_count(&vm)));
             let mut task = Seq2SeqTrainer {
                 model,
                 varmap: vm.clone(),

@@ -6,7 +6,7 @@ use crate::vocab::IdRows;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::bpe::{BpeTrainer, BPE};
@@ -388,17 +388,15 @@ impl Tokenizer {
     }
 
     /// Saves as a Hugging Face `tokenizer.json`, padding settings included
-    /// (written to a temporary file and renamed, so a crash never leaves half a
-    /// file).
+    /// (written atomically: a crash never leaves half a file).
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut full = self.inner.clone();
         full.with_padding(Some(self.pad.params()));
         let json = full
             .to_string(true)
             .map_err(|e| Error::tokenizer(path.display().to_string(), e))?;
-        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-        std::fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        taper_train::fs::atomic_write(path, json.as_bytes())?;
+        Ok(())
     }
 
     /// Number of ids, special tokens included.

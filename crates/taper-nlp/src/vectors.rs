@@ -3,8 +3,8 @@
 use crate::vocab::Vocab;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::sync::OnceLock;
 
 /// One vector per vocabulary word, whichever way it was trained (native loops,
@@ -256,23 +256,21 @@ impl WordVectors {
                 "word '{w}' is empty or holds white space: the text format cannot store it"
             )));
         }
-        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-        let io = |e| Error::io(&tmp, e);
-        let file = std::fs::File::create(&tmp).map_err(io)?;
-        let mut out = BufWriter::new(file);
-        writeln!(out, "{} {}", self.len(), self.dim).map_err(io)?;
-        for (i, w) in self.vocab.words().iter().enumerate() {
-            out.write_all(w.as_bytes()).map_err(io)?;
-            // Rust prints the shortest text that reads back as the same f32, so the
-            // round trip is exact.
-            for x in self.row_of(i).unwrap_or_default() {
-                write!(out, " {x}").map_err(io)?;
+        // Streamed: a large vocabulary's text does not fit in memory twice.
+        taper_train::fs::atomic_write_with(path, |out| {
+            writeln!(out, "{} {}", self.len(), self.dim)?;
+            for (i, w) in self.vocab.words().iter().enumerate() {
+                out.write_all(w.as_bytes())?;
+                // Rust prints the shortest text that reads back as the same f32, so
+                // the round trip is exact.
+                for x in self.row_of(i).unwrap_or_default() {
+                    write!(out, " {x}")?;
+                }
+                out.write_all(b"\n")?;
             }
-            out.write_all(b"\n").map_err(io)?;
-        }
-        out.flush().map_err(io)?;
-        drop(out);
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// Reads the word2vec text format; every line must hold the header's dimension.

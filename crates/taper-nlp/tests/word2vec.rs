@@ -695,3 +695,40 @@ fn report_section_holds_neighbours_analogies_and_the_wordsim_scatter() {
     taper_nlp::eval::word2vec_section(dir.path(), &v, &words, &[], None).unwrap();
     assert_eq!(Section::load_all(dir.path()).unwrap()[0].blocks.len(), 1);
 }
+
+#[test]
+fn writers_saving_the_same_vectors_at_once_all_succeed() {
+    // Data-parallel ranks each save the run's vectors: with one shared temporary
+    // name, one writer's rename took the file from under the others.
+    let corpus = planted_corpus(300);
+    let cfg = Word2VecConfig {
+        epochs: 1,
+        ..small_config(Architecture::SkipGram)
+    };
+    let prep = PreparedCorpus::new(&corpus, &cfg).unwrap();
+    let (v, _) = train_native(&prep, &cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vectors.txt");
+    let start = std::sync::Barrier::new(8);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    (0..5).try_for_each(|_| v.save_text(&path))
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+    });
+    let back = WordVectors::load_text(&path).unwrap();
+    assert_eq!(back.as_slice(), v.as_slice());
+    // Nothing left behind.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["vectors.txt"]);
+}

@@ -190,6 +190,14 @@ pub struct DataOrder {
     pub drop_last: bool,
     /// The shuffle's seed.
     pub seed: u64,
+    /// Data-parallel ranks sharing each epoch (1: one process; checkpoints of
+    /// older versions have none).
+    #[serde(default = "one")]
+    pub world_size: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl DataOrder {
@@ -218,6 +226,11 @@ impl DataOrder {
             now.drop_last.to_string(),
         );
         cmp("loader seed", self.seed.to_string(), now.seed.to_string());
+        cmp(
+            "data-parallel ranks",
+            self.world_size.to_string(),
+            now.world_size.to_string(),
+        );
         d
     }
 }

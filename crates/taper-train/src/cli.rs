@@ -133,8 +133,20 @@ impl ExampleArgs {
     }
 
     /// Applies `--threads` and opens `--device`. Call before creating tensors.
+    ///
+    /// Under a data-parallel launcher (`mpirun -np N`) this also joins the other
+    /// ranks ([`crate::distributed::init`]), and ranks other than 0 stop printing
+    /// to standard output, so the run prints its lines, and its final JSON
+    /// object, once (their errors still reach standard error).
+    ///
+    /// # Errors
+    /// A bad device name, or as [`crate::distributed::init`].
     pub fn device(&self) -> Result<Device> {
         set_threads(self.threads);
+        let world = crate::distributed::init()?;
+        if world.rank() > 0 {
+            silence_stdout();
+        }
         parse_device(&self.device)
     }
 
@@ -151,10 +163,46 @@ impl ExampleArgs {
         if let Some(o) = &self.out {
             return o.clone();
         }
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        // One stamp per process: an example asks for its run directory more
+        // than once, and the calls must not straddle a second.
+        static STAMP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let secs = *STAMP.get_or_init(|| {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            // Data-parallel ranks share one run directory: rank 0's clock names it.
+            let mut bytes = secs.to_le_bytes();
+            if let Ok(world) = crate::distributed::init() {
+                // A failed broadcast leaves this rank's own name; the trainer's
+                // first collective then reports the failure.
+                let _ = world.broadcast(0, &mut bytes);
+            }
+            u64::from_le_bytes(bytes)
+        });
         PathBuf::from("runs").join(format!("{example}-{secs}"))
+    }
+}
+
+/// Points standard output at /dev/null (ranks other than 0 of a data-parallel
+/// run; `TAPER_ALL_RANKS_PRINT=1` keeps it).
+fn silence_stdout() {
+    if std::env::var_os("TAPER_ALL_RANKS_PRINT").is_some_and(|v| v == "1") {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+            return;
+        };
+        let _ = std::io::stdout().flush();
+        // SAFETY: both descriptors are open (ours from `null`, which lives until
+        // the end of this block, and the process's standard output); dup2 only
+        // replaces what descriptor 1 refers to.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
+        }
     }
 }

@@ -52,6 +52,14 @@ impl StepContext {
         }
     }
 
+    /// The same step on data-parallel rank `rank` of `world_size`: its draws
+    /// (dropout masks) differ between ranks, which see different examples.
+    pub fn on_rank(mut self, rank: usize, world_size: usize) -> Self {
+        self.rank = rank;
+        self.world_size = world_size;
+        self
+    }
+
     /// A 64-bit key for the draw `name` of this step: a pure function of
     /// `(seed, iteration, rank, name)`.
     pub fn key(&self, name: &str) -> u64 {

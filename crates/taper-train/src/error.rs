@@ -81,6 +81,11 @@ pub enum Error {
     #[error("config: {0}")]
     Config(String),
 
+    /// Data-parallel training failed: the launcher's environment, the
+    /// communication library, or ranks that disagree.
+    #[error("distributed: {0}")]
+    Distributed(String),
+
     /// The loss became NaN or infinite; training stopped.
     #[error("non-finite loss {value} at epoch {epoch}, step {step} (group '{group}'); the last good checkpoint is kept")]
     NonFinite {

@@ -9,6 +9,21 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder,
 /// fsynced, renamed over `path`, then the folder fsynced.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with(path, |w| w.write_all(bytes))
+}
+
+/// [`atomic_write`] for content too large to hold in memory: `fill` streams it
+/// into a buffered writer on the temporary file. The temporary file's name is
+/// unique to the process and the call, so two processes (data-parallel ranks) or
+/// threads saving the same path never write into one file.
+///
+/// # Errors
+/// What `fill` returns, or a failure to create, sync or rename the file; the
+/// temporary file is removed and `path` keeps its old content.
+pub fn atomic_write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -20,8 +35,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
+        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+        fill(&mut out)?;
+        let f = out.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
         sync_dir(dir)

@@ -13,6 +13,8 @@
 //!   returns a [`StepOutput`] ([`ClassificationOutput`] for classifiers);
 //!   [`metrics`]; [`checkpoint`]s written atomically; [`runlog`]; [`report`]
 //!   (`report.html`, one self-contained page per run, and run comparisons);
+//! - [`distributed`]: data-parallel training across processes (MPI; NCCL on
+//!   GPUs) behind one [`distributed::Collective`] trait;
 //! - [`explain`]: saliency, SmoothGrad, Integrated Gradients, Grad-CAM.
 //!
 //! Binaries should use mimalloc as global allocator: candle's many short-lived
@@ -28,6 +30,7 @@ pub mod clip;
 pub mod context;
 pub mod data;
 pub mod device;
+pub mod distributed;
 mod error;
 pub mod explain;
 pub mod fs;

@@ -61,6 +61,22 @@ impl Metrics {
         self.sums.get(name).map(|e| e.1).unwrap_or(0.0)
     }
 
+    /// Every entry as (name, weighted sum, weight), by name.
+    pub fn entries(&self) -> Vec<(String, f64, f64)> {
+        self.sums
+            .iter()
+            .map(|(k, (s, w))| (k.clone(), *s, *w))
+            .collect()
+    }
+
+    /// Adds an already weighted `sum` and its `weight` to `name` (the inverse of
+    /// [`Metrics::entries`]: sums from other ranks).
+    pub fn add_sum(&mut self, name: &str, sum: f64, weight: f64) {
+        let e = self.sums.entry(name.to_string()).or_insert((0.0, 0.0));
+        e.0 += sum;
+        e.1 += weight;
+    }
+
     /// True when nothing was added.
     pub fn is_empty(&self) -> bool {
         self.sums.is_empty()

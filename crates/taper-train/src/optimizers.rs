@@ -37,12 +37,14 @@
 
 use crate::amp::MixedPrecision;
 use crate::clip::{self, Clip};
+use crate::distributed::{self, Collective};
 use crate::optim::{NamedVar, Optim, OptimState};
 use crate::privacy::DpSgd;
 use crate::schedule::{Constant, LrSchedule};
 use crate::{Error, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
+use std::sync::Arc;
 use taper_nn::Mode;
 
 /// Gradients gathered since the last update.
@@ -111,6 +113,8 @@ pub struct Optimizers {
     accumulate: usize,
     precision: Option<MixedPrecision>,
     privacy: Option<DpSgd>,
+    /// Data-parallel ranks whose gradients are summed before each update.
+    collective: Option<Arc<dyn Collective>>,
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -303,6 +307,27 @@ impl Optimizers {
     pub fn with_privacy(mut self, dp: DpSgd) -> Self {
         self.privacy = Some(dp);
         self
+    }
+
+    /// Sums each update's gradients across the ranks of `collective` (after
+    /// accumulation, before clipping and the non-finite guard; under DP-SGD
+    /// rank 0's noise is added before the sum), then divides by the world size
+    /// (by the examples of all ranks under DP-SGD): every rank applies the same
+    /// update to the same weights. The [`crate::Trainer`] installs the process's
+    /// collective ([`distributed::init`]) when none was set.
+    pub fn with_collective(mut self, collective: Arc<dyn Collective>) -> Self {
+        self.collective = Some(collective);
+        self
+    }
+
+    /// [`Optimizers::with_collective`] in place.
+    pub fn set_collective(&mut self, collective: Arc<dyn Collective>) {
+        self.collective = Some(collective);
+    }
+
+    /// The collective gradients are summed over, if one was set.
+    pub fn collective(&self) -> Option<&Arc<dyn Collective>> {
+        self.collective.as_ref()
     }
 
     /// The mixed-precision strategy, if installed.
@@ -542,14 +567,40 @@ impl Optimizers {
             return Ok(());
         };
         let vars: Vec<NamedVar> = self.groups[gi].optimizer.vars().to_vec();
-        let grads = match &self.privacy {
-            Some(dp) => dp.privatize(&vars, p.sums, p.examples, self.groups[gi].steps as u64)?,
-            None if p.calls > 1 => p
-                .sums
-                .into_iter()
-                .map(|s| s.map(|s| s / p.calls as f64).transpose())
-                .collect::<candle_core::Result<_>>()?,
-            None => p.sums,
+        let update = self.groups[gi].steps as u64;
+        let ranks = self.collective.clone().filter(|c| c.world_size() > 1);
+        let grads = match (&self.privacy, &ranks) {
+            (Some(dp), None) => dp.privatize(&vars, p.sums, p.examples, update)?,
+            (Some(dp), Some(c)) => {
+                let noisy = dp.noisy_sums(&vars, p.sums, update, c.rank() == 0)?;
+                let mut sums: Vec<Option<Tensor>> = noisy.into_iter().map(Some).collect();
+                distributed::all_reduce_grads(c.as_ref(), &mut sums, distributed::BUCKET_BYTES)?;
+                let mut examples = [p.examples as f64];
+                c.all_reduce_sum_f64(&mut examples)?;
+                let n = examples[0].max(1.0);
+                sums.into_iter()
+                    .map(|s| s.map(|s| s / n).transpose())
+                    .collect::<candle_core::Result<_>>()?
+            }
+            (None, _) => {
+                let mut sums = p.sums;
+                if let Some(c) = &ranks {
+                    distributed::all_reduce_grads(
+                        c.as_ref(),
+                        &mut sums,
+                        distributed::BUCKET_BYTES,
+                    )?;
+                }
+                // The mean over the accumulated calls and the ranks.
+                let div = p.calls * ranks.as_ref().map_or(1, |c| c.world_size());
+                if div > 1 {
+                    sums.into_iter()
+                        .map(|s| s.map(|s| s / div as f64).transpose())
+                        .collect::<candle_core::Result<_>>()?
+                } else {
+                    sums
+                }
+            }
         };
         let mut store = p.store;
         for ((_, v), g) in vars.iter().zip(grads) {
@@ -604,7 +655,9 @@ impl Optimizers {
             amp.sync_after_update(&updated)?;
         }
         if let Some(dp) = &mut self.privacy {
-            dp.record_update(p.calls);
+            // Every rank's batch is part of the update's sample.
+            let world = ranks.as_ref().map_or(1, |c| c.world_size());
+            dp.record_update(p.calls * world);
         }
         Ok(())
     }

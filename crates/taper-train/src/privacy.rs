@@ -313,6 +313,22 @@ impl DpSgd {
         examples: usize,
         update: u64,
     ) -> Result<Vec<Option<Tensor>>> {
+        self.noisy_sums(vars, sums, update, true)?
+            .into_iter()
+            .map(|s| Ok(Some((s / examples.max(1) as f64)?)))
+            .collect()
+    }
+
+    /// Each variable's sum (zeros where `sums` has none), plus the noise when
+    /// `draw` is set. Data-parallel ranks draw on rank 0 only, before the sums
+    /// are added up across ranks, so the mechanism's noise is added once.
+    pub(crate) fn noisy_sums(
+        &self,
+        vars: &[NamedVar],
+        sums: Vec<Option<Tensor>>,
+        update: u64,
+        draw: bool,
+    ) -> Result<Vec<Tensor>> {
         let std = self.noise_multiplier * self.max_grad_norm;
         let normal = Normal::new(0.0f32, std as f32).map_err(|e| Error::Config(e.to_string()))?;
         let mut seeded = match self.noise {
@@ -331,13 +347,17 @@ impl DpSgd {
                     .zeros_like()?
                     .to_dtype(candle_core::DType::F32)?,
             };
+            if !draw {
+                out.push(s);
+                continue;
+            }
             let n = s.elem_count();
             let noise: Vec<f32> = match seeded.as_mut() {
                 Some(rng) => (0..n).map(|_| normal.sample(rng)).collect(),
                 None => (0..n).map(|_| normal.sample(&mut secure)).collect(),
             };
             let noise = Tensor::from_vec(noise, s.shape(), s.device())?.to_dtype(s.dtype())?;
-            out.push(Some(((s + noise)? / examples.max(1) as f64)?));
+            out.push((s + noise)?);
         }
         Ok(out)
     }

@@ -4,6 +4,7 @@ use crate::card::ModelCard;
 use crate::checkpoint::{self, DataOrder, TrainerState};
 use crate::context::StepContext;
 use crate::data::{DataLoader, TensorBatch};
+use crate::distributed;
 use crate::metrics::Metrics;
 use crate::optimizers::Optimizers;
 use crate::output::{check_labels, ClassificationOutput, StepOutput};
@@ -410,7 +411,7 @@ impl Trainer {
                     ),
                 ));
             }
-            if !changed.is_empty() && self.config.verbose {
+            if !changed.is_empty() && self.config.verbose && crate::distributed::is_primary() {
                 eprintln!(
                     "resume: {} since the checkpoint; the next epoch uses the new settings",
                     changed.join(", ")
@@ -418,7 +419,7 @@ impl Trainer {
             }
         }
         let changed = config_changes(&ck.state.config, &self.config.config);
-        if !changed.is_empty() && self.config.verbose {
+        if !changed.is_empty() && self.config.verbose && crate::distributed::is_primary() {
             eprintln!(
                 "resume: {} changed since the checkpoint; training continues with the new \
                  values and the saved optimizer state",
@@ -440,7 +441,13 @@ impl Trainer {
         *state = ck.state;
         state.config = self.config.config.clone();
         state.data = Some(order.clone());
-        write_history(&dir.join("metrics.jsonl"), &state.history)?;
+        if crate::distributed::is_primary() {
+            write_history(&dir.join("metrics.jsonl"), &state.history)?;
+        } else {
+            // The saved partial epoch holds every rank's sums: rank 0 carries
+            // them, so the epoch's all-reduce counts them once.
+            state.epoch_train = Metrics::new();
+        }
         Ok(state.epoch)
     }
 
@@ -457,8 +464,35 @@ impl Trainer {
         M: TrainStep<B>,
     {
         let start = Instant::now();
-        let cfg = self.config.clone();
-        if let Some(dir) = &cfg.run_dir {
+        let mut cfg = self.config.clone();
+        let world = match opt.collective() {
+            Some(c) => c.clone(),
+            None => {
+                let c = distributed::init()?;
+                opt.set_collective(c.clone());
+                c
+            }
+        };
+        let (rank, ranks) = (world.rank(), world.world_size());
+        let primary = rank == 0;
+        // Only rank 0 speaks and writes; every rank reads (resume, the kept
+        // checkpoint) from the run directory, which must be shared by the ranks.
+        cfg.verbose &= primary;
+        cfg.progress &= primary;
+        let out_dir = cfg.run_dir.clone().filter(|_| primary);
+        let (train_shard, valid_shard);
+        let (train, valid) = if ranks > 1 {
+            // A loader made before the collective was chosen is still whole.
+            train_shard = match train.shard_of() {
+                Some(_) => train.clone(),
+                None => train.shard(rank, ranks)?,
+            };
+            valid_shard = valid.map(|v| v.shard_unpadded(rank, ranks)).transpose()?;
+            (&train_shard, valid_shard.as_ref())
+        } else {
+            (train, valid)
+        };
+        if let Some(dir) = &out_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let lc = train.config();
@@ -468,6 +502,7 @@ impl Trainer {
             shuffle: lc.shuffle,
             drop_last: lc.drop_last,
             seed: lc.seed,
+            world_size: ranks,
         };
         let mut state = TrainerState {
             version: 1,
@@ -479,7 +514,7 @@ impl Trainer {
         let resumed_at = if cfg.resume {
             self.resume_from(&VarsOf(model.varmap()), opt, &mut state, &order)?
         } else {
-            if let Some(dir) = &cfg.run_dir {
+            if let Some(dir) = &out_dir {
                 let ck = checkpoint::checkpoints_dir(dir);
                 if ck.join("latest.json").exists() {
                     // A fresh run's pruning would delete the earlier run's best
@@ -502,12 +537,15 @@ impl Trainer {
                 let _ = std::fs::remove_file(dir.join(report::FINAL_FILE));
                 let _ = std::fs::remove_dir_all(dir.join(report::SECTION_DIR));
             }
+            // The other ranks must not read the run directory before rank 0
+            // has cleared it.
+            world.barrier()?;
             0
         };
-        if let (Some(dir), Some(card)) = (&cfg.run_dir, model.model_card()) {
+        if let (Some(dir), Some(card)) = (&out_dir, model.model_card()) {
             card.save(dir)?;
         }
-        let mut run_info = match &cfg.run_dir {
+        let mut run_info = match &out_dir {
             Some(dir) => {
                 let device = crate::optim::named_vars(model.varmap(), "")
                     .first()
@@ -522,6 +560,7 @@ impl Trainer {
                 }
                 info.train_items = Some(train.num_items());
                 info.valid_items = valid.map(|v| v.num_items());
+                info.ranks = (ranks > 1).then_some(ranks);
                 info.batch_size = Some(lc.batch_size);
                 info.epochs = Some(cfg.epochs);
                 info.config = cfg.config.clone();
@@ -544,7 +583,8 @@ impl Trainer {
                 match v.epoch(0, 0).next() {
                     None => Ok(None),
                     Some(batch) => {
-                        let ctx = StepContext::new(cfg.seed, state.epoch, 0, state.iteration);
+                        let ctx = StepContext::new(cfg.seed, state.epoch, 0, state.iteration)
+                            .on_rank(rank, ranks);
                         Ok(Some(model.valid_step(&batch?, &ctx)?.metrics()?))
                     }
                 }
@@ -595,7 +635,8 @@ impl Trainer {
             let mut samples = 0.0;
             for batch in train.epoch(epoch, state.batch_in_epoch) {
                 let batch = batch?;
-                let ctx = StepContext::new(cfg.seed, epoch, state.batch_in_epoch, state.iteration);
+                let ctx = StepContext::new(cfg.seed, epoch, state.batch_in_epoch, state.iteration)
+                    .on_rank(rank, ranks);
                 let m = model
                     .train_step(&batch, &ctx, opt)
                     .and_then(|out| out.metrics())
@@ -622,7 +663,7 @@ impl Trainer {
                 state.batch_in_epoch += 1;
                 let w = m.weight("loss");
                 samples += w;
-                if cfg.run_dir.is_some() {
+                if out_dir.is_some() {
                     for (g, lr) in opt.learning_rates() {
                         step_lr.entry(g).or_default().push(lr);
                     }
@@ -647,7 +688,27 @@ impl Trainer {
                     {
                         let tag = format!("step-{:09}", state.iteration);
                         state.strategies = opt.strategy_state();
-                        checkpoint::save(dir, &tag, model.varmap(), &opt.states(), &state, false)?;
+                        if ranks > 1 {
+                            // The checkpoint holds every rank's partial epoch; rank 0
+                            // carries the sum from here on (see resume_from).
+                            let all = distributed::all_reduce_metrics(
+                                world.as_ref(),
+                                &state.epoch_train,
+                            )?;
+                            state.epoch_train = if primary { all } else { Metrics::new() };
+                        }
+                        if primary {
+                            checkpoint::save(
+                                dir,
+                                &tag,
+                                model.varmap(),
+                                &opt.states(),
+                                &state,
+                                false,
+                            )?;
+                        }
+                        // No rank runs ahead of a checkpoint being written.
+                        world.barrier()?;
                     }
                 }
             }
@@ -657,9 +718,19 @@ impl Trainer {
             let mut vm = Metrics::new();
             if let Some(v) = valid {
                 for (i, batch) in v.epoch(0, 0).enumerate() {
-                    let ctx = StepContext::new(cfg.seed, epoch, i, state.iteration);
+                    let ctx =
+                        StepContext::new(cfg.seed, epoch, i, state.iteration).on_rank(rank, ranks);
                     vm.merge(&model.valid_step(&batch?, &ctx)?.metrics()?);
                 }
+            }
+            if ranks > 1 {
+                // Every rank logs, monitors and stops on the whole data's figures.
+                state.epoch_train =
+                    distributed::all_reduce_metrics(world.as_ref(), &state.epoch_train)?;
+                vm = distributed::all_reduce_metrics(world.as_ref(), &vm)?;
+                let mut n = [samples];
+                world.all_reduce_sum_f64(&mut n)?;
+                samples = n[0];
             }
             let record = EpochRecord {
                 epoch,
@@ -695,17 +766,20 @@ impl Trainer {
             state.batch_in_epoch = 0;
             state.epoch_train = Metrics::new();
             if let Some(dir) = &cfg.run_dir {
-                append_jsonl(&dir.join("metrics.jsonl"), &record)?;
-                let rates = StepRates {
-                    epoch,
-                    first_step,
-                    lr: step_lr,
-                };
-                append_jsonl(&dir.join(report::LR_FILE), &rates)?;
                 let tag = format!("epoch-{:05}", epoch + 1);
                 let best = cfg.keep_best && (improved || monitor.is_none());
                 state.strategies = opt.strategy_state();
-                checkpoint::save(dir, &tag, model.varmap(), &opt.states(), &state, best)?;
+                if primary {
+                    append_jsonl(&dir.join("metrics.jsonl"), &record)?;
+                    let rates = StepRates {
+                        epoch,
+                        first_step,
+                        lr: step_lr,
+                    };
+                    append_jsonl(&dir.join(report::LR_FILE), &rates)?;
+                    checkpoint::save(dir, &tag, model.varmap(), &opt.states(), &state, best)?;
+                }
+                world.barrier()?;
             }
             let mut stop = false;
             for cb in &mut self.callbacks {
@@ -715,7 +789,7 @@ impl Trainer {
             }
             // After the callbacks: what they wrote for this epoch (a GAN's
             // sample grid) is on the page.
-            if let Some(dir) = &cfg.run_dir {
+            if let Some(dir) = &out_dir {
                 report::write(dir)?;
             }
             if let Some(p) = cfg.early_stopping_patience {
@@ -734,10 +808,22 @@ impl Trainer {
                 break;
             }
         }
-        if let Some(dir) = &cfg.run_dir {
+        if ranks > 1 && cfg.verbose {
+            let c = distributed::comm_stats();
+            eprintln!(
+                "{} ranks ({}): {} collective calls on rank 0, {:.1} MB, {:.2} s in them of {:.2} s",
+                ranks,
+                world.backend(),
+                c.calls,
+                c.bytes as f64 / 1e6,
+                c.seconds,
+                start.elapsed().as_secs_f64()
+            );
+        }
+        if let Some(dir) = &out_dir {
             plot_loss(&dir.join("loss.png"), &state.history, "loss")?;
         }
-        if let (Some(dir), Some(info)) = (&cfg.run_dir, &mut run_info) {
+        if let (Some(dir), Some(info)) = (&out_dir, &mut run_info) {
             info.end();
             info.save(dir)?;
             report::write(dir)?;
@@ -781,7 +867,12 @@ impl Trainer {
             }
             None => None,
         };
-        if let Some(dir) = &self.config.run_dir {
+        if let Some(dir) = self
+            .config
+            .run_dir
+            .as_ref()
+            .filter(|_| distributed::is_primary())
+        {
             if let Some(mut info) = RunInfo::load(dir)? {
                 info.test_items = Some(test.num_items());
                 info.save(dir)?;
@@ -803,12 +894,21 @@ impl Trainer {
         B: Send + 'static,
         M: TrainStep<B>,
     {
+        let world = distributed::init()?;
+        let (rank, ranks) = (world.rank(), world.world_size());
+        let shard;
+        let loader = if ranks > 1 && loader.shard_of().is_none() {
+            shard = loader.shard_unpadded(rank, ranks)?;
+            &shard
+        } else {
+            loader
+        };
         let mut m = Metrics::new();
         for (i, batch) in loader.epoch(0, 0).enumerate() {
-            let ctx = StepContext::new(0, 0, i, 0);
+            let ctx = StepContext::new(0, 0, i, 0).on_rank(rank, ranks);
             m.merge(&model.valid_step(&batch?, &ctx)?.metrics()?);
         }
-        Ok(m)
+        distributed::all_reduce_metrics(world.as_ref(), &m)
     }
 }
 

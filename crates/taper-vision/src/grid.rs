@@ -234,6 +234,11 @@ impl taper_train::Callback for SampleGrids {
         &mut self,
         record: &taper_train::record::EpochRecord,
     ) -> Result<taper_train::Control> {
+        if !taper_train::distributed::is_primary() {
+            // Rank 0 writes the grids of a data-parallel run; the others hold
+            // the same generator.
+            return Ok(taper_train::Control::Continue);
+        }
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let x = self.gen.sample(100, None, self.seed)?;
         let path = self.dir.join(format!("epoch-{:05}.png", record.epoch + 1));

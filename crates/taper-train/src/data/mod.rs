@@ -503,11 +503,31 @@ impl LoaderConfig {
     }
 }
 
+/// One rank's share of every epoch in data-parallel training
+/// ([`DataLoader::shard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This rank, `0..world_size`.
+    pub rank: usize,
+    /// Number of ranks.
+    pub world_size: usize,
+    /// Pad the epoch's order with its first items to a multiple of
+    /// `world_size`, so every rank takes the same number of batches (training);
+    /// unpadded, each item is seen exactly once across ranks (evaluation).
+    pub padded: bool,
+}
+
 /// Yields batches in an order that is a pure function of `(seed, epoch)`, prepared
 /// on a background thread while the model works on the previous one.
+///
+/// In a data-parallel process (one whose [`crate::distributed::init`] found more
+/// than one rank), a shuffled loader is created already sharded
+/// ([`DataLoader::shard`]); evaluation loaders stay whole, and the trainer shards
+/// them (unpadded) where it evaluates.
 pub struct DataLoader<B> {
     source: Arc<dyn BatchSource<Batch = B>>,
     config: LoaderConfig,
+    shard: Option<Shard>,
 }
 
 impl<B> Clone for DataLoader<B> {
@@ -515,6 +535,7 @@ impl<B> Clone for DataLoader<B> {
         Self {
             source: self.source.clone(),
             config: self.config.clone(),
+            shard: self.shard,
         }
     }
 }
@@ -538,10 +559,20 @@ impl<B: Send + 'static> DataLoader<B> {
                 source.len()
             )));
         }
-        Ok(Self {
+        let loader = Self {
             source: Arc::new(source),
             config,
-        })
+            shard: None,
+        };
+        // A shuffled (training) loader of a data-parallel process takes its
+        // rank's shard from the start, so that `num_batches` (what schedules
+        // are sized by) counts this rank's steps.
+        match crate::distributed::current() {
+            Some(w) if w.world_size() > 1 && loader.config.shuffle => {
+                loader.shard(w.rank(), w.world_size())
+            }
+            _ => Ok(loader),
+        }
     }
 
     /// A loader over a [`Dataset`] and a [`Batcher`].
@@ -558,14 +589,68 @@ impl<B: Send + 'static> DataLoader<B> {
         &self.config
     }
 
-    /// Number of items.
+    /// Number of items in the whole data set (all ranks' shards together).
     pub fn num_items(&self) -> usize {
         self.source.len()
     }
 
-    /// Number of batches per epoch.
-    pub fn num_batches(&self) -> usize {
+    /// This rank's share of every epoch, as PyTorch's `DistributedSampler` cuts
+    /// it: the epoch's order (the same on every rank) padded with its first items
+    /// to a multiple of `world_size`, of which rank `r` takes positions
+    /// `r, r + world_size, r + 2·world_size, …`, then batches of `batch_size`. So
+    /// batch `i` of all ranks together holds the items of batch `i` of one
+    /// process with a batch `world_size` times larger, and every rank takes the
+    /// same number of steps.
+    ///
+    /// # Errors
+    /// `rank >= world_size`, or a world of 0.
+    pub fn shard(&self, rank: usize, world_size: usize) -> Result<Self> {
+        self.sharded(rank, world_size, true)
+    }
+
+    /// [`DataLoader::shard`] without padding: the ranks' shards hold every item
+    /// exactly once, so metrics summed over ranks are the whole set's
+    /// (evaluation). Ranks may take one batch more or less than others.
+    ///
+    /// # Errors
+    /// `rank >= world_size`, or a world of 0.
+    pub fn shard_unpadded(&self, rank: usize, world_size: usize) -> Result<Self> {
+        self.sharded(rank, world_size, false)
+    }
+
+    fn sharded(&self, rank: usize, world_size: usize, padded: bool) -> Result<Self> {
+        if rank >= world_size {
+            return Err(Error::Config(format!(
+                "rank {rank} is outside a world of {world_size} ranks"
+            )));
+        }
+        let mut out = self.clone();
+        out.shard = (world_size > 1).then_some(Shard {
+            rank,
+            world_size,
+            padded,
+        });
+        Ok(out)
+    }
+
+    /// The shard this loader takes, if any.
+    pub fn shard_of(&self) -> Option<Shard> {
+        self.shard
+    }
+
+    /// Items this rank takes per epoch (all of them without a shard).
+    pub fn num_local_items(&self) -> usize {
         let n = self.source.len();
+        match self.shard {
+            None => n,
+            Some(s) if s.padded => n.div_ceil(s.world_size),
+            Some(s) => n / s.world_size + usize::from(s.rank < n % s.world_size),
+        }
+    }
+
+    /// Number of batches per epoch (on this rank).
+    pub fn num_batches(&self) -> usize {
+        let n = self.num_local_items();
         let b = self.config.batch_size;
         if self.config.drop_last {
             n / b
@@ -574,14 +659,26 @@ impl<B: Send + 'static> DataLoader<B> {
         }
     }
 
-    /// The item order of `epoch`.
+    /// The item order of `epoch` (this rank's part of it when sharded).
     pub fn order(&self, epoch: usize) -> Vec<usize> {
         let mut idx: Vec<usize> = (0..self.source.len()).collect();
         if self.config.shuffle {
             let s = mix(&[self.config.seed, epoch as u64], "shuffle");
             idx.shuffle(&mut ChaCha8Rng::seed_from_u64(s));
         }
-        idx
+        let Some(s) = self.shard else {
+            return idx;
+        };
+        let n = idx.len();
+        let total = if s.padded {
+            n.div_ceil(s.world_size) * s.world_size
+        } else {
+            n
+        };
+        (s.rank..total)
+            .step_by(s.world_size)
+            .map(|p| idx[p % n])
+            .collect()
     }
 
     /// The batches of `epoch`, starting after the first `skip` (for resuming

@@ -80,9 +80,12 @@ pub struct RunInfo {
     /// Items of the test split.
     #[serde(default)]
     pub test_items: Option<usize>,
-    /// Mini-batch size.
+    /// Mini-batch size (per rank in data-parallel training).
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Data-parallel ranks (`None`: one process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<usize>,
     /// Epochs asked for.
     #[serde(default)]
     pub epochs: Option<usize>,
@@ -112,6 +115,7 @@ impl RunInfo {
             valid_items: None,
             test_items: None,
             batch_size: None,
+            ranks: None,
             epochs: None,
             config: serde_json::Value::Null,
             taper_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -641,13 +645,17 @@ pub fn render(run_dir: &Path) -> Result<String> {
 }
 
 /// Writes `RUN/report.html` (atomically) from what the run directory holds;
-/// returns its path. Live while `run.json` says so.
+/// returns its path. Live while `run.json` says so. On data-parallel ranks
+/// other than 0 nothing is written ([`crate::distributed::is_primary`]).
 ///
 /// # Errors
 /// As [`render`], or a page that cannot be written.
 pub fn write(run_dir: &Path) -> Result<PathBuf> {
-    let page = render(run_dir)?;
     let path = run_dir.join(REPORT_FILE);
+    if !crate::distributed::is_primary() {
+        return Ok(path);
+    }
+    let page = render(run_dir)?;
     atomic_write(&path, page.as_bytes())?;
     Ok(path)
 }
@@ -655,7 +663,8 @@ pub fn write(run_dir: &Path) -> Result<PathBuf> {
 /// Records an example's final figures (the JSON object it prints last) as
 /// `RUN/final.json`, marks the run ended, and writes the finished page;
 /// returns its path. A run that never went through the trainer (a closed-form
-/// fit, a native word2vec) gets `run.json` here with what `info` gives.
+/// fit, a native word2vec) gets `run.json` here with what `info` gives. On
+/// data-parallel ranks other than 0 nothing is written.
 ///
 /// # Errors
 /// Figures that are not a JSON object, or as [`write`].
@@ -666,6 +675,9 @@ pub fn finish(
 ) -> Result<PathBuf> {
     if !figures.is_object() {
         return Err(Error::Config("report figures must be a JSON object".into()));
+    }
+    if !crate::distributed::is_primary() {
+        return Ok(run_dir.join(REPORT_FILE));
     }
     std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
     write_json(&run_dir.join(FINAL_FILE), figures)?;

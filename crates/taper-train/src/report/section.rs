@@ -161,6 +161,10 @@ impl Section {
                 "report section name '{name}': use letters, digits, '-' and '_'"
             )));
         }
+        if !crate::distributed::is_primary() {
+            // Rank 0 writes the run's files; the others' sections are the same.
+            return Ok(run_dir.join(SECTION_DIR).join(format!("{name}.json")));
+        }
         let dir = section_dir(run_dir)?;
         let path = dir.join(format!("{name}.json"));
         let json = serde_json::to_vec_pretty(self)
