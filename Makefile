@@ -67,6 +67,16 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+## Compile (not run) everything with the `cuda` feature, NCCL included, against a
+## CUDA toolkit from PyPI wheels (tools/install_cuda_toolkit.sh; no GPU needed).
+## A target folder of its own: the feature rebuilds candle, which would otherwise
+## thrash the CPU build's. CUDA_COMPUTE_CAP (default 80) picks the kernels' arch.
+CUDA_TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR)/cuda,target/cuda)
+check-cuda:
+	@bash tools/install_cuda_toolkit.sh >/dev/null
+	eval "$$(bash tools/install_cuda_toolkit.sh)" && \
+		CARGO_TARGET_DIR=$(CUDA_TARGET_DIR) $(CARGO) build $(RELEASE) --workspace --examples --features cuda
+
 ## Download the public data sets into ./data where the network allows.
 data:
 	bash tools/fetch_data.sh data

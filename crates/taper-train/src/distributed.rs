@@ -328,6 +328,15 @@ fn from_environment() -> Result<Arc<dyn Collective>> {
 #[cfg(feature = "mpi")]
 pub use mpi_engine::Mpi;
 
+#[cfg(feature = "cuda")]
+mod nccl;
+#[cfg(any(test, feature = "cuda"))]
+mod nccl_id;
+#[cfg(feature = "cuda")]
+pub use nccl::Nccl;
+#[cfg(feature = "cuda")]
+pub use nccl_id::NCCL_ID_FILE;
+
 #[cfg(feature = "mpi")]
 mod mpi_engine {
     use super::{check_root, Collective};
