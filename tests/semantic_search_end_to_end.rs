@@ -486,3 +486,37 @@ fn corpus_embeddings_do_not_depend_on_the_thread_count() {
         );
     }
 }
+
+/// `embed` runs on graph-free copies of the weights that share the variables'
+/// storage: an update of the variables (an optimizer step, a checkpoint load)
+/// shows in its embeddings at once, equal to the differentiable path's.
+#[test]
+fn embeddings_follow_updates_of_the_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path());
+    let model = taper::nlp::SentenceEncoder::load(dir.path(), &Device::Cpu).unwrap();
+    let texts = &DOCS[..3];
+    let before = model.embed(texts, 8).unwrap().to_vec2::<f32>().unwrap();
+    // Halve every weight in place, as optimizers and checkpoint loads write.
+    for var in model.varmap().all_vars() {
+        var.set(&(var.as_tensor() * 0.5).unwrap()).unwrap();
+    }
+    let after = model.embed(texts, 8).unwrap().to_vec2::<f32>().unwrap();
+    let tracked = model
+        .embed_batch(texts, &taper::nn::Mode::eval())
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert_ne!(before, after, "embed did not see the update");
+    for (a, t) in after.iter().zip(&tracked) {
+        let diff = a
+            .iter()
+            .zip(t)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff < 1e-5,
+            "embed is {diff} away from the variables' own forward pass"
+        );
+    }
+}
