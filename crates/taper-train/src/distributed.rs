@@ -332,6 +332,8 @@ pub use mpi_engine::Mpi;
 mod nccl;
 #[cfg(any(test, feature = "cuda"))]
 mod nccl_id;
+#[cfg(any(feature = "mpi", feature = "cuda"))]
+mod watch;
 #[cfg(feature = "cuda")]
 pub use nccl::Nccl;
 #[cfg(feature = "cuda")]
@@ -339,23 +341,17 @@ pub use nccl_id::NCCL_ID_FILE;
 
 #[cfg(feature = "mpi")]
 mod mpi_engine {
+    use super::watch::{self, Watch};
     use super::{check_root, Collective};
     use crate::{Error, Result};
     use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
     use mpi::topology::Communicator;
     use std::ffi::{c_int, c_void};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Mutex;
-    use std::time::{Duration, Instant};
+    use std::sync::{Arc, Mutex};
 
     /// The MPI environment: kept until the process exits, when [`on_exit`]
     /// finalises it (or aborts the job after a failure).
     static UNIVERSE: Mutex<Option<mpi::environment::Universe>> = Mutex::new(None);
-    /// Milliseconds since [`EPOCH`] at which the collective in progress started
-    /// (0: none), read by the watchdog thread.
-    static IN_COLLECTIVE: AtomicU64 = AtomicU64::new(0);
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-
     /// The system MPI's `MPI_COMM_WORLD` (Open MPI, MPICH, Intel MPI), through
     /// the `mpi` crate. MPI runs in `MPI_THREAD_FUNNELED` mode: the trainer
     /// calls it from the thread that started it, while candle's and rayon's
@@ -364,7 +360,7 @@ mod mpi_engine {
     pub struct Mpi {
         rank: usize,
         world: usize,
-        timeout: Duration,
+        watch: Arc<Watch>,
     }
 
     extern "C" {
@@ -417,60 +413,18 @@ mod mpi_engine {
                     "could not register MPI's exit handler".into(),
                 ));
             }
-            let timeout = std::env::var("TAPER_COLLECTIVE_TIMEOUT")
-                .ok()
-                .and_then(|s| s.trim().parse::<f64>().ok())
-                .filter(|s| *s > 0.0)
-                .map_or(Duration::from_secs(300), Duration::from_secs_f64);
-            let me = Self {
+            Ok(Self {
                 rank,
                 world,
-                timeout,
-            };
-            me.start_watchdog();
-            Ok(me)
-        }
-
-        /// A thread that ends this process when one collective has waited
-        /// longer than the timeout: a peer that died without the launcher
-        /// noticing (or stopped in a debugger) must not hang the job forever.
-        fn start_watchdog(&self) {
-            let (rank, timeout) = (self.rank, self.timeout);
-            EPOCH.get_or_init(Instant::now);
-            let _ = std::thread::Builder::new()
-                .name("taper-collective-watchdog".into())
-                .spawn(move || loop {
-                    std::thread::sleep(Duration::from_millis(500).min(timeout / 4));
-                    let started = IN_COLLECTIVE.load(Ordering::Acquire);
-                    if started == 0 {
-                        continue;
-                    }
-                    let now = now_ms();
-                    if now.saturating_sub(started) > timeout.as_millis() as u64 {
-                        eprintln!(
-                            "rank {rank}: a collective operation waited {:.0} s for the \
-                             other ranks (TAPER_COLLECTIVE_TIMEOUT): one of them is lost or \
-                             stuck; ending this rank",
-                            timeout.as_secs_f64()
-                        );
-                        // Not `exit`: its handlers would call into MPI from this thread.
-                        std::process::abort();
-                    }
-                });
-        }
-
-        fn timed<T>(&self, bytes: usize, f: impl FnOnce() -> T) -> T {
-            // 1 at least: 0 means "not in a collective".
-            IN_COLLECTIVE.store(now_ms().max(1), Ordering::Release);
-            let t0 = Instant::now();
-            let out = f();
-            super::record_comm(bytes, t0.elapsed());
-            IN_COLLECTIVE.store(0, Ordering::Release);
-            out
+                // A peer that died without the launcher noticing (or stopped in
+                // a debugger) must not hang the job forever.
+                watch: Watch::start(rank, "MPI", watch::timeout()),
+            })
         }
 
         fn with_world<T>(
             &self,
+            what: &'static str,
             bytes: usize,
             f: impl FnOnce(&mpi::topology::SimpleCommunicator) -> T,
         ) -> Result<T> {
@@ -481,12 +435,8 @@ mod mpi_engine {
                 .as_ref()
                 .ok_or_else(|| Error::Distributed("MPI has already been finalised".into()))?;
             let world = universe.world();
-            Ok(self.timed(bytes, || f(&world)))
+            Ok(self.watch.run(what, bytes, || f(&world)))
         }
-    }
-
-    fn now_ms() -> u64 {
-        EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
     }
 
     impl Collective for Mpi {
@@ -501,24 +451,24 @@ mod mpi_engine {
         }
         fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<()> {
             let send = buf.to_vec();
-            self.with_world(std::mem::size_of_val(buf), |w| {
+            self.with_world("all-reduce", std::mem::size_of_val(buf), |w| {
                 w.all_reduce_into(&send[..], buf, SystemOperation::sum())
             })
         }
         fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {
             let send = buf.to_vec();
-            self.with_world(std::mem::size_of_val(buf), |w| {
+            self.with_world("all-reduce", std::mem::size_of_val(buf), |w| {
                 w.all_reduce_into(&send[..], buf, SystemOperation::sum())
             })
         }
         fn broadcast(&self, root: usize, buf: &mut [u8]) -> Result<()> {
             check_root(root, self.world)?;
-            self.with_world(buf.len(), |w| {
+            self.with_world("broadcast", buf.len(), |w| {
                 w.process_at_rank(root as i32).broadcast_into(buf)
             })
         }
         fn barrier(&self) -> Result<()> {
-            self.with_world(0, |w| w.barrier())
+            self.with_world("barrier", 0, |w| w.barrier())
         }
         fn abort(&self, code: i32, why: &str) -> ! {
             eprintln!("rank {}: {why}", self.rank);

@@ -1,6 +1,7 @@
 //! The NCCL engine: one process per GPU, collectives on the devices.
 
 use super::nccl_id;
+use super::watch::{self, Watch};
 use super::{check_root, launcher, Collective};
 use crate::{Error, Result};
 use candle_core::backend::BackendStorage;
@@ -10,9 +11,7 @@ use cudarc::driver::{CudaSlice, DeviceRepr, ValidAsZeroBits};
 use cudarc::nccl::{Comm, Id, NcclType, ReduceOp};
 use std::ffi::c_char;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 /// NCCL between GPUs: one process per device, every rank on `cuda:<local rank>`.
 ///
@@ -73,8 +72,7 @@ impl Nccl {
         let cuda = device
             .as_cuda_device()
             .map_err(|_| Error::Distributed(format!("NCCL needs a CUDA device, got {device:?}")))?;
-        let timeout =
-            nccl_id::timeout_from(std::env::var("TAPER_COLLECTIVE_TIMEOUT").ok().as_deref());
+        let timeout = watch::timeout();
         let id = if rank == 0 {
             let id = Id::new().map_err(|e| nccl_error("creating the unique id", e))?;
             nccl_id::publish(id_dir, &id.internal().map(|c| c as u8))?;
@@ -85,12 +83,11 @@ impl Nccl {
         };
         // Joining waits for every rank: a rank that never comes must not hang
         // the others, so the watchdog covers it too.
-        let watch = Watch::start(rank, timeout);
-        watch.enter("initialisation");
-        let comm = Comm::from_rank(cuda.cuda_stream(), rank, world_size, id)
-            .map_err(|e| nccl_error("joining the communicator", e));
-        watch.leave();
-        let comm = comm?;
+        let watch = Watch::start(rank, "NCCL", timeout);
+        let comm = watch.run("initialisation", 0, || {
+            Comm::from_rank(cuda.cuda_stream(), rank, world_size, id)
+                .map_err(|e| nccl_error("joining the communicator", e))
+        })?;
         if rank == 0 {
             // Initialisation is collective: every rank has joined.
             nccl_id::retire(id_dir);
@@ -148,7 +145,12 @@ impl Nccl {
 
     /// Runs `f` on the communicator, under the watchdog, and waits for the
     /// device to finish it.
-    fn run<T>(&self, what: &'static str, f: impl FnOnce(&Comm) -> Result<T>) -> Result<T> {
+    fn run<T>(
+        &self,
+        what: &'static str,
+        bytes: usize,
+        f: impl FnOnce(&Comm) -> Result<T>,
+    ) -> Result<T> {
         let guard = self
             .comm
             .lock()
@@ -157,15 +159,13 @@ impl Nccl {
             .as_ref()
             .ok_or_else(|| Error::Distributed("NCCL communicator aborted".into()))?
             .0;
-        self.watch.enter(what);
-        let out = f(comm).and_then(|v| {
+        self.watch.run(what, bytes, || {
+            let v = f(comm)?;
             comm.stream()
                 .synchronize()
                 .map_err(|e| Error::Distributed(format!("NCCL {what}: {e:?}")))?;
             Ok(v)
-        });
-        self.watch.leave();
-        out
+        })
     }
 
     /// Sums a host buffer across ranks through a device copy.
@@ -173,7 +173,7 @@ impl Nccl {
         if self.world == 1 || buf.is_empty() {
             return Ok(());
         }
-        self.run("all-reduce", |comm| {
+        self.run("all-reduce", std::mem::size_of_val(buf), |comm| {
             let stream = comm.stream();
             let mut d = stream.clone_htod(&*buf).map_err(driver_error)?;
             comm.all_reduce_in_place(&mut d, &ReduceOp::Sum)
@@ -204,7 +204,7 @@ impl Collective for Nccl {
         if self.world == 1 || buf.is_empty() {
             return Ok(());
         }
-        self.run("broadcast", |comm| {
+        self.run("broadcast", buf.len(), |comm| {
             let stream = comm.stream();
             let mut d = stream.clone_htod(&*buf).map_err(driver_error)?;
             comm.broadcast_in_place(&mut d, root as i32)
@@ -218,7 +218,7 @@ impl Collective for Nccl {
         if self.world == 1 {
             return Ok(());
         }
-        self.run("barrier", |comm| {
+        self.run("barrier", 0, |comm| {
             let mut d = comm.stream().alloc_zeros::<f32>(1).map_err(driver_error)?;
             comm.all_reduce_in_place(&mut d, &ReduceOp::Sum)
                 .map_err(|e| nccl_error("barrier", e))?;
@@ -256,7 +256,8 @@ impl Collective for Nccl {
         } else {
             t.to_device(&self.device)?.contiguous()?
         };
-        let summed = self.run("all-reduce", |comm| {
+        let bytes = t.elem_count() * t.dtype().size_in_bytes();
+        let summed = self.run("all-reduce", bytes, |comm| {
             Ok(on_device.apply_op1_no_bwd(&AllReduce { comm })?)
         })?;
         Ok(if here {
@@ -330,55 +331,4 @@ fn nccl_error(what: &str, e: cudarc::nccl::result::NcclError) -> Error {
 
 fn driver_error(e: cudarc::driver::DriverError) -> Error {
     Error::Distributed(format!("CUDA: {e}"))
-}
-
-/// Ends the process when one collective waits longer than the timeout: with a
-/// peer lost, NCCL would wait forever.
-struct Watch {
-    epoch: Instant,
-    /// Milliseconds after `epoch` at which the current collective started, 0
-    /// when none is in progress.
-    since: AtomicU64,
-    what: Mutex<&'static str>,
-}
-
-impl Watch {
-    fn start(rank: usize, timeout: Duration) -> Arc<Self> {
-        let watch = Arc::new(Self {
-            epoch: Instant::now(),
-            since: AtomicU64::new(0),
-            what: Mutex::new(""),
-        });
-        let weak: Weak<Self> = Arc::downgrade(&watch);
-        let _ = std::thread::Builder::new()
-            .name("taper-nccl-watchdog".into())
-            .spawn(move || loop {
-                std::thread::sleep(Duration::from_millis(500).min(timeout / 4));
-                let Some(w) = weak.upgrade() else { return };
-                let since = w.since.load(Ordering::Acquire);
-                if since != 0 && w.now_ms().saturating_sub(since) > timeout.as_millis() as u64 {
-                    let what = w.what.lock().map(|g| *g).unwrap_or("collective");
-                    eprintln!(
-                        "rank {rank}: an NCCL {what} waited {:.0} s for the other ranks \
-                         (TAPER_COLLECTIVE_TIMEOUT): one of them is lost or stuck; ending \
-                         this rank",
-                        timeout.as_secs_f64()
-                    );
-                    std::process::abort();
-                }
-            });
-        watch
-    }
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-    fn enter(&self, what: &'static str) {
-        if let Ok(mut g) = self.what.lock() {
-            *g = what;
-        }
-        self.since.store(self.now_ms().max(1), Ordering::Release);
-    }
-    fn leave(&self) {
-        self.since.store(0, Ordering::Release);
-    }
 }

@@ -16,15 +16,6 @@ pub(crate) const ID_BYTES: usize = 128;
 /// How often a waiting rank looks for the file.
 const POLL: Duration = Duration::from_millis(100);
 
-/// A collective's time limit from the value of `TAPER_COLLECTIVE_TIMEOUT`
-/// (seconds, as the MPI engine reads it): 300 s when unset or not a positive number.
-pub(crate) fn timeout_from(value: Option<&str>) -> Duration {
-    value
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map_or(Duration::from_secs(300), Duration::from_secs_f64)
-}
-
 /// Rank 0: writes `id` to `dir/`[`NCCL_ID_FILE`] atomically (creating `dir`),
 /// so a waiting rank reads either nothing or the whole id.
 pub(crate) fn publish(dir: &Path, id: &[u8; ID_BYTES]) -> Result<()> {
@@ -70,15 +61,6 @@ mod tests {
 
     fn id(seed: u8) -> [u8; ID_BYTES] {
         std::array::from_fn(|i| seed.wrapping_add(i as u8))
-    }
-
-    #[test]
-    fn the_timeout_is_300_s_unless_a_positive_number_is_given() {
-        assert_eq!(timeout_from(None), Duration::from_secs(300));
-        assert_eq!(timeout_from(Some(" 2.5 ")), Duration::from_millis(2500));
-        for bad in ["0", "-1", "NaN", "inf", "soon"] {
-            assert_eq!(timeout_from(Some(bad)), Duration::from_secs(300), "{bad}");
-        }
     }
 
     #[test]
