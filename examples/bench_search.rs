@@ -43,16 +43,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     args.common.reject(
         "bench_search",
-        &[
-            "accumulate",
-            "checkpoint-every",
-            "valid-fraction",
-            "epochs",
-            "lr",
-            "resume",
-            "overwrite",
-            "batch-size",
-        ],
+        &[ExampleArgs::TRAINING, &["resume", "overwrite"]].concat(),
     )?;
     let device = args.common.device()?;
     let mut rows = serde_json::Map::new();

@@ -354,15 +354,20 @@ fn queries_neighbours_analogies_similarity() {
     assert!(v.nearest_to_vector(&[1.0, 0.0], 2, &[]).is_err());
 }
 
-#[test]
-fn text_format_round_trips_exactly() {
+/// Skip-gram vectors after one epoch on the planted corpus.
+fn one_epoch_vectors() -> WordVectors {
     let corpus = planted_corpus(300);
     let cfg = Word2VecConfig {
         epochs: 1,
         ..small_config(Architecture::SkipGram)
     };
     let prep = PreparedCorpus::new(&corpus, &cfg).unwrap();
-    let (v, _) = train_native(&prep, &cfg).unwrap();
+    train_native(&prep, &cfg).unwrap().0
+}
+
+#[test]
+fn text_format_round_trips_exactly() {
+    let v = one_epoch_vectors();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vectors.txt");
     v.save_text(&path).unwrap();
@@ -700,13 +705,7 @@ fn report_section_holds_neighbours_analogies_and_the_wordsim_scatter() {
 fn writers_saving_the_same_vectors_at_once_all_succeed() {
     // Data-parallel ranks each save the run's vectors: with one shared temporary
     // name, one writer's rename took the file from under the others.
-    let corpus = planted_corpus(300);
-    let cfg = Word2VecConfig {
-        epochs: 1,
-        ..small_config(Architecture::SkipGram)
-    };
-    let prep = PreparedCorpus::new(&corpus, &cfg).unwrap();
-    let (v, _) = train_native(&prep, &cfg).unwrap();
+    let v = one_epoch_vectors();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vectors.txt");
     let start = std::sync::Barrier::new(8);

@@ -495,28 +495,31 @@ pub fn all_reduce_grads(
     if c.world_size() == 1 {
         return Ok(());
     }
-    let present: Vec<usize> = (0..grads.len()).filter(|&i| grads[i].is_some()).collect();
-    let mut start = 0;
-    while start < present.len() {
+    // (slot, gradient) of the variables that have one; tensors are shared, not copied.
+    let present: Vec<(usize, Tensor)> = grads
+        .iter()
+        .enumerate()
+        .filter_map(|(i, g)| g.clone().map(|g| (i, g)))
+        .collect();
+    let mut rest = &present[..];
+    while let Some((_, first)) = rest.first() {
         // One bucket: gradients of one dtype and device, up to `bucket_bytes`.
-        let first = grads[present[start]].as_ref().expect("present");
         let (dtype, device) = (first.dtype(), first.device().clone());
-        let mut end = start;
         let mut bytes = 0;
-        while end < present.len() {
-            let g = grads[present[end]].as_ref().expect("present");
+        let mut take = 0;
+        for (_, g) in rest {
             let b = g.elem_count() * g.dtype().size_in_bytes();
             let same = g.dtype() == dtype && g.device().same_device(&device);
-            if end > start && (!same || bytes + b > bucket_bytes) {
+            if take > 0 && (!same || bytes + b > bucket_bytes) {
                 break;
             }
             bytes += b;
-            end += 1;
+            take += 1;
         }
-        let idx = &present[start..end];
-        let flat: Vec<Tensor> = idx
+        let (bucket, later) = rest.split_at(take);
+        let flat: Vec<Tensor> = bucket
             .iter()
-            .map(|&i| grads[i].as_ref().expect("present").flatten_all())
+            .map(|(_, g)| g.flatten_all())
             .collect::<candle_core::Result<_>>()?;
         let joined = if flat.len() == 1 {
             flat[0].clone()
@@ -525,13 +528,12 @@ pub fn all_reduce_grads(
         };
         let summed = c.all_reduce_sum_tensor(&joined)?;
         let mut offset = 0;
-        for &i in idx {
-            let g = grads[i].as_ref().expect("present");
+        for (i, g) in bucket {
             let n = g.elem_count();
-            grads[i] = Some(summed.narrow(0, offset, n)?.reshape(g.shape())?);
+            grads[*i] = Some(summed.narrow(0, offset, n)?.reshape(g.shape())?);
             offset += n;
         }
-        start = end;
+        rest = later;
     }
     Ok(())
 }
