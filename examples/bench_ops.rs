@@ -22,6 +22,12 @@ struct Args {
     /// Timed repetitions per case (after 3 warm-up runs).
     #[arg(long, default_value_t = 15)]
     reps: usize,
+    /// Run only the cases whose names contain one of these (comma-separated); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Skip candle's side of the convolution cases (to profile Taper's alone).
+    #[arg(long)]
+    no_candle: bool,
 }
 
 fn median_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -47,25 +53,43 @@ fn main() -> Result<()> {
     let dev = Device::Cpu;
     let mut out = serde_json::Map::new();
     let cases = [
-        ("conv1", (64, 1, 28, 28), (32, 1, 5, 5)),
-        ("conv2", (64, 32, 12, 12), (64, 32, 5, 5)),
+        ("conv1", (64, 1, 28, 28), (32, 1, 5, 5), 0),
+        ("conv2", (64, 32, 12, 12), (64, 32, 5, 5), 0),
+        // The batch-norm CNN's four 3x3 convolutions (padding 1).
+        ("cnn_conv1", (64, 1, 28, 28), (32, 1, 3, 3), 1),
+        ("cnn_conv2", (64, 32, 28, 28), (32, 32, 3, 3), 1),
+        ("cnn_conv3", (64, 32, 14, 14), (64, 32, 3, 3), 1),
+        ("cnn_conv4", (64, 64, 14, 14), (64, 64, 3, 3), 1),
     ];
-    for (name, xs, ws) in cases {
+    let want =
+        |case: &str| args.only.is_empty() || args.only.iter().any(|o| case.contains(o.as_str()));
+    for (name, xs, ws, pad) in cases {
+        if !want(name) {
+            continue;
+        }
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, xs, &dev)?)?;
         let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, ws, &dev)?)?;
-        let candle = median_ms(args.reps, || {
-            let y = x.as_tensor().conv2d(w.as_tensor(), 0, 1, 1, 1)?;
-            y.sum_all()?.backward()?;
-            Ok(())
-        })?;
+        let candle = if args.no_candle {
+            f64::NAN
+        } else {
+            median_ms(args.reps, || {
+                let y = x.as_tensor().conv2d(w.as_tensor(), pad, 1, 1, 1)?;
+                y.sum_all()?.backward()?;
+                Ok(())
+            })?
+        };
         let taper = median_ms(args.reps, || {
-            let y = kernels::conv2d(x.as_tensor(), w.as_tensor(), 1, 0)?;
+            let y = kernels::conv2d(x.as_tensor(), w.as_tensor(), 1, pad)?;
             y.sum_all()?.backward()?;
             Ok(())
         })?;
         println!("{name} fwd+bwd: candle {candle:.2} ms, taper {taper:.2} ms");
         out.insert(format!("{name}_candle_ms"), candle.into());
         out.insert(format!("{name}_taper_ms"), taper.into());
+    }
+    if !want("pool_relu_bn_dropout") {
+        println!("{}", serde_json::Value::Object(out));
+        return Ok(());
     }
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (64, 32, 24, 24), &dev)?)?;
     let candle = median_ms(args.reps, || {

@@ -149,15 +149,31 @@ fn main() -> Result<()> {
     let want =
         |case: &str| args.only.is_empty() || args.only.iter().any(|o| case.contains(o.as_str()));
 
-    // Matmul ceiling.
+    // Matmul ceiling: Taper's GEMM (`kernels::gemm`, what its layers call), and
+    // candle's `Tensor::matmul` beside it. Candle's runs first: whichever ran
+    // first measured up to 40 % low (the pool and the output pages warming up).
     let mut gflops = f64::NAN;
     if want("matmul") || want("mlp") {
-        let a = Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?;
-        let ms = median_ms(2, 10, || {
+        let n = 1024;
+        let flop = 2.0 * (n as f64).powi(3);
+        let a = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
+        let ms = median_ms(3, 10, || {
             a.matmul(&a)?.sum_all()?.to_scalar::<f32>()?;
             Ok(())
         })?;
-        gflops = 2.0 * 1024f64.powi(3) / (ms / 1e3) / 1e9;
+        out.insert(
+            "matmul_candle_gflops".into(),
+            json!(flop / (ms / 1e3) / 1e9),
+        );
+        let av = a.flatten_all()?.to_vec1::<f32>()?;
+        let mut c = vec![0f32; n * n];
+        let threads = rayon::current_num_threads();
+        let ms = median_ms(3, 10, || {
+            let m = taper::nn::kernels::MatRef::rows(&av, n);
+            taper::nn::kernels::gemm(&mut c, n, m, m, (n, n, n), false, threads);
+            Ok(())
+        })?;
+        gflops = flop / (ms / 1e3) / 1e9;
         out.insert("matmul_gflops".into(), json!(gflops));
         out.insert("gemm".into(), json!(taper::nn::kernels::blas::backend()));
     }

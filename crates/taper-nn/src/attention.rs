@@ -263,7 +263,7 @@ pub struct MultiHeadAttention {
 
 /// Multi-head attention of `heads` heads over `d_model` features.
 pub fn multi_head(d_model: usize, heads: usize, vb: VarBuilder) -> Result<MultiHeadAttention> {
-    if heads == 0 || d_model % heads != 0 {
+    if heads == 0 || !d_model.is_multiple_of(heads) {
         candle_core::bail!("{d_model} features cannot be split into {heads} heads");
     }
     Ok(MultiHeadAttention {

@@ -682,7 +682,7 @@ impl Trainer {
                     // Accumulated gradients are not part of a checkpoint: write
                     // mid-epoch ones only between updates.
                     if k > 0
-                        && state.iteration % k as u64 == 0
+                        && state.iteration.is_multiple_of(k as u64)
                         && state.batch_in_epoch < nb
                         && !opt.pending()
                     {

@@ -144,7 +144,7 @@ fn optimizer_state_does_not_keep_each_steps_graph() {
         let loss =
             taper_nn::cross_entropy(&cnn.forward_t(&xs, &Mode::train(0)).unwrap(), &ys).unwrap();
         let g = loss.backward().unwrap();
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             adam.step(&g).unwrap();
         } else {
             sgd.step(&g).unwrap();

@@ -61,7 +61,7 @@ pub struct RnnSeq2Seq {
 
 /// An [`RnnSeq2Seq`] with parameters `encoder.*`, `bridge.*`, `decoder.*` under `vb`.
 pub fn rnn_seq2seq(cfg: RnnSeq2SeqConfig, vb: VarBuilder) -> Result<RnnSeq2Seq> {
-    if cfg.bidirectional && cfg.hidden % 2 != 0 {
+    if cfg.bidirectional && !cfg.hidden.is_multiple_of(2) {
         return Err(Error::Config(format!(
             "a bidirectional encoder needs an even hidden size, got {}",
             cfg.hidden

@@ -275,8 +275,17 @@ fn col2im_band<T: WithDType>(cols: &[T], g: &Geometry, (r0, rows): (usize, usize
                 continue;
             }
             let d = &mut plane[ih as usize * w + first..(ih as usize + 1) * w];
-            for (t, v) in srow[lo..hi].iter().enumerate() {
-                d[t * su] += *v;
+            if su == 1 {
+                // A separate loop for stride 1: with the stride a runtime value the
+                // compiler keeps the general one scalar, and it took a quarter of a
+                // 3x3 convolution's forward and backward time.
+                for (dv, v) in d.iter_mut().zip(&srow[lo..hi]) {
+                    *dv += *v;
+                }
+            } else {
+                for (t, v) in srow[lo..hi].iter().enumerate() {
+                    d[t * su] += *v;
+                }
             }
         }
     }

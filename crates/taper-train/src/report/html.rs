@@ -65,7 +65,7 @@ pub(crate) fn picture(path: &Path, alt: &str) -> String {
 }
 
 fn leap(y: u64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
 }
 
 /// Seconds since the Unix epoch as `YYYY-MM-DD hh:mm:ss UTC`.

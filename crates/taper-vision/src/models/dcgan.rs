@@ -108,7 +108,7 @@ impl DcganConfig {
     }
 
     fn check(&self) -> Result<()> {
-        if self.image_size < 4 || self.image_size % 4 != 0 {
+        if self.image_size < 4 || !self.image_size.is_multiple_of(4) {
             return Err(Error::Config(format!(
                 "DCGAN image side must be a positive multiple of 4, got {}",
                 self.image_size
