@@ -3,7 +3,14 @@
 CARGO ?= cargo
 RELEASE := --release
 
-.PHONY: demo test lint fmt data models bench soak memory fuzz clean-runs mpi check-cuda
+.PHONY: demo test lint fmt data models bench soak memory fuzz clean-runs mpi check-cuda vendor
+
+## candle-core with Taper's backward-pass patch, which Cargo.toml's [patch] points at
+## (tools/patch_candle.sh; quick when already there). Every target that runs cargo needs it.
+vendor:
+	@bash tools/patch_candle.sh
+
+demo test lint fmt mpi soak memory fuzz check-cuda bench: vendor
 
 ## Build and run the quick demos on the embedded data (no download needed).
 demo:

@@ -40,7 +40,7 @@ mkdir -p "$out"
 rm -f "$out"/*.json "$out"/*.perf
 
 bash tools/install_blas.sh
-cargo build --release --examples || exit 1
+bash tools/patch_candle.sh && cargo build --release --examples || exit 1
 
 data_root="${TAPER_DATA:-}"
 [ -z "$data_root" ] && for d in ../shared/data data; do [ -d "$d/mnist" ] && data_root="$d" && break; done

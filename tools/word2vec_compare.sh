@@ -17,6 +17,7 @@ PY=${PY:-bench/.venv/bin/python}
 mkdir -p "$OUT"
 RES="$OUT/results.jsonl"
 : > "$RES"
+bash tools/patch_candle.sh >&2
 cargo build --release --example word2vec >&2
 for arch in "${ARCHS[@]}"; do
   for seed in $SEEDS; do
