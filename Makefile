@@ -2,6 +2,8 @@
 # optimised dependencies serves the demo, the tests and the benchmarks.
 CARGO ?= cargo
 RELEASE := --release
+# Where cargo puts the release examples (CARGO_TARGET_DIR when set, as CI sets it).
+EXAMPLES := $(or $(CARGO_TARGET_DIR),target)/release/examples
 
 .PHONY: demo test lint fmt data models bench soak memory fuzz clean-runs mpi check-cuda vendor
 
@@ -19,14 +21,14 @@ demo:
 	@for ex in $(DEMOS); do \
 		echo "== $$ex"; \
 		extra=""; [ $$ex = dcgan ] && extra="--classifier runs/demo-mnist_cnn"; \
-		./target/release/examples/$$ex --out runs/demo-$$ex --overwrite $$extra || exit 1; \
+		$(EXAMPLES)/$$ex --out runs/demo-$$ex --overwrite $$extra || exit 1; \
 	done
 	@echo "== translate (dates)"
-	./target/release/examples/translate --task dates --out runs/demo-translate-dates --overwrite
+	$(EXAMPLES)/translate --task dates --out runs/demo-translate-dates --overwrite
 	@echo "== explain (attributions of the demo LeNet)"
-	./target/release/examples/explain --resume runs/demo-mnist_cnn
+	$(EXAMPLES)/explain --resume runs/demo-mnist_cnn
 	@echo "== explain (attention of the dates model)"
-	./target/release/examples/explain --translation runs/demo-translate-dates
+	$(EXAMPLES)/explain --translation runs/demo-translate-dates
 	@echo "== reports (open in a browser; compare runs with: cargo run --release --example report -- RUN1 RUN2)"
 	@for r in runs/demo-*/report.html; do echo "report: $$r"; done
 

@@ -6,12 +6,15 @@
 #   e.g. bash bench/memory.sh 20 --dataset mnist --model cnn --augment
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The release examples, where cargo puts them (CARGO_TARGET_DIR when set).
+examples="${CARGO_TARGET_DIR:-target}/release/examples"
 epochs=${1:-20}
 shift || true
+bash tools/patch_candle.sh >&2
 cargo build --release --example mnist_cnn >/dev/null
 run=$(mktemp -d)
 trap 'rm -rf "$run"' EXIT
-./target/release/examples/mnist_cnn --epochs "$epochs" --out "$run" "$@" >/dev/null
+"$examples"/mnist_cnn --epochs "$epochs" --out "$run" "$@" >/dev/null
 python3 - "$run/metrics.jsonl" "$*" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]

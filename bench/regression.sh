@@ -7,13 +7,16 @@
 # fits many times over, so compare THREADS=1 too before reading much into a ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The release examples, where cargo puts them (CARGO_TARGET_DIR when set).
+examples="${CARGO_TARGET_DIR:-target}/release/examples"
 repeats="${1:-50}"
 threads="${THREADS:-2}"
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads MKL_NUM_THREADS=$threads RAYON_NUM_THREADS=$threads
 python="${PYTHON:-bench/.venv/bin/python}"
 
+bash tools/patch_candle.sh >&2
 cargo build --release --quiet --example regression_bench
-taper_json="$(./target/release/examples/regression_bench --repeats "$repeats" | tail -n 1)"
+taper_json="$("$examples"/regression_bench --repeats "$repeats" | tail -n 1)"
 sklearn_json="$("$python" bench/regression_vs_sklearn.py --repeats "$repeats" | tail -n 1)"
 echo "$taper_json"
 echo "$sklearn_json"

@@ -8,6 +8,8 @@
 # count per round (perf stat) where perf is available.
 set -u
 cd "$(dirname "$0")/.."
+# The release examples, where cargo puts them (CARGO_TARGET_DIR when set).
+examples="${CARGO_TARGET_DIR:-target}/release/examples"
 threads=2
 rounds=5
 mnist=1
@@ -48,8 +50,8 @@ mnist_flag=""
 if [ "$mnist" = 1 ] && [ -n "$data_root" ]; then mnist_flag="--mnist"; fi
 
 echo "== Taper: MNIST epoch and inference cases (one run)"
-./target/release/examples/bench_steps --threads "$threads" $mnist_flag ${data_root:+--data "$data_root"} | tail -n 1 > "$out/taper.json" || echo '{"error": "taper bench failed"}' > "$out/taper.json"
-[ -x ./target/release/examples/regression_bench ] && ./target/release/examples/regression_bench --repeats 30 2>/dev/null | tail -n 1 > "$out/taper_regression.json"
+"$examples"/bench_steps --threads "$threads" $mnist_flag ${data_root:+--data "$data_root"} | tail -n 1 > "$out/taper.json" || echo '{"error": "taper bench failed"}' > "$out/taper.json"
+[ -x "$examples"/regression_bench ] && "$examples"/regression_bench --repeats 30 2>/dev/null | tail -n 1 > "$out/taper_regression.json"
 
 venv=bench/.venv
 if [ ! -x "$venv/bin/python" ]; then
@@ -64,7 +66,7 @@ if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch" 2>/dev/null
   lens="8,16,64,128"
   for r in $(seq 1 "$rounds"); do
     echo "== training steps, round $r of $rounds"
-    taper_side() { measure "taper.r$r" ./target/release/examples/bench_steps --threads "$threads" --reps 8 $steps --batch-sweep "$sweep" --len-sweep "$lens"; }
+    taper_side() { measure "taper.r$r" "$examples"/bench_steps --threads "$threads" --reps 8 $steps --batch-sweep "$sweep" --len-sweep "$lens"; }
     torch_side() { measure "torch.r$r" "$venv/bin/python" bench/torch_peer.py --threads "$threads" --reps 8 --steps-only --batch-sweep "$sweep" --len-sweep "$lens"; }
     if [ $((r % 2)) = 1 ]; then taper_side; torch_side; else torch_side; taper_side; fi
   done
@@ -75,9 +77,9 @@ if [ -x "$venv/bin/python" ] && [ -f bench/regression_vs_sklearn.py ] && "$venv/
   echo "== scikit-learn"
   "$venv/bin/python" bench/regression_vs_sklearn.py --repeats 30 2>/dev/null | tail -n 1 > "$out/sklearn.json"
 fi
-if [ -x ./target/release/examples/word2vec ] && [ -n "$data_root" ] && [ -f "$data_root/text/ptb.train.txt" ]; then
+if [ -x "$examples"/word2vec ] && [ -n "$data_root" ] && [ -f "$data_root/text/ptb.train.txt" ]; then
   echo "== word2vec"
-  ./target/release/examples/word2vec --threads "$threads" --data "$data_root" --out "$out/w2v-run" 2>/dev/null | tail -n 1 > "$out/taper_word2vec.json"
+  "$examples"/word2vec --threads "$threads" --data "$data_root" --out "$out/w2v-run" 2>/dev/null | tail -n 1 > "$out/taper_word2vec.json"
   if [ -x "$venv/bin/python" ] && [ -f bench/word2vec_gensim.py ] && "$venv/bin/python" -c "import gensim" 2>/dev/null; then
     "$venv/bin/python" bench/word2vec_gensim.py --workers "$threads" --data "$data_root" 2>/dev/null | tail -n 1 > "$out/gensim.json"
   fi
@@ -87,7 +89,7 @@ model_root="${TAPER_MODELS:-}"
 if [ -n "$model_root" ] && [ -n "$data_root" ] && [ -f "$data_root/translation/eng-fra.txt" ]; then
   echo "== sentence encoder (all-MiniLM-L6-v2, Tatoeba sentences, batch 32)"
   limit_flag=""; [ "$mnist" = 0 ] && limit_flag="--limit 10000"
-  ./target/release/examples/bench_encoder --threads "$threads" --batch-size 32 --model "$model_root/all-MiniLM-L6-v2" --data "$data_root" $limit_flag | tail -n 1 > "$out/taper_encoder.json"
+  "$examples"/bench_encoder --threads "$threads" --batch-size 32 --model "$model_root/all-MiniLM-L6-v2" --data "$data_root" $limit_flag | tail -n 1 > "$out/taper_encoder.json"
   if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import sentence_transformers" 2>/dev/null; then
     HF_HUB_OFFLINE=1 "$venv/bin/python" bench/sentence_peer.py --threads "$threads" --batch-size 32 --model "$model_root/all-MiniLM-L6-v2" --corpus "$data_root/translation/eng-fra.txt" $limit_flag | tail -n 1 > "$out/sentence.json"
   fi
@@ -95,7 +97,7 @@ else
   echo "sentence encoder: all-MiniLM-L6-v2 (make models) or eng-fra.txt (make data) not found, skipped"
 fi
 echo "== exact search against corpus size (random 384-d vectors, 10k-1M)"
-./target/release/examples/bench_search --threads "$threads" | tail -n 1 > "$out/taper_search.json"
+"$examples"/bench_search --threads "$threads" | tail -n 1 > "$out/taper_search.json"
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import sentence_transformers" 2>/dev/null; then
   "$venv/bin/python" bench/search_peer.py --threads "$threads" | tail -n 1 > "$out/search.json"
 fi

@@ -15,6 +15,7 @@ use taper::train::cli::ExampleArgs;
 static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
+#[command(about = "Taper's f32 GEMM on the benchmark models' products, 1 thread and all (GFLOP/s)")]
 struct Args {
     #[command(flatten)]
     common: ExampleArgs,

@@ -16,6 +16,7 @@ use taper::train::cli::ExampleArgs;
 static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
+#[command(about = "Single operations (forward + backward): Taper's kernels against candle's")]
 struct Args {
     #[command(flatten)]
     common: ExampleArgs,

@@ -35,6 +35,9 @@ use taper::vision::transforms::*;
 static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
+#[command(
+    about = "Training steps, MNIST epoch, inference, preprocessing and matmul: Taper's side of make bench"
+)]
 struct Args {
     #[command(flatten)]
     common: ExampleArgs,

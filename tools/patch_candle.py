@@ -10,7 +10,7 @@ candle's `Tensor::backward` accumulates every gradient edge as
 so a node with a single consumer (nearly every node) pays a zero fill and an add. The
 rewrite adds a private `GradStore::accumulate(arg, g)` (store `g` when the slot is empty, add
 otherwise) and turns each such pair into one call. Values are unchanged: 0 + g == g,
-except that a -0.0 gradient stays -0.0. Measured on Taper's training steps: 7-20 % less
+except that a -0.0 gradient stays -0.0. Measured on Taper's training steps: 5-14 % less
 time (docs/BENCHMARKS.md, issue 22 item 5). The same change is proposed upstream
 (huggingface/candle pull requests 3578 and 3822, open); drop this when a release has it.
 

@@ -8,6 +8,8 @@
 #   SEEDS="1 2 3 4 5" THREADS=2 tools/word2vec_compare.sh sg
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The release examples, where cargo puts them (CARGO_TARGET_DIR when set).
+examples="${CARGO_TARGET_DIR:-target}/release/examples"
 ARCHS=("${@:-sg}")
 [ $# -eq 0 ] && ARCHS=(sg cbow)
 SEEDS=${SEEDS:-"1 2 3"}
@@ -21,7 +23,7 @@ bash tools/patch_candle.sh >&2
 cargo build --release --example word2vec >&2
 for arch in "${ARCHS[@]}"; do
   for seed in $SEEDS; do
-    ./target/release/examples/word2vec --arch "$arch" --seed "$seed" --threads "$THREADS" \
+    "$examples"/word2vec --arch "$arch" --seed "$seed" --threads "$THREADS" \
       --out "$OUT/taper-$arch-$seed" 2>/dev/null | tail -n 1 \
       | sed 's/^{/{"tool":"taper",/' >> "$RES"
     "$PY" bench/word2vec_gensim.py --arch "$arch" --seed "$seed" --workers "$THREADS" \
