@@ -136,7 +136,7 @@ if cpu:
     )
 if "step_mlp_fraction_of_matmul_ceiling" in taper:
     lines.append("")
-    lines.append(f"MLP step at {100 * taper['step_mlp_fraction_of_matmul_ceiling']:.1f} % of the matmul ceiling measured through candle.")
+    lines.append(f"MLP step at {100 * taper['step_mlp_fraction_of_matmul_ceiling']:.1f} % of the matmul ceiling (Taper's GEMM, 1024³).")
 mem = [f"Taper {fmt(taper.get('peak_rss_mb'))} MB", f"PyTorch {fmt(torch_.get('peak_rss_mb'))} MB"]
 lines.append(f"Peak resident memory of the whole benchmark process: {', '.join(mem)}.")
 if "search_ms_p50" in tenc:
@@ -144,6 +144,26 @@ if "search_ms_p50" in tenc:
 gemm = taper.get("gemm") or tenc.get("gemm")
 if gemm:
     lines.append(f"Taper's f32 GEMM for large products: {gemm}.")
+# The models' own products (examples/bench_gemm.rs; bench/gemm_peer.py), where measured.
+tg, tgc, pg = load("taper_gemm"), load("taper_gemm_crate"), load("torch_gemm")
+if tg:
+    nt = tg.get("threads", threads)
+
+    def cell(d, n):
+        a, b = d.get(f"{n}_1t_gflops"), d.get(f"{n}_{nt}t_gflops", d.get(f"{n}_1t_gflops"))
+        ok = isinstance(a, (int, float)) and isinstance(b, (int, float))
+        return f"{a:.0f} / {b:.0f}" if ok else "–"
+
+    lines += [
+        "",
+        f"f32 GEMM on the benchmark models' products, GFLOP/s on 1 thread / {nt} "
+        "(`bench_gemm`; the `gemm` crate column with `TAPER_BLAS=off`; `bench/gemm_peer.py`):",
+        "",
+        f"| product | Taper ({tg.get('gemm', '?')}) | `gemm` crate | PyTorch |",
+        "|---|---|---|---|",
+    ]
+    for n in [k[: -len("_1t_gflops")] for k in tg if k.endswith("_1t_gflops")]:
+        lines.append(f"| {n} | {cell(tg, n)} | {cell(tgc, n)} | {cell(pg, n)} |")
 table = "\n".join(lines)
 print(table)
 

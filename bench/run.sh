@@ -101,4 +101,10 @@ echo "== exact search against corpus size (random 384-d vectors, 10k-1M)"
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import sentence_transformers" 2>/dev/null; then
   "$venv/bin/python" bench/search_peer.py --threads "$threads" | tail -n 1 > "$out/search.json"
 fi
+echo "== f32 GEMM on the models' products (1 thread and $threads; OpenBLAS where the default, then the gemm crate)"
+measure taper_gemm "$examples"/bench_gemm --threads "$threads"
+TAPER_BLAS=off measure taper_gemm_crate "$examples"/bench_gemm --threads "$threads"
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  measure torch_gemm "$venv/bin/python" bench/gemm_peer.py --threads "$threads"
+fi
 python3 bench/report.py "$out" docs/BENCHMARKS.md --threads "$threads"
