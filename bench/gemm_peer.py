@@ -1,22 +1,11 @@
 """PyTorch's side of `examples/bench_gemm.rs`: f32 matmul GFLOP/s on the same shapes,
 on 1 thread and on --threads. Prints one line per shape and a final JSON object."""
 import argparse, json, time
+from pathlib import Path
 import torch
 
-SHAPES = [
-    ("square_1024", 1024, 1024, 1024),
-    ("mlp_fc1_fwd_b128", 128, 256, 784),
-    ("mlp_fc1_wgrad_b128", 256, 784, 128),
-    ("lenet_conv2_fwd_image", 64, 64, 800),
-    ("cnn_conv2_fwd_image", 32, 784, 288),
-    ("cnn_conv2_wgrad_image", 32, 288, 784),
-    ("cnn_conv2_xgrad_image", 288, 784, 32),
-    ("transformer_proj_b32_len32", 1024, 256, 256),
-    ("transformer_ffn_up_b32_len32", 1024, 1024, 256),
-    ("lstm_recurrent_b32_h256", 32, 1024, 256),
-    ("minilm_ffn_up_32x16_tokens", 512, 1536, 384),
-    ("minilm_qkv_one_sentence", 12, 384, 384),
-]
+# The products `examples/bench_gemm.rs` times: [name, m, n, k] each.
+SHAPES = json.loads((Path(__file__).with_name("gemm_shapes.json")).read_text())
 
 p = argparse.ArgumentParser()
 p.add_argument("--threads", type=int, default=2)

@@ -24,38 +24,27 @@ struct Args {
     seconds: f64,
 }
 
-/// `(name, m, n, k)`: the shapes `bench/gemm_peer.py` times too.
-pub const SHAPES: &[(&str, usize, usize, usize)] = &[
-    ("square_1024", 1024, 1024, 1024),
-    ("mlp_fc1_fwd_b128", 128, 256, 784),
-    ("mlp_fc1_wgrad_b128", 256, 784, 128),
-    ("lenet_conv2_fwd_image", 64, 64, 800),
-    ("cnn_conv2_fwd_image", 32, 784, 288),
-    ("cnn_conv2_wgrad_image", 32, 288, 784),
-    ("cnn_conv2_xgrad_image", 288, 784, 32),
-    ("transformer_proj_b32_len32", 1024, 256, 256),
-    ("transformer_ffn_up_b32_len32", 1024, 1024, 256),
-    ("lstm_recurrent_b32_h256", 32, 1024, 256),
-    ("minilm_ffn_up_32x16_tokens", 512, 1536, 384),
-    ("minilm_qkv_one_sentence", 12, 384, 384),
-];
+/// `[name, m, n, k]` per product: the list `bench/gemm_peer.py` reads too.
+const SHAPES: &str = include_str!("../bench/gemm_shapes.json");
 
 fn main() -> Result<()> {
     let args = Args::parse();
     args.common.reject("bench_gemm", ExampleArgs::TRAINING)?;
     args.common.reject("bench_gemm", &["resume"])?;
     args.common.device()?;
+    let shapes: Vec<(String, usize, usize, usize)> = serde_json::from_str(SHAPES)?;
     let all = rayon::current_num_threads();
     let mut out = serde_json::Map::new();
     out.insert("gemm".into(), blas::backend().into());
     out.insert("threads".into(), all.into());
-    for &(name, m, n, k) in SHAPES {
+    for (name, m, n, k) in shapes {
         let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1 - 0.2).collect();
         let mut c = vec![0f32; m * n];
         let flop = 2.0 * (m * n * k) as f64;
         let mut line = format!("{name} ({m}x{n}x{k}):");
-        for threads in [1, all] {
+        let counts = if all > 1 { vec![1, all] } else { vec![1] };
+        for threads in counts {
             let mut run = || {
                 gemm(
                     &mut c,
@@ -89,9 +78,6 @@ fn main() -> Result<()> {
             let rate = rates[rates.len() / 2];
             line += &format!(" {threads}t {rate:.0} GFLOP/s");
             out.insert(format!("{name}_{threads}t_gflops"), rate.into());
-            if threads == all {
-                break;
-            }
         }
         println!("{line}");
     }

@@ -88,6 +88,17 @@ fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The largest `|x - y|` over paired values (0 for none).
+fn max_abs_diff<'a>(
+    a: impl IntoIterator<Item = &'a f32>,
+    b: impl IntoIterator<Item = &'a f32>,
+) -> f32 {
+    a.into_iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 fn last_json(out: &Output) -> serde_json::Value {
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().last().unwrap_or(""))
@@ -265,12 +276,7 @@ fn fine_tuning_writes_a_run_that_loads_back() {
         base.embed(&DOCS, 4).unwrap(),
     );
     let (a, b): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (a.to_vec2().unwrap(), b.to_vec2().unwrap());
-    let diff = a
-        .iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
+    let diff = max_abs_diff(a.iter().flatten(), b.iter().flatten());
     assert!(
         diff > 1e-4,
         "the fine-tuned run embeds as the pretrained model"
@@ -463,11 +469,7 @@ fn corpus_embeddings_do_not_depend_on_the_thread_count() {
         "a single batch's embeddings differ between 1 and 2 threads"
     );
     for (a, b) in s1.iter().zip(&one) {
-        let diff = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let diff = max_abs_diff(a, b);
         assert!(
             diff < 1e-5,
             "a single batch's row is {diff} away from the corpus run's"
@@ -475,11 +477,7 @@ fn corpus_embeddings_do_not_depend_on_the_thread_count() {
     }
     for (i, row) in one.iter().enumerate() {
         let alone: Vec<f32> = model.embed(&texts[i..=i], 1).unwrap().to_vec2().unwrap()[0].clone();
-        let diff = row
-            .iter()
-            .zip(&alone)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let diff = max_abs_diff(row, &alone);
         assert!(
             diff < 1e-5,
             "text {i}: {diff} away from its embedding alone"
@@ -509,11 +507,7 @@ fn embeddings_follow_updates_of_the_variables() {
         .unwrap();
     assert_ne!(before, after, "embed did not see the update");
     for (a, t) in after.iter().zip(&tracked) {
-        let diff = a
-            .iter()
-            .zip(t)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let diff = max_abs_diff(a, t);
         assert!(
             diff < 1e-5,
             "embed is {diff} away from the variables' own forward pass"
