@@ -121,6 +121,22 @@ for case, a, ka, b, kb, unit, lower, peer in rows:
         f"| {case} | {unit} | {fmt(va) if va is not None else 'not measured'} | {peer} | "
         f"{fmt(vb) if vb is not None else 'not measured'} | {ratio} | {iqr} | {verdict} |"
     )
+# Transformer decoding: the same model on both sides, interleaved rounds (bench/run.sh).
+dec_t, dec_p = rounds("taper_decode"), rounds("decode")
+for key, what in (("greedy_decode_seconds", "greedy"), ("beam_decode_seconds", "beam 5")):
+    pairs = [(x.get(key), y.get(key)) for x, y in zip(dec_t, dec_p)]
+    pairs = [(x, y) for x, y in pairs if isinstance(x, (int, float)) and isinstance(y, (int, float)) and x and y]
+    if not pairs:
+        continue
+    q1, q2, q3 = quartiles(sorted(x / y for x, y in pairs))
+    same = dec_p[0].get(f"{what.split()[0]}_equal_to_taper")
+    agree = f", {100 * same:.1f} % of outputs equal" if isinstance(same, (int, float)) else ""
+    lines.append(
+        f"| Transformer decoding, {what}, 1,278 eng-fra test sentences{agree} | s | "
+        f"{fmt(statistics.median(x for x, _ in pairs))} | PyTorch (incremental decoder) | "
+        f"{fmt(statistics.median(y for _, y in pairs))} | {q2:.2f} | {q1:.2f}-{q3:.2f} ({len(pairs)}) | "
+        f"{'yes' if q3 <= 1.0 else 'no'} |"
+    )
 cpu = [(counters(f"taper.r{i}"), counters(f"torch.r{i}")) for i in range(1, len(taper_r) + 1)]
 cpu = [(t, p) for t, p in cpu if t[0] and p[0]]
 if cpu:

@@ -96,6 +96,19 @@ if [ -n "$model_root" ] && [ -n "$data_root" ] && [ -f "$data_root/translation/e
 else
   echo "sentence encoder: all-MiniLM-L6-v2 (make models) or eng-fra.txt (make data) not found, skipped"
 fi
+if [ -n "$data_root" ] && [ -f "$data_root/translation/eng-fra.txt" ]; then
+  # The same trained model decoded by both sides: Taper's `translate --resume` of a
+  # finished run decodes its test split again, and bench/decode_peer.py loads the
+  # run's weights into PyTorch modules with an incremental (cached) decoder.
+  echo "== Transformer decoding (eng-fra 'i am / he is' subset, one-epoch model, greedy and beam 5)"
+  trf="$out/transformer-run"
+  "$examples"/translate --prefixes --model transformer --epochs 1 --threads "$threads" --data "$data_root" --out "$trf" --overwrite > /dev/null 2>&1
+  for r in 1 2 3; do
+    taper_dec() { $pin "$examples"/translate --prefixes --model transformer --epochs 1 --threads "$threads" --data "$data_root" --resume "$trf" --export "$out/transformer-ids" 2>/dev/null | tail -n 1 > "$out/taper_decode.r$r.json"; }
+    peer_dec() { [ -x "$venv/bin/python" ] && $pin "$venv/bin/python" bench/decode_peer.py "$trf" "$out/transformer-ids" --threads "$threads" --compare "$trf" 2>/dev/null | tail -n 1 > "$out/decode.r$r.json"; }
+    if [ $((r % 2)) = 1 ]; then taper_dec; peer_dec; else peer_dec; taper_dec; fi
+  done
+fi
 echo "== exact search against corpus size (random 384-d vectors, 10k-1M)"
 "$examples"/bench_search --threads "$threads" | tail -n 1 > "$out/taper_search.json"
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import sentence_transformers" 2>/dev/null; then

@@ -20,6 +20,7 @@ use std::time::Instant;
 use taper::nlp::search::ExactIndex;
 use taper::nlp::SentenceEncoder;
 use taper::train::cli::ExampleArgs;
+use taper::train::data::root::{require_dir, require_file};
 
 #[global_allocator]
 static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
@@ -106,10 +107,10 @@ fn main() -> Result<()> {
         println!("{}", serde_json::Value::Object(out));
         return Ok(());
     }
-    let corpus = args
-        .corpus
-        .clone()
-        .unwrap_or_else(|| c.data_root().join("translation/eng-fra.txt"));
+    let corpus = match &args.corpus {
+        Some(p) => p.clone(),
+        None => require_file(&require_dir(&c.data_root(), "translation")?, "eng-fra.txt")?,
+    };
     let text = std::fs::read_to_string(&corpus)
         .with_context(|| format!("{}: cannot read the corpus (`make data`)", corpus.display()))?;
     let mut seen = std::collections::HashSet::new();

@@ -27,6 +27,7 @@ use taper::nlp::metrics::perplexity;
 use taper::nlp::seq2seq::{export_split, save_run, write_attention_maps, BeamConfig, ModelSpec};
 use taper::nlp::seq2seq::{PairSplits, Seq2SeqTrainer, TeacherForcing, TestDecoding, Translator};
 use taper::train::cli::ExampleArgs;
+use taper::train::data::root::{require_dir, require_file};
 use taper::train::data::{DataLoader, LoaderConfig};
 use taper::train::optim::{named_vars, Adam, AdamConfig};
 use taper::train::schedule::{Direction, WarmupCosine};
@@ -152,10 +153,10 @@ fn main() -> Result<()> {
     let pairs = if dates {
         generate_dates(args.num_dates, c.seed)
     } else {
-        let path = args
-            .corpus
-            .clone()
-            .unwrap_or_else(|| c.data_root().join("translation/eng-fra.txt"));
+        let path = match &args.corpus {
+            Some(p) => p.clone(),
+            None => require_file(&require_dir(&c.data_root(), "translation")?, "eng-fra.txt")?,
+        };
         let prefixes = if args.prefixes {
             ENG_PREFIXES.iter().map(|s| s.to_string()).collect()
         } else {

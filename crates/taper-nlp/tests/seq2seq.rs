@@ -9,8 +9,8 @@ use taper_nlp::seq2seq::decoder::rnn_seq2seq;
 use taper_nlp::seq2seq::train::sequence_loss;
 use taper_nlp::seq2seq::transformer::transformer;
 use taper_nlp::seq2seq::{
-    beam_search, greedy, AttentionKind, BeamConfig, CellKind, Positions, RnnSeq2SeqConfig, Seq2Seq,
-    Source, TransformerConfig,
+    beam_search, decode_corpus, greedy, AttentionKind, BeamConfig, CellKind, Positions,
+    RnnSeq2SeqConfig, Seq2Seq, Source, TransformerConfig,
 };
 use taper_nn::init::seeded_var_builder;
 use taper_nn::loss::token_losses;
@@ -233,6 +233,50 @@ fn beam_width_one_equals_greedy() {
             alone.ids[0], b4.ids[1],
             "{name}: batching changes the beam result"
         );
+    }
+}
+
+/// `decode_corpus` decodes its batches side by side on the CPU: the results are
+/// the same on one thread or two, in the order given, and each sentence's the
+/// same as decoding it alone.
+#[test]
+fn corpus_decoding_does_not_depend_on_threads_or_batches() {
+    // 300 sources (3 greedy batches, 5 beam batches) of 1-15 ids, from a fixed LCG.
+    let mut x = 12345u64;
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) as u32
+    };
+    let sources: Vec<Vec<u32>> = (0..300)
+        .map(|_| (0..1 + next() % 15).map(|_| 4 + next() % 7).collect())
+        .collect();
+    let beam = BeamConfig {
+        width: 3,
+        alpha: 1.0,
+        max_len: 10,
+    };
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    for (name, model) in models() {
+        let m = model.as_ref();
+        let run = |n: usize, b: Option<&BeamConfig>| {
+            pool(n).install(|| decode_corpus(m, &sources, b, 10, &Device::Cpu).unwrap())
+        };
+        for b in [None, Some(&beam)] {
+            let (one, two) = (run(1, b), run(2, b));
+            assert_eq!(one, two, "{name}: one thread and two differ (beam {b:?})");
+            assert_eq!(one.len(), sources.len());
+            for i in [0, 137, 299] {
+                let alone = decode_corpus(m, &sources[i..i + 1], b, 10, &Device::Cpu).unwrap();
+                assert_eq!(alone[0], one[i], "{name}: sentence {i} alone (beam {b:?})");
+            }
+        }
     }
 }
 

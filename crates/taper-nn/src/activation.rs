@@ -26,8 +26,14 @@ pub fn softmax(xs: &Tensor) -> Result<Tensor> {
     candle_nn::ops::softmax(xs, D::Minus1)
 }
 
-/// Log-softmax over the last dimension, with gradient.
+/// Log-softmax over the last dimension, `x - max - ln Σ e^(x - max)` per row, with
+/// gradient: one fused op on the CPU ([`crate::kernels::norm::LogSoftmax`]; the
+/// rows' exponentials vectorised, where candle-nn's composition of six ops called
+/// the C library's `expf` per element), candle-nn's composition elsewhere.
 pub fn log_softmax(xs: &Tensor) -> Result<Tensor> {
+    if crate::kernels::norm::fusable(xs) && xs.rank() > 0 {
+        return xs.contiguous()?.apply_op1(crate::kernels::norm::LogSoftmax);
+    }
     candle_nn::ops::log_softmax(xs, D::Minus1)
 }
 

@@ -298,7 +298,7 @@ impl MultiHeadAttention {
         let new = self.prepare(keys, values, None)?;
         let Some(c) = cache else { return Ok(new) };
         Ok(Memory {
-            keys: Tensor::cat(&[&c.keys, &new.keys], 3)?,
+            keys: Tensor::cat(&[&c.keys, &new.keys], 2)?,
             values: Tensor::cat(&[&c.values, &new.values], 2)?,
             bias: Tensor::cat(&[&c.bias, &new.bias.to_dtype(c.bias.dtype())?], 2)?,
         })
@@ -313,9 +313,22 @@ impl MultiHeadAttention {
         memory: &Memory,
         extra_bias: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
+        let (ctx, w) = self.attend_heads(query, memory, extra_bias)?;
+        Ok((ctx, w.mean(1)?))
+    }
+
+    /// [`MultiHeadAttention::attend_with`] with each head's weights `(B, h, Tq,
+    /// S)`, not averaged: for callers that drop them or use one layer's only (the
+    /// average was 3 % of greedy decoding, computed for six attentions a step).
+    pub fn attend_heads(
+        &self,
+        query: &Tensor,
+        memory: &Memory,
+        extra_bias: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
         let (b, t, _) = query.dims3()?;
         let q = self.split(&self.wq.forward(query)?)?; // (B, h, Tq, dh)
-        let scores = (crate::kernels::bmm(&q, &memory.keys)? / (self.d_head as f64).sqrt())?; // (B, h, Tq, S)
+        let scores = (crate::kernels::bmm_t(&q, &memory.keys)? / (self.d_head as f64).sqrt())?; // (B, h, Tq, S)
         let scores = match extra_bias {
             Some(e) => scores.broadcast_add(&e.to_dtype(scores.dtype())?)?,
             None => scores,
@@ -324,15 +337,17 @@ impl MultiHeadAttention {
         let ctx = crate::kernels::bmm(&w, &memory.values)? // (B, h, Tq, dh)
             .transpose(1, 2)?
             .reshape((b, t, self.heads * self.d_head))?;
-        Ok((self.wo.forward(&ctx)?, w.mean(1)?))
+        Ok((self.wo.forward(&ctx)?, w))
     }
 }
 
 impl Attention for MultiHeadAttention {
     fn prepare(&self, keys: &Tensor, values: &Tensor, mask: Option<&Tensor>) -> Result<Memory> {
-        let k = self.split(&self.wk.forward(keys)?)?; // (B, h, S, dh)
+        // A key per row, (B, h, S, dh): scores read it transposed in place, and
+        // a decoding cache grows by whole rows (stored (B, h, dh, S), every
+        // step's append moved B·h·dh pieces of a few floats each).
         Ok(Memory {
-            keys: k.transpose(2, 3)?.contiguous()?, // (B, h, dh, S)
+            keys: self.split(&self.wk.forward(keys)?)?,
             values: self.split(&self.wv.forward(values)?)?,
             bias: bias_or_zero(mask, keys)?,
         })

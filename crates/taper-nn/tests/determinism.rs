@@ -146,6 +146,16 @@ fn sequence_kernels_are_deterministic() {
         &[randn(&[32, 4, 128, 64], 30), randn(&[32, 4, 64, 128], 31)],
     );
     check(
+        "batched matmul, small products (decoding's attention)",
+        &|t| kernels::bmm(&t[0], &t[1]),
+        &[randn(&[64, 4, 1, 64], 32), randn(&[64, 4, 64, 19], 33)],
+    );
+    check(
+        "log-softmax",
+        &|t| taper_nn::log_softmax(&t[0]),
+        &[randn(&[300, 2525], 34)],
+    );
+    check(
         "additive attention scores",
         &|t| kernels::attention::additive_scores(&t[0], &t[1], &t[2]),
         &[

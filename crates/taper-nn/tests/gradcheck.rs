@@ -258,6 +258,19 @@ fn the_check_catches_candles_silent_gradient_cuts() {
         .max_all()
         .unwrap();
     assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
+    // Log-softmax too, in f64 and f32 (a vocabulary-sized row, as decoding has).
+    let a = nn::log_softmax(&y).unwrap();
+    let b = candle_nn::ops::log_softmax(&y, D::Minus1).unwrap();
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+    assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
+    let y = (randn(&[4, 2525], 22) * 5.0)
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap();
+    let a = nn::log_softmax(&y).unwrap();
+    let b = candle_nn::ops::log_softmax(&y, D::Minus1).unwrap();
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+    assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
 }
 
 #[test]
@@ -431,7 +444,18 @@ fn batched_matmul() {
     assert_grads(
         "bmm",
         |xs| nn::kernels::bmm(&xs[0], &xs[1]),
-        // At least blas::MIN_WORK multiply-adds per product: smaller ones go to candle.
+        // At least blas::MIN_WORK multiply-adds per product: the GEMM path.
         &[randn(&[1, 2, 32, 40], 1), randn(&[1, 2, 40, 32], 2)],
+    );
+    assert_grads(
+        "bmm, small products",
+        |xs| nn::kernels::bmm(&xs[0], &xs[1]),
+        // Fewer: the plain loops, one query row as in decoding and a few rows.
+        &[randn(&[2, 3, 1, 9], 3), randn(&[2, 3, 9, 5], 4)],
+    );
+    assert_grads(
+        "bmm, small products, several rows",
+        |xs| nn::kernels::bmm(&xs[0], &xs[1]),
+        &[randn(&[3, 4, 11], 5), randn(&[3, 11, 6], 6)],
     );
 }

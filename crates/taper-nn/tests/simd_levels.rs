@@ -55,6 +55,16 @@ fn every_level_matches_the_portable_one_bit_for_bit() {
             vec![randn(&[130, 77], 6)],
         ),
         (
+            "log-softmax",
+            Box::new(|t| taper_nn::log_softmax(&t[0])),
+            vec![randn(&[130, 2525], 15)],
+        ),
+        (
+            "small batched products (decoding's attention)",
+            Box::new(|t| kernels::bmm(&t[0], &t[1])),
+            vec![randn(&[33, 4, 3, 67], 16), randn(&[33, 4, 67, 13], 17)],
+        ),
+        (
             "token losses",
             Box::new(|t| taper_nn::loss::token_losses(&t[0], &targets, 0.1)),
             vec![randn(&[640, 1000], 7)],

@@ -182,7 +182,10 @@ impl RnnSeq2Seq {
                 t.push(c.clone());
             }
         }
-        DecodeState { tensors: t }
+        DecodeState {
+            tensors: t,
+            source_side: 3,
+        }
     }
 
     fn unpack(&self, state: &DecodeState) -> Result<(Memory, Vec<RnnState>)> {

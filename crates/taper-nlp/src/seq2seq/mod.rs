@@ -47,18 +47,57 @@ use taper_nn::Mode;
 pub struct DecodeState {
     /// The tensors, each batch-first.
     pub tensors: Vec<Tensor>,
+    /// How many of the first tensors depend on the source only (the encoder's
+    /// memory): equal for every hypothesis of a sentence, so reordering the
+    /// hypotheses within each sentence leaves them as they are
+    /// ([`DecodeState::select_within_sources`]).
+    pub source_side: usize,
 }
 
 impl DecodeState {
-    /// The rows `idx` (`u32`) of every tensor.
-    pub fn select(&self, idx: &Tensor) -> Result<Self> {
+    /// The rows `rows` of every tensor.
+    ///
+    /// # Errors
+    /// A row out of range.
+    pub fn select(&self, rows: &[u32]) -> Result<Self> {
         Ok(Self {
             tensors: self
                 .tensors
                 .iter()
-                .map(|t| t.index_select(idx, 0))
+                .map(|t| taper_nn::kernels::select_rows(t, rows))
                 .collect::<candle_core::Result<_>>()?,
+            source_side: self.source_side,
         })
+    }
+
+    /// [`DecodeState::select`] for `rows` that map every row to a row of the
+    /// same sentence (beam search when no sentence has finished): the
+    /// source-side tensors are kept, and only the others are copied. Beam search
+    /// spent more time copying the encoder's keys and values than in the steps'
+    /// attention.
+    ///
+    /// # Errors
+    /// A row out of range.
+    pub fn select_within_sources(&self, rows: &[u32]) -> Result<Self> {
+        let n = self.source_side.min(self.tensors.len());
+        let mut tensors = self.tensors[..n].to_vec();
+        for t in &self.tensors[n..] {
+            tensors.push(taper_nn::kernels::select_rows(t, rows)?);
+        }
+        Ok(Self {
+            tensors,
+            source_side: self.source_side,
+        })
+    }
+
+    /// The same tensors cut from the graph that computed them. Decoding never
+    /// takes a gradient; without this each step's state kept every earlier
+    /// step's activations alive through its graph until the batch finished.
+    pub fn detach(self) -> Self {
+        Self {
+            tensors: self.tensors.into_iter().map(|t| t.detach()).collect(),
+            source_side: self.source_side,
+        }
     }
 }
 
@@ -93,8 +132,9 @@ pub(crate) fn head_losses(
 }
 
 /// An encoder–decoder that can be trained with teacher forcing and decoded one
-/// step at a time.
-pub trait Seq2Seq: Send {
+/// step at a time. `Sync`: [`decode_corpus`] decodes batches on several threads
+/// at once.
+pub trait Seq2Seq: Send + Sync {
     /// Logits `(B, T, V)` for decoder inputs `tgt_in (B, T)` (teacher forcing).
     fn logits(&self, src: Source, tgt_in: &Tensor, mode: &Mode) -> Result<Tensor>;
     /// Per-token losses `(B·T, 3)` against `targets` (`B·T` ids, row-major), as

@@ -106,7 +106,8 @@ struct EncoderLayer {
 impl EncoderLayer {
     fn forward(&self, x: &Tensor, mask: &Tensor, mode: &Mode) -> Result<Tensor> {
         let xn = self.ln1.forward(x)?;
-        let (a, _) = self.attn.forward(&xn, &xn, &xn, Some(mask))?;
+        let m = self.attn.prepare(&xn, &xn, Some(mask))?;
+        let (a, _) = self.attn.attend_heads(&xn, &m, None)?;
         let x = (x + self.drop.forward_t(&a, mode)?)?;
         let f = self.ff.forward(&self.ln2.forward(&x)?, mode)?;
         Ok((&x + self.drop.forward_t(&f, mode)?)?)
@@ -125,31 +126,27 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn forward(
-        &self,
-        y: &Tensor,
-        causal: &Tensor,
-        memory: &Memory,
-        mode: &Mode,
-    ) -> Result<(Tensor, Tensor)> {
+    fn forward(&self, y: &Tensor, causal: &Tensor, memory: &Memory, mode: &Mode) -> Result<Tensor> {
         let yn = self.ln1.forward(y)?;
         // No target padding mask: a real position only sees earlier positions,
         // which are real; padded positions are never scored.
         let m = self.self_attn.prepare(&yn, &yn, None)?;
-        let (a, _) = self.self_attn.attend_with(&yn, &m, Some(causal))?;
+        let (a, _) = self.self_attn.attend_heads(&yn, &m, Some(causal))?;
         let y = (y + self.drop.forward_t(&a, mode)?)?;
-        let (c, w) = self.cross.attend(&self.ln2.forward(&y)?, memory)?;
+        let (c, _) = self
+            .cross
+            .attend_heads(&self.ln2.forward(&y)?, memory, None)?;
         let y = (&y + self.drop.forward_t(&c, mode)?)?;
         let f = self.ff.forward(&self.ln3.forward(&y)?, mode)?;
-        Ok(((&y + self.drop.forward_t(&f, mode)?)?, w))
+        Ok((&y + self.drop.forward_t(&f, mode)?)?)
     }
 }
 
 impl DecoderLayer {
     /// One new position `y (B, 1, D)` in evaluation mode, with the self-attention
     /// key/value `cache` of the earlier positions (`None` at the first):
-    /// `(output (B, 1, D), the cache with this position, cross-attention weights
-    /// (B, 1, S))`. Equal to the last row of [`DecoderLayer::forward`] over the
+    /// `(output (B, 1, D), the cache with this position, each head's
+    /// cross-attention weights (B, h, 1, S))`. Equal to the last row of [`DecoderLayer::forward`] over the
     /// whole prefix: a position only attends to itself and earlier ones, and
     /// every other sub-layer works position by position.
     fn step(
@@ -160,9 +157,11 @@ impl DecoderLayer {
     ) -> Result<(Tensor, Memory, Tensor)> {
         let yn = self.ln1.forward(y)?;
         let cache = self.self_attn.extend(cache, &yn, &yn)?;
-        let (a, _) = self.self_attn.attend_with(&yn, &cache, None)?;
+        let (a, _) = self.self_attn.attend_heads(&yn, &cache, None)?;
         let y = (y + a)?;
-        let (c, w) = self.cross.attend(&self.ln2.forward(&y)?, memory)?;
+        let (c, w) = self
+            .cross
+            .attend_heads(&self.ln2.forward(&y)?, memory, None)?;
         let y = (&y + c)?;
         let f = self.ff.forward(&self.ln3.forward(&y)?, &Mode::eval())?;
         Ok(((&y + f)?, cache, w))
@@ -291,42 +290,24 @@ impl Transformer {
             .collect()
     }
 
-    fn decode(
-        &self,
-        tgt_in: &Tensor,
-        memories: &[Memory],
-        mode: &Mode,
-    ) -> Result<(Tensor, Tensor)> {
-        let (features, w) = self.decode_features(tgt_in, memories, mode)?;
-        Ok((self.out.forward(&features)?, w))
-    }
-
-    /// The normalised decoder output `(B, T, D)` the projection reads, and the
-    /// last layer's cross-attention weights.
-    fn decode_features(
-        &self,
-        tgt_in: &Tensor,
-        memories: &[Memory],
-        mode: &Mode,
-    ) -> Result<(Tensor, Tensor)> {
+    /// The normalised decoder output `(B, T, D)` the projection reads.
+    fn decode_features(&self, tgt_in: &Tensor, memories: &[Memory], mode: &Mode) -> Result<Tensor> {
         let t = tgt_in.dim(1)?;
         let causal = causal_bias(t, tgt_in.device())?;
         let mut y = self.embed(&self.tgt_emb, &self.pos_tgt, tgt_in, mode)?;
-        let mut w = None;
         for (l, m) in self.dec.iter().zip(memories) {
-            let (ny, nw) = l.forward(&y, &causal, m, mode)?;
-            y = ny;
-            w = Some(nw);
+            y = l.forward(&y, &causal, m, mode)?;
         }
-        let w = w.ok_or_else(|| Error::Config("no decoder layer".into()))?;
-        Ok((self.dec_norm.forward(&y)?, w))
+        Ok(self.dec_norm.forward(&y)?)
     }
 }
 
 impl Seq2Seq for Transformer {
     fn logits(&self, src: Source, tgt_in: &Tensor, mode: &Mode) -> Result<Tensor> {
         let memories = self.encode(src, mode)?;
-        Ok(self.decode(tgt_in, &memories, mode)?.0)
+        Ok(self
+            .out
+            .forward(&self.decode_features(tgt_in, &memories, mode)?)?)
     }
 
     fn token_losses(
@@ -338,24 +319,29 @@ impl Seq2Seq for Transformer {
         mode: &Mode,
     ) -> Result<Tensor> {
         let memories = self.encode(src, mode)?;
-        let (features, _) = self.decode_features(tgt_in, &memories, mode)?;
+        let features = self.decode_features(tgt_in, &memories, mode)?;
         super::head_losses(&self.out, &features, targets, label_smoothing)
     }
 
-    /// The decoding state: the ids so far `(B, t)`, then each decoder layer's
-    /// cross-attention memory (3 tensors), then each layer's self-attention
-    /// key/value cache (3 tensors; `(B, 0)` placeholders before the first step).
+    /// The decoding state: each decoder layer's cross-attention memory (3
+    /// tensors, the source side), then the ids so far `(B, t)`, then each layer's
+    /// self-attention key/value cache (3 tensors; `(B, 0)` placeholders before
+    /// the first step).
     fn start(&self, src: Source) -> Result<DecodeState> {
         let memories = self.encode(src, &Mode::eval())?;
         let b = src.ids.dim(0)?;
         let device = src.ids.device();
-        let mut tensors = vec![Tensor::zeros((b, 0), DType::U32, device)?];
+        let mut tensors = Vec::with_capacity(1 + 6 * self.dec.len());
         for m in memories {
             tensors.extend(m.into_vec());
         }
+        tensors.push(Tensor::zeros((b, 0), DType::U32, device)?);
         let empty = Tensor::zeros((b, 0), DType::F32, device)?;
         tensors.extend(std::iter::repeat_n(empty, 3 * self.dec.len()));
-        Ok(DecodeState { tensors })
+        Ok(DecodeState {
+            tensors,
+            source_side: 3 * self.dec.len(),
+        })
     }
 
     /// One step through the key/value caches: only the new position is embedded,
@@ -370,9 +356,11 @@ impl Seq2Seq for Transformer {
                 1 + 6 * layers
             )));
         }
-        let t = state.tensors[0].dim(1)?;
+        let (memories, rest) = state.tensors.split_at(3 * layers);
+        let (prefix, caches) = (&rest[0], &rest[1..]);
+        let t = prefix.dim(1)?;
         let prev = prev.unsqueeze(1)?;
-        let prefix = Tensor::cat(&[&state.tensors[0], &prev], 1)?;
+        let prefix = Tensor::cat(&[prefix, &prev], 1)?;
         if t + 1 > self.cfg.max_len {
             return Err(Error::Config(format!(
                 "sequence of {} ids is longer than the model's {} positions",
@@ -382,7 +370,6 @@ impl Seq2Seq for Transformer {
         }
         let mut y = (self.tgt_emb.forward(&prev)? * (self.cfg.d_model as f64).sqrt())?
             .broadcast_add(&self.pos_tgt.narrow(0, t, 1)?)?;
-        let (memories, caches) = state.tensors[1..].split_at(3 * layers);
         let mut next_caches = Vec::with_capacity(3 * layers);
         let mut w = None;
         for ((layer, m), c) in self
@@ -405,10 +392,15 @@ impl Seq2Seq for Transformer {
         let logits = self.out.forward(&self.dec_norm.forward(&y)?)?.squeeze(1)?;
         let logp = taper_nn::log_softmax(&logits)?;
         let mut tensors = Vec::with_capacity(state.tensors.len());
-        tensors.push(prefix);
         tensors.extend(memories.iter().cloned());
+        tensors.push(prefix);
         tensors.extend(next_caches);
-        Ok((logp, DecodeState { tensors }, w.squeeze(1)?))
+        let state = DecodeState {
+            tensors,
+            source_side: state.source_side,
+        };
+        // The last layer's weights averaged over heads: (B, h, 1, S) -> (B, S).
+        Ok((logp, state, w.mean(1)?.squeeze(1)?))
     }
 
     fn max_source_len(&self) -> usize {

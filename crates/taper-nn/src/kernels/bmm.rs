@@ -1,5 +1,7 @@
 //! Batched matrix products `(G, M, K) x (G, K, N) -> (G, M, N)` through
-//! [`super::gemm`], for attention's score and context products.
+//! [`super::gemm`], for attention's score and context products; products under
+//! [`MIN_WORK`] multiply-adds (short sequences, one query a decoding step) in
+//! plain vectorised loops instead.
 //!
 //! candle's CPU `matmul` runs them on the `gemm` crate, whose AVX2 kernels reach about
 //! a third of OpenBLAS's rate on AVX-512 CPUs; the Transformer step's ratio to PyTorch
@@ -10,7 +12,8 @@
 //! needs no copies. Every product is computed the same way whatever the thread
 //! count, so results are bit-identical on one thread or many.
 
-use super::{gemm, MatRef};
+use super::blas::MIN_WORK;
+use super::{gemm, simd, MatRef};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -47,6 +50,65 @@ fn dims(op: Bmm, a: &Layout, b: &Layout) -> Result<(usize, usize, usize, usize)>
     Ok((ga, m, k, n))
 }
 
+/// `a · b` as eight independent partial sums (the loop vectorises, and a wider
+/// vector does not reorder it: the same bits on every [`simd`] level).
+#[inline(always)]
+fn dot<T: WithDType>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (la, lb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut s = T::zero();
+    for (x, y) in la.remainder().iter().zip(lb.remainder()) {
+        s += *x * *y;
+    }
+    for (x, y) in la.zip(lb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.into_iter().fold(s, |s, v| s + v)
+}
+
+/// One product too small for a GEMM call to pay off, `dst (m, n) = op(a) · op(b)`
+/// (`dst` zero on entry), in loops the compiler vectorises over the contiguous
+/// dimension: rows of `b` scaled and added when `b` is stored `(k, n)`, dot
+/// products of rows when it is stored `(n, k)`.
+#[inline(always)]
+fn small_product<T: WithDType>(
+    dst: &mut [T],
+    a: &[T],
+    b: &[T],
+    op: Bmm,
+    (m, k, n): (usize, usize, usize),
+) {
+    let a_at = |i: usize, kk: usize| if op.ta { a[kk * m + i] } else { a[i * k + kk] };
+    if !op.tb {
+        for (i, row) in dst.chunks_exact_mut(n).enumerate() {
+            for (kk, br) in b.chunks_exact(n).enumerate() {
+                let s = a_at(i, kk);
+                for (d, &v) in row.iter_mut().zip(br) {
+                    *d += s * v;
+                }
+            }
+        }
+    } else if !op.ta {
+        for (row, ar) in dst.chunks_exact_mut(n).zip(a.chunks_exact(k)) {
+            for (d, br) in row.iter_mut().zip(b.chunks_exact(k)) {
+                *d = dot(ar, br);
+            }
+        }
+    } else {
+        for (i, row) in dst.chunks_exact_mut(n).enumerate() {
+            for (d, br) in row.iter_mut().zip(b.chunks_exact(k)) {
+                let mut s = T::zero();
+                for (kk, &v) in br.iter().enumerate() {
+                    s += a_at(i, kk) * v;
+                }
+                *d = s;
+            }
+        }
+    }
+}
+
 fn forward<T: WithDType>(
     op: Bmm,
     a: &[T],
@@ -55,6 +117,25 @@ fn forward<T: WithDType>(
 ) -> Vec<T> {
     let mut out = vec![T::zero(); g * m * n];
     if m * n == 0 {
+        return out;
+    }
+    let work = m * n * k;
+    if work < MIN_WORK {
+        // Attention over short sequences, and decoding's one query a step: a GEMM
+        // call's set-up costs more than such a product (candle's batched matmul
+        // made them one after another, each through the `gemm` crate). Each rayon
+        // task takes products worth about one GEMM's minimum of work.
+        out.par_chunks_mut(m * n)
+            .with_min_len((MIN_WORK / work.max(1)).max(1))
+            .enumerate()
+            .for_each(|(i, dst)| {
+                let ai = &a[i * m * k..(i + 1) * m * k];
+                let bi = &b[i * k * n..(i + 1) * k * n];
+                simd::dispatch(
+                    #[inline(always)]
+                    || small_product(dst, ai, bi, op, (m, k, n)),
+                )
+            });
         return out;
     }
     // A stored row-major matrix of `cols` columns, read as its transpose when `t`.
@@ -164,6 +245,20 @@ impl CustomOp2 for Bmm {
 /// Operands of fewer than 3 dimensions, different leading dimensions, or inner
 /// dimensions that do not match.
 pub fn bmm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    batched(a, b, false)
+}
+
+/// `a (..., M, K) · b (..., N, K)ᵀ`: [`bmm`] with `b` read transposed in place,
+/// for attention scores `q · kᵀ` over keys stored a position per row (which a
+/// decoding cache appends to without moving the earlier rows).
+///
+/// # Errors
+/// As [`bmm`].
+pub fn bmm_t(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    batched(a, b, true)
+}
+
+fn batched(a: &Tensor, b: &Tensor, tb: bool) -> Result<Tensor> {
     let (ra, rb) = (a.rank(), b.rank());
     if ra < 3 || ra != rb || a.dims()[..ra - 2] != b.dims()[..rb - 2] {
         candle_core::bail!(
@@ -172,25 +267,21 @@ pub fn bmm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             b.dims()
         );
     }
+    if !super::norm::fusable(a) {
+        return if tb {
+            a.matmul(&b.transpose(rb - 2, rb - 1)?)
+        } else {
+            a.matmul(b)
+        };
+    }
     let lead = &a.dims()[..ra - 2];
     let g: usize = lead.iter().product();
     let (m, k) = (a.dims()[ra - 2], a.dims()[ra - 1]);
-    let n = b.dims()[rb - 1];
-    // Small products stay on candle's batched matmul, which splits the whole batch
-    // at once: one call per product cost more at sequence length 16 (Transformer
-    // step 1.22 -> 1.41x PyTorch's time).
-    if !super::norm::fusable(a) || m * n * k < super::blas::MIN_WORK {
-        return a.matmul(b);
-    }
+    let (b1, b2) = (b.dims()[rb - 2], b.dims()[rb - 1]);
+    let n = if tb { b1 } else { b2 };
     let a3 = a.contiguous()?.reshape((g, m, k))?;
-    let b3 = b.contiguous()?.reshape((g, b.dims()[rb - 2], n))?;
-    let out = a3.apply_op2(
-        &b3,
-        Bmm {
-            ta: false,
-            tb: false,
-        },
-    )?;
+    let b3 = b.contiguous()?.reshape((g, b1, b2))?;
+    let out = a3.apply_op2(&b3, Bmm { ta: false, tb })?;
     let mut shape = lead.to_vec();
     shape.extend([m, n]);
     out.reshape(shape)
@@ -201,26 +292,38 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device};
 
+    fn max_diff(x: Result<Tensor>, y: Result<Tensor>) -> f32 {
+        (x.unwrap() - y.unwrap())
+            .and_then(|d| d.abs()?.max_all()?.to_scalar())
+            .unwrap()
+    }
+
     #[test]
     fn equals_candle_matmul_and_refuses_mismatches() {
         let dev = Device::Cpu;
         // Products of at least blas::MIN_WORK multiply-adds, so they take this path.
         let a = Tensor::randn(0f32, 1.0, (2, 3, 40, 70), &dev).unwrap();
         let b = Tensor::randn(0f32, 1.0, (2, 3, 70, 36), &dev).unwrap();
-        let d: f32 = (bmm(&a, &b).unwrap() - a.matmul(&b).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert!(d < 1e-5, "{d}");
+        let d = max_diff(bmm(&a, &b), a.matmul(&b));
+        // Sums of 70 products of values about 1 in f32, rounded in another order
+        // than candle's: agree to a few units of the last place of values near 10.
+        assert!(d < 1e-4, "{d}");
+        // Products too small for a GEMM call: the plain loops, equal too.
+        for (m, k, n) in [(1, 64, 13), (5, 9, 3), (2, 17, 1)] {
+            let a = Tensor::randn(0f32, 1.0, (3, 4, m, k), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, (3, 4, k, n), &dev).unwrap();
+            let d = max_diff(bmm(&a, &b), a.matmul(&b));
+            assert!(d < 1e-4, "{m}x{k}x{n}: {d}");
+        }
         let a64 = a.to_dtype(DType::F64).unwrap();
         let bt = b.to_dtype(DType::F64).unwrap().transpose(2, 3).unwrap();
         // A transposed view is made contiguous first.
         let r = bmm(&a64, &bt.transpose(2, 3).unwrap()).unwrap();
         assert_eq!(r.dims(), &[2, 3, 40, 36]);
+        // b read transposed: the same as multiplying by its transpose.
+        let bt = b.transpose(2, 3).unwrap().contiguous().unwrap();
+        let d = max_diff(bmm_t(&a, &bt), a.matmul(&b));
+        assert!(d < 1e-4, "{d}");
         assert!(bmm(&a, &a).is_err());
         assert!(bmm(&a.narrow(0, 0, 1).unwrap(), &b).is_err());
     }

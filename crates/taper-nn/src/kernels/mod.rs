@@ -22,12 +22,14 @@ pub mod loss;
 pub mod norm;
 pub mod pool;
 pub mod rnn;
+pub mod select;
 pub mod simd;
 pub mod vmath;
 pub use activation::{leaky_relu, relu, tanh};
-pub use bmm::bmm;
+pub use bmm::{bmm, bmm_t};
 pub use conv::{gemm, MatRef};
 pub use pool::max_pool2d;
+pub use select::select_rows;
 
 /// Geometry of a 2-D convolution window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
