@@ -11,10 +11,14 @@ search (width 5, length normalisation alpha, 2*width candidates a step) in batch
 `scaled_dot_product_attention`. Prints both times, BLEU / chrF (sacreBLEU) and, with
 `--compare RUN`, how many hypotheses equal Taper's, then one JSON line.
 
-    target/release/examples/translate --prefixes --model transformer --epochs 1 --out RUN
-    target/release/examples/translate --prefixes --model transformer --epochs 1 \
-        --resume RUN --export EXPORT        # decodes again; writes the test ids
+    T=${CARGO_TARGET_DIR:-target}/release/examples   # add --data DIR where the data is not found
+    $T/translate --prefixes --model transformer --epochs 1 --threads 2 --out RUN
+    $T/translate --prefixes --model transformer --epochs 1 --threads 2 \
+        --resume RUN --export EXPORT        # the same flags: decodes again, writes the test ids
     bench/.venv/bin/python bench/decode_peer.py RUN EXPORT --threads 2 --compare RUN
+
+BLEU is scored on the tokenised text, as Taper scores it (sacreBLEU's warning about
+that is silenced).
 """
 import argparse
 import json
@@ -250,6 +254,12 @@ def main():
     ap.add_argument("--compare", type=pathlib.Path, help="run directory whose hypotheses.{greedy,beam}.txt to compare")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    need = [a.run / "model.json", a.run / "checkpoints" / "best.json"]
+    need += [a.export / f for f in ("config.json", "tgt_vocab.txt", "test_refs.txt", "test.ids.tsv")]
+    for f in need:
+        if not f.is_file():
+            raise SystemExit(f"{f}: not found (RUN is a `translate --model transformer` run directory, "
+                             "EXPORT what `translate ... --resume RUN --export EXPORT` wrote)")
     spec = json.loads((a.run / "model.json").read_text())["config"]
     if spec.get("model") != "transformer":
         raise SystemExit(f"{a.run / 'model.json'}: model is {spec.get('model')!r}, not 'transformer'")
@@ -285,8 +295,8 @@ def main():
     result = {"peer": "pytorch-incremental-decoder", "torch": torch.__version__, "threads": a.threads,
               "sentences": len(sources), "beam": a.beam, "greedy_decode_seconds": min(times_g),
               "beam_decode_seconds": min(times_b), "greedy_rounds": times_g, "beam_rounds": times_b,
-              "bleu_greedy": sacrebleu.corpus_bleu(hyp_g, [refs]).score,
-              "bleu": sacrebleu.corpus_bleu(hyp_b, [refs]).score,
+              "bleu_greedy": sacrebleu.corpus_bleu(hyp_g, [refs], force=True).score,
+              "bleu": sacrebleu.corpus_bleu(hyp_b, [refs], force=True).score,
               "chrf_greedy": sacrebleu.corpus_chrf(hyp_g, [refs]).score,
               "chrf": sacrebleu.corpus_chrf(hyp_b, [refs]).score}
     if a.compare:

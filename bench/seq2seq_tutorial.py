@@ -16,8 +16,12 @@ the epochs in --points it decodes the test split greedily (and with beam search 
 last point, Taper's rules) and scores with sacreBLEU; the time axis is training time
 only. Prints one JSON line with the points.
 
-    target/release/examples/translate --prefixes --epochs 1 --export bench/out/tutorial-ids ...
+    ${CARGO_TARGET_DIR:-target}/release/examples/translate --prefixes --epochs 1 --threads 2 \
+        --out RUN --export bench/out/tutorial-ids      # add --data DIR where needed
     bench/.venv/bin/python bench/seq2seq_tutorial.py bench/out/tutorial-ids --threads 2
+
+BLEU is scored on the tokenised text, as Taper scores it (sacreBLEU's warning about
+that is silenced).
 """
 import argparse
 import json
@@ -87,6 +91,9 @@ def main():
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args()
+    for f in ("config.json", "tgt_vocab.txt", "test_refs.txt", "train.ids.tsv", "test.ids.tsv"):
+        if not (a.export / f).is_file():
+            raise SystemExit(f"{a.export / f}: not found (pass what `translate --prefixes --export DIR` wrote)")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     cfg = json.loads((a.export / "config.json").read_text())
@@ -125,11 +132,11 @@ def main():
             lens = torch.tensor([max(1, len(te_s[i])) for i in b])
             for i, o in zip(b, greedy(model, pad([te_s[i] for i in b], None), lens, max_len)):
                 hyp[i] = text(o)
-        point = {"epoch": ep, "train_seconds": trained, "bleu_greedy": sacrebleu.corpus_bleu(hyp, [refs]).score}
+        point = {"epoch": ep, "train_seconds": trained, "bleu_greedy": sacrebleu.corpus_bleu(hyp, [refs], force=True).score}
         if ep == points[-1]:
             hyp_b = [text(beam(model, pad([s], None), torch.tensor([max(1, len(s))]), a.beam, 1.0, max_len))
                      for s in te_s]
-            point["bleu"] = sacrebleu.corpus_bleu(hyp_b, [refs]).score
+            point["bleu"] = sacrebleu.corpus_bleu(hyp_b, [refs], force=True).score
         results.append(point)
         print(json.dumps(point), flush=True)
     print(json.dumps({"peer": "pytorch-seq2seq-tutorial", "torch": torch.__version__, "threads": a.threads,

@@ -300,6 +300,33 @@ fn translation_report_renders_triples_and_attention() {
     assert!(html.contains(&splits), "{splits} missing");
     assert!(html.contains("<th>batch size</th><td>64</td>"));
     check_page(&page, Some(&json), 2);
+    // Resuming it as another model is refused up front, naming the flag to repeat.
+    let out = Command::new(example("translate"))
+        .args([
+            "--task",
+            "dates",
+            "--num-dates",
+            "600",
+            "--model",
+            "transformer",
+        ])
+        .args([
+            "--emb",
+            "16",
+            "--hidden",
+            "32",
+            "--resume",
+            d.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "resumed as another model: {err}");
+    assert!(
+        err.contains("model \"lstm\" (this command: \"transformer\"; --model)")
+            && err.contains("repeat the run's flags"),
+        "{err}"
+    );
 }
 
 #[test]
