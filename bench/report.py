@@ -101,13 +101,16 @@ lines = [
     "| case | unit | Taper | peer | peer figure | Taper/peer time ratio | ratio IQR (rounds) | at or below 1.0 |",
     "|---|---|---|---|---|---|---|---|",
 ]
-for case, a, ka, b, kb, unit, lower, peer in rows:
-    va, vb = a.get(ka), b.get(kb)
+def round_pairs(ours, theirs, ka, kb):
+    """(Taper, peer) figures of interleaved rounds where both sides measured."""
+    pairs = [(x.get(ka), y.get(kb)) for x, y in zip(ours, theirs)]
+    return [(x, y) for x, y in pairs if isinstance(x, (int, float)) and isinstance(y, (int, float)) and x and y]
+
+
+def line(case, unit, peer, va, vb, lower, pairs):
     ratio, iqr, verdict = "–", "–", "–"
     # Interleaved rounds, where they exist: median figures, and the ratio's median and
     # quartiles taken round by round (each round's two sides ran back to back).
-    pairs = [(x.get(ka), y.get(kb)) for x, y in zip(taper_r, torch_r)] if a is taper and b is torch_ else []
-    pairs = [(x, y) for x, y in pairs if isinstance(x, (int, float)) and isinstance(y, (int, float)) and x and y]
     if pairs:
         va = statistics.median(x for x, _ in pairs)
         vb = statistics.median(y for _, y in pairs)
@@ -117,26 +120,25 @@ for case, a, ka, b, kb, unit, lower, peer in rows:
     elif isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va and vb:
         r = va / vb if lower else vb / va  # always Taper time over peer time
         ratio = f"{r:.2f}"
-    lines.append(
+    return (
         f"| {case} | {unit} | {fmt(va) if va is not None else 'not measured'} | {peer} | "
         f"{fmt(vb) if vb is not None else 'not measured'} | {ratio} | {iqr} | {verdict} |"
     )
+
+
+for case, a, ka, b, kb, unit, lower, peer in rows:
+    pairs = round_pairs(taper_r, torch_r, ka, kb) if a is taper and b is torch_ else []
+    lines.append(line(case, unit, peer, a.get(ka), b.get(kb), lower, pairs))
 # Transformer decoding: the same model on both sides, interleaved rounds (bench/run.sh).
 dec_t, dec_p = rounds("taper_decode"), rounds("decode")
 for key, what in (("greedy_decode_seconds", "greedy"), ("beam_decode_seconds", "beam 5")):
-    pairs = [(x.get(key), y.get(key)) for x, y in zip(dec_t, dec_p)]
-    pairs = [(x, y) for x, y in pairs if isinstance(x, (int, float)) and isinstance(y, (int, float)) and x and y]
+    pairs = round_pairs(dec_t, dec_p, key, key)
     if not pairs:
         continue
-    q1, q2, q3 = quartiles(sorted(x / y for x, y in pairs))
     same = dec_p[0].get(f"{what.split()[0]}_equal_to_taper")
     agree = f", {100 * same:.1f} % of outputs equal" if isinstance(same, (int, float)) else ""
-    lines.append(
-        f"| Transformer decoding, {what}, 1,278 eng-fra test sentences{agree} | s | "
-        f"{fmt(statistics.median(x for x, _ in pairs))} | PyTorch (incremental decoder) | "
-        f"{fmt(statistics.median(y for _, y in pairs))} | {q2:.2f} | {q1:.2f}-{q3:.2f} ({len(pairs)}) | "
-        f"{'yes' if q3 <= 1.0 else 'no'} |"
-    )
+    case = f"Transformer decoding, {what}, 1,278 eng-fra test sentences{agree}"
+    lines.append(line(case, "s", "PyTorch (incremental decoder)", None, None, True, pairs))
 cpu = [(counters(f"taper.r{i}"), counters(f"torch.r{i}")) for i in range(1, len(taper_r) + 1)]
 cpu = [(t, p) for t, p in cpu if t[0] and p[0]]
 if cpu:

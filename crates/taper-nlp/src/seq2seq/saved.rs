@@ -100,7 +100,92 @@ pub fn save_run(run: &Path, spec: &ModelSpec, src: &TextCodec, tgt: &TextCodec) 
     Ok(())
 }
 
+/// The spec and vocabulary files of `run`'s `model.json`: a model card, or a bare
+/// [`ModelSpec`] from before the cards.
+fn read_card(run: &Path) -> Result<(ModelSpec, CardData)> {
+    let spec_path = ModelCard::path(run);
+    match ModelCard::load(run, FAMILY) {
+        Ok(card) => Ok((card.config::<ModelSpec>()?, card.data::<CardData>()?)),
+        Err(taper_train::Error::Checkpoint { msg, .. }) if msg.starts_with("not a model card") => {
+            let text = std::fs::read_to_string(&spec_path).map_err(|e| Error::io(&spec_path, e))?;
+            let spec = serde_json::from_str(&text)
+                .map_err(|e| Error::Config(format!("{}: {e}", spec_path.display())))?;
+            let data = CardData {
+                src_vocab: "src_vocab.json".into(),
+                tgt_vocab: "tgt_vocab.json".into(),
+            };
+            Ok((spec, data))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl ModelSpec {
+    /// Checks that this spec builds the model `run` saved, before its checkpoint
+    /// is resumed: the model settings are stored only in `run/model.json`, so a
+    /// command that leaves out a flag (say `--model transformer`) would build
+    /// another model and fail on the checkpoint's tensor names.
+    ///
+    /// # Errors
+    /// `model.json` missing or unreadable, or a setting that differs: the error
+    /// names each one with its saved value, this spec's value and the
+    /// `translate` flag that sets it.
+    pub fn check_resumes(&self, run: &Path) -> Result<()> {
+        let (saved, _) = read_card(run)?;
+        let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        let fields: [(&str, &str, String, String); 11] = [
+            ("model", "--model", show(&saved.model), show(&self.model)),
+            ("cell", "--cell", show(&saved.cell), show(&self.cell)),
+            (
+                "attention",
+                "--attention",
+                show(&saved.attention),
+                show(&self.attention),
+            ),
+            (
+                "bidirectional",
+                "--unidirectional",
+                show(&saved.bidirectional),
+                show(&self.bidirectional),
+            ),
+            ("emb", "--emb", show(&saved.emb), show(&self.emb)),
+            (
+                "hidden",
+                "--hidden",
+                show(&saved.hidden),
+                show(&self.hidden),
+            ),
+            (
+                "layers",
+                "--layers",
+                show(&saved.layers),
+                show(&self.layers),
+            ),
+            ("heads", "--heads", show(&saved.heads), show(&self.heads)),
+            ("ffn", "--ffn", show(&saved.ffn), show(&self.ffn)),
+            (
+                "positions",
+                "--positions",
+                show(&saved.positions),
+                show(&self.positions),
+            ),
+            ("task", "--task", show(&saved.task), show(&self.task)),
+        ];
+        let differ: Vec<String> = fields
+            .iter()
+            .filter(|f| f.2 != f.3)
+            .map(|(k, flag, was, now)| format!("{k} {was} (this command: {now}; {flag})"))
+            .collect();
+        if differ.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{}: the run was trained with {}; repeat the run's flags to resume it",
+            ModelCard::path(run).display(),
+            differ.join(", ")
+        )))
+    }
+
     /// Builds the model's variables into `varmap` (seeded initialisation).
     pub fn build(&self, varmap: &VarMap, seed_: u64, device: &Device) -> Result<Box<dyn Seq2Seq>> {
         let vb = seeded_var_builder(varmap, seed_, DType::F32, device);
@@ -195,25 +280,7 @@ impl Translator {
     /// each a typed error naming the file. Runs written before model cards (a
     /// bare [`ModelSpec`] in `model.json`) load too.
     pub fn load(run: &Path, device: &Device) -> Result<Self> {
-        let spec_path = ModelCard::path(run);
-        let (spec, data) = match ModelCard::load(run, FAMILY) {
-            Ok(card) => (card.config::<ModelSpec>()?, card.data::<CardData>()?),
-            // A bare spec, from before the cards.
-            Err(taper_train::Error::Checkpoint { msg, .. })
-                if msg.starts_with("not a model card") =>
-            {
-                let text =
-                    std::fs::read_to_string(&spec_path).map_err(|e| Error::io(&spec_path, e))?;
-                let spec = serde_json::from_str(&text)
-                    .map_err(|e| Error::Config(format!("{}: {e}", spec_path.display())))?;
-                let data = CardData {
-                    src_vocab: "src_vocab.json".into(),
-                    tgt_vocab: "tgt_vocab.json".into(),
-                };
-                (spec, data)
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let (spec, data) = read_card(run)?;
         let (sp, tp) = (run.join(&data.src_vocab), run.join(&data.tgt_vocab));
         let src = TextCodec::load(&sp)?;
         let tgt = TextCodec::load(&tp)?;
