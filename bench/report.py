@@ -66,7 +66,7 @@ rows = [
     ("time to 98.5 % MNIST test accuracy (LeNet)", taper, "mnist_lenet_seconds_to_98_5", torch_, "mnist_lenet_seconds_to_98_5", "s", True, "PyTorch"),
     ("CNN inference, batch 1", taper, "infer_cnn_b1_images_per_s", torch_, "infer_cnn_b1_images_per_s", "img/s", False, "PyTorch"),
     ("CNN inference, batch 256", taper, "infer_cnn_b256_images_per_s", torch_, "infer_cnn_b256_images_per_s", "img/s", False, "PyTorch"),
-    ("preprocessing (resize, crop, rotate, flip, normalize)", taper, "preprocess_images_per_s", torch_, "preprocess_images_per_s", "img/s", False, "torchvision"),
+    ("preprocessing (resize, crop, bilinear rotate, flip, normalize)", taper, "preprocess_images_per_s", torch_, "preprocess_images_per_s", "img/s", False, "torchvision"),
     ("f32 matmul 1024^3", taper, "matmul_gflops", torch_, "matmul_gflops", "GFLOP/s", False, "PyTorch"),
     ("OLS fit, diabetes", treg, "ols_diabetes", skl, "ols_diabetes", "s", True, "scikit-learn"),
     ("ridge fit, diabetes", treg, "ridge_diabetes", skl, "ridge_diabetes", "s", True, "scikit-learn"),

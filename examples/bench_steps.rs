@@ -398,15 +398,11 @@ fn main() -> Result<()> {
         let n = 32usize;
         let batch: Vec<_> = (0..n).map(|i| photos[i % 2].clone()).collect();
         let mut round = 0u64;
-        let ms = median_ms(1, 5, || {
+        let ms = median_ms(2, 20, || {
             let seeds: Vec<u64> = (0..n as u64).map(|i| round * 1000 + i).collect();
             round += 1;
-            let imgs = pipeline.apply_batch(batch.clone(), &seeds)?;
-            let ts = imgs
-                .iter()
-                .map(|i| to_tensor(i, 3, &Device::Cpu))
-                .collect::<taper::train::Result<Vec<_>>>()?;
-            norm.apply(&Tensor::stack(&ts, 0)?)?;
+            let imgs = pipeline.apply_batch(&batch, &seeds)?;
+            to_tensor_batch(&imgs, 3, Some(&norm), &Device::Cpu)?;
             Ok(())
         })?;
         out.insert(

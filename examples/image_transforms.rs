@@ -61,7 +61,7 @@ fn main() -> Result<()> {
         .map(|i| args.common.seed.wrapping_add(i))
         .collect();
     let t0 = std::time::Instant::now();
-    let outs = pipeline.apply_batch(vec![img; n as usize], &seeds)?;
+    let outs = pipeline.apply_batch(&vec![img; n as usize], &seeds)?;
     let secs = t0.elapsed().as_secs_f64();
     let mut grid = RgbImage::new(side * args.grid, side * args.grid);
     for (i, o) in outs.iter().enumerate() {

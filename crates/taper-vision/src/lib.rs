@@ -53,6 +53,7 @@ pub mod explain;
 pub mod grid;
 pub mod metrics;
 pub mod models;
+mod pixels;
 pub mod report;
 pub mod transforms;
 

@@ -46,11 +46,11 @@ fn same_seed_same_pixels_in_parallel_or_not() {
     assert_eq!(a.as_bytes(), b.as_bytes());
     assert_ne!(a.as_bytes(), c.as_bytes());
     let batch = p
-        .apply_batch(vec![photo(), photo(), photo()], &[8, 7, 8])
+        .apply_batch(&[photo(), photo(), photo()], &[8, 7, 8])
         .unwrap();
     assert_eq!(batch[1].as_bytes(), a.as_bytes());
     assert_eq!(batch[0].as_bytes(), c.as_bytes());
-    assert!(p.apply_batch(vec![photo()], &[1, 2]).is_err());
+    assert!(p.apply_batch(&[photo()], &[1, 2]).is_err());
 }
 
 #[test]
@@ -219,4 +219,129 @@ fn crc32(data: &[u8]) -> u32 {
         }
     }
     !c
+}
+
+#[test]
+fn borrowed_images_give_the_same_pixels_as_owned_ones() {
+    let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_fn(50, 31, |x, y| {
+        image::Rgba([(x * 5) as u8, (y * 8) as u8, 77, 200])
+    }));
+    let grey = DynamicImage::ImageLuma8(GrayImage::from_fn(50, 31, |x, y| {
+        Luma([(x * 3 + y * 7) as u8])
+    }));
+    let steps: Vec<Box<dyn Transform>> = vec![
+        Box::new(Resize::new(24, 40)),
+        Box::new(CenterCrop {
+            width: 20,
+            height: 11,
+        }),
+        Box::new(RandomCrop {
+            width: 30,
+            height: 30,
+            padding: 3,
+        }),
+        Box::new(Rotate { degrees: 12.0 }),
+        Box::new(RandomRotation { max_degrees: 30.0 }),
+        Box::new(HorizontalFlip { p: 0.5 }),
+        Box::new(VerticalFlip { p: 0.5 }),
+        Box::new(ColorJitter {
+            brightness: 0.3,
+            contrast: 0.3,
+            saturation: 0.3,
+        }),
+    ];
+    for img in [photo(), rgba, grey] {
+        for (i, t) in steps.iter().enumerate() {
+            for seed in 0..4 {
+                let rng = || <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+                let owned = t.apply(img.clone(), &mut rng()).unwrap();
+                let borrowed = t.apply_ref(&img, &mut rng()).unwrap();
+                assert_eq!(owned.dimensions(), borrowed.dimensions(), "step {i}");
+                assert_eq!(owned.color(), borrowed.color(), "step {i}");
+                assert_eq!(
+                    owned.as_bytes(),
+                    borrowed.as_bytes(),
+                    "step {i}, seed {seed}"
+                );
+            }
+        }
+        let p = full_pipeline();
+        assert_eq!(
+            p.apply(img.clone(), 3).unwrap().as_bytes(),
+            p.apply_ref(&img, 3).unwrap().as_bytes()
+        );
+        assert_eq!(
+            Compose::new().apply_ref(&img, 3).unwrap().as_bytes(),
+            img.as_bytes()
+        );
+    }
+    // A flip keeps the image's own pixel type; crops of grey and RGB copy rows.
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let f = HorizontalFlip { p: 1.0 }
+        .apply(
+            DynamicImage::ImageRgba8(image::RgbaImage::new(3, 2)),
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(f.color(), image::ColorType::Rgba8);
+    let c = CenterCrop {
+        width: 2,
+        height: 1,
+    }
+    .apply_ref(&grey_ramp(), &mut rng)
+    .unwrap();
+    assert_eq!(c.as_bytes(), &[5, 6]);
+}
+
+/// 4x3 grey image whose pixel (x, y) is 4y + x.
+fn grey_ramp() -> DynamicImage {
+    DynamicImage::ImageLuma8(GrayImage::from_fn(4, 3, |x, y| Luma([(4 * y + x) as u8])))
+}
+
+#[test]
+fn a_batch_tensor_equals_stacked_normalised_images() {
+    let p = full_pipeline();
+    let imgs = p
+        .apply_batch(&[photo(), photo(), photo()], &[1, 2, 3])
+        .unwrap();
+    let norm = Normalize::imagenet();
+    let batch = to_tensor_batch(&imgs, 3, Some(&norm), &Device::Cpu).unwrap();
+    assert_eq!(batch.dims(), &[3, 3, 40, 40]);
+    let each: Vec<Tensor> = imgs
+        .iter()
+        .map(|i| to_tensor(i, 3, &Device::Cpu).unwrap())
+        .collect();
+    let want = norm.apply(&Tensor::stack(&each, 0).unwrap()).unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    assert_eq!(bits(&batch), bits(&want));
+    // Grey from colour, and no normalisation: to_tensor's values.
+    let g = to_tensor_batch(&imgs[..1], 1, None, &Device::Cpu).unwrap();
+    assert_eq!(
+        bits(&g.squeeze(0).unwrap()),
+        bits(&to_tensor(&imgs[0], 1, &Device::Cpu).unwrap())
+    );
+    assert_eq!(
+        to_tensor_batch(&[], 3, None, &Device::Cpu).unwrap().dims(),
+        &[0, 3, 0, 0]
+    );
+    let e = to_tensor_batch(&[imgs[0].clone(), photo()], 3, None, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("image 1 is 640x427, image 0 is 40x40"), "{e}");
+    let e = to_tensor_batch(&imgs, 3, Some(&Normalize::mnist()), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("1 means and 1 stds for an image of 3 channels"),
+        "{e}"
+    );
+    assert!(to_tensor_batch(&imgs, 2, None, &Device::Cpu).is_err());
 }

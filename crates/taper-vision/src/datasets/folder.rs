@@ -1,7 +1,7 @@
 //! An image-folder data set: one sub-folder per class, images decoded with
 //! `image` and passed through a seeded [`Compose`] pipeline on load.
 
-use crate::transforms::{open_image, to_tensor, Compose, Normalize};
+use crate::transforms::{open_image, to_tensor_batch, Compose, Normalize};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
@@ -154,10 +154,13 @@ impl Dataset for ImageFolder {
                 mix(&[self.seed, epoch as u64, index as u64], "image-folder"),
             )
             .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
-        let mut t = to_tensor(&img, self.channels, &Device::Cpu)?;
-        if let Some(n) = &self.normalize {
-            t = n.apply(&t)?;
-        }
+        let t = to_tensor_batch(
+            std::slice::from_ref(&img),
+            self.channels,
+            self.normalize.as_ref(),
+            &Device::Cpu,
+        )?
+        .squeeze(0)?;
         Ok(vec![t, Tensor::new(*label, &Device::Cpu)?])
     }
 }

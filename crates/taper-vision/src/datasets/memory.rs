@@ -1,6 +1,6 @@
 //! Images held in memory and augmented per epoch, batch by batch, in parallel.
 
-use crate::transforms::{to_tensor, Compose, Normalize};
+use crate::transforms::{to_tensor_batch, Compose, Normalize};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use image::{DynamicImage, GrayImage, RgbImage};
@@ -99,24 +99,18 @@ impl BatchSource for InMemoryImages {
     }
     fn batch_in_epoch(&self, indices: &[usize], epoch: usize) -> Result<TensorBatch> {
         let n = self.images.len();
-        let tensors = indices
+        let imgs = indices
             .par_iter()
             .map(|&i| {
                 let img = self
                     .images
                     .get(i)
                     .ok_or_else(|| Error::Data(format!("index {i} out of range for {n} images")))?;
-                let img = self.pipeline.apply(
-                    img.clone(),
-                    mix(&[self.seed, epoch as u64, i as u64], "augment"),
-                )?;
-                to_tensor(&img, self.channels, &Device::Cpu)
+                self.pipeline
+                    .apply_ref(img, mix(&[self.seed, epoch as u64, i as u64], "augment"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut x = Tensor::stack(&tensors, 0)?;
-        if let Some(nm) = &self.normalize {
-            x = nm.apply(&x)?;
-        }
+        let x = to_tensor_batch(&imgs, self.channels, self.normalize.as_ref(), &Device::Cpu)?;
         let y: Vec<u32> = indices.iter().map(|&i| self.labels[i]).collect();
         let y = Tensor::from_vec(y, indices.len(), &Device::Cpu)?;
         TensorBatch::new(vec![x.to_device(&self.device)?, y.to_device(&self.device)?])
