@@ -21,6 +21,7 @@ use taper::nn::{linear, Linear};
 use taper::nn::{Forward, Mode};
 use taper::train::cli::ExampleArgs;
 use taper::train::data::{root::require_dir, DataLoader, LoaderConfig};
+use taper::train::device::in_pool;
 use taper::train::optim::{named_vars, Adam, AdamConfig};
 use taper::train::schedule::OneCycle;
 use taper::train::{
@@ -61,14 +62,16 @@ struct Args {
     len_sweep: Vec<usize>,
 }
 
-fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()> + Send) -> Result<f64> {
+    // Each call on the CPU pool, as the Trainer runs its steps (`in_pool`).
+    let mut call = || in_pool(&mut f);
     for _ in 0..warmup {
-        f()?;
+        call()?;
     }
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {
             let s = Instant::now();
-            f().map(|_| s.elapsed().as_secs_f64() * 1e3)
+            call().map(|_| s.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<Result<_>>()?;
     t.sort_by(|a, b| a.total_cmp(b));
@@ -96,7 +99,7 @@ impl Forward for Mlp {
     }
 }
 
-fn step_case<M: Forward + Sync>(
+fn step_case<M: Forward + Sync + Send>(
     model: M,
     vm: VarMap,
     x: Tensor,
@@ -439,7 +442,9 @@ fn main() -> Result<()> {
         let mut reached: Option<f64> = None;
         for (i, b) in train.epoch(0, 0).enumerate() {
             let ctx = StepContext::new(0, 0, i, i as u64);
-            clf.train_step(&b?, &ctx, &mut opt)?.metrics()?;
+            let b = b?;
+            // On the CPU pool, as the Trainer runs its steps.
+            in_pool(|| clf.train_step(&b, &ctx, &mut opt)?.metrics())?;
             if reached.is_none() && (i + 1) % 100 == 0 {
                 let e = Instant::now();
                 let acc = Trainer::evaluate(&mut clf, &test)?

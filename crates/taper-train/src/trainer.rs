@@ -460,8 +460,8 @@ impl Trainer {
         valid: Option<&DataLoader<B>>,
     ) -> Result<FitReport>
     where
-        B: Send + 'static,
-        M: TrainStep<B>,
+        B: Send + Sync + 'static,
+        M: TrainStep<B> + Send,
     {
         let start = Instant::now();
         let mut cfg = self.config.clone();
@@ -585,7 +585,7 @@ impl Trainer {
                     Some(batch) => {
                         let ctx = StepContext::new(cfg.seed, state.epoch, 0, state.iteration)
                             .on_rank(rank, ranks);
-                        Ok(Some(model.valid_step(&batch?, &ctx)?.metrics()?))
+                        Ok(Some(valid_metrics(model, &batch?, &ctx)?))
                     }
                 }
             };
@@ -637,24 +637,26 @@ impl Trainer {
                 let batch = batch?;
                 let ctx = StepContext::new(cfg.seed, epoch, state.batch_in_epoch, state.iteration)
                     .on_rank(rank, ranks);
-                let m = model
-                    .train_step(&batch, &ctx, opt)
-                    .and_then(|out| out.metrics())
-                    .map_err(|e| match e {
-                        Error::NonFinite { group, value, .. } => Error::NonFinite {
-                            step: state.iteration as usize,
-                            epoch,
-                            group,
-                            value,
-                        },
-                        Error::NonFiniteGradient { group, param, .. } => Error::NonFiniteGradient {
-                            step: state.iteration as usize,
-                            epoch,
-                            group,
-                            param,
-                        },
-                        other => other,
-                    })?;
+                let m = crate::device::in_pool(|| {
+                    model
+                        .train_step(&batch, &ctx, opt)
+                        .and_then(|out| out.metrics())
+                })
+                .map_err(|e| match e {
+                    Error::NonFinite { group, value, .. } => Error::NonFinite {
+                        step: state.iteration as usize,
+                        epoch,
+                        group,
+                        value,
+                    },
+                    Error::NonFiniteGradient { group, param, .. } => Error::NonFiniteGradient {
+                        step: state.iteration as usize,
+                        epoch,
+                        group,
+                        param,
+                    },
+                    other => other,
+                })?;
                 if let Some((key, name)) = train_monitor.take() {
                     check_monitored(&key, &name, &m)?;
                 }
@@ -720,7 +722,7 @@ impl Trainer {
                 for (i, batch) in v.epoch(0, 0).enumerate() {
                     let ctx =
                         StepContext::new(cfg.seed, epoch, i, state.iteration).on_rank(rank, ranks);
-                    vm.merge(&model.valid_step(&batch?, &ctx)?.metrics()?);
+                    vm.merge(&valid_metrics(model, &batch?, &ctx)?);
                 }
             }
             if ranks > 1 {
@@ -855,8 +857,8 @@ impl Trainer {
         test: &DataLoader<B>,
     ) -> Result<TestReport>
     where
-        B: Send + 'static,
-        M: TrainStep<B>,
+        B: Send + Sync + 'static,
+        M: TrainStep<B> + Send,
     {
         let fit = self.fit(model, opt, train, Some(valid))?;
         let kept = match &self.config.run_dir {
@@ -891,8 +893,8 @@ impl Trainer {
     /// Evaluates `model` on every batch of `loader`; returns the mean metrics.
     pub fn evaluate<B, M>(model: &mut M, loader: &DataLoader<B>) -> Result<Metrics>
     where
-        B: Send + 'static,
-        M: TrainStep<B>,
+        B: Send + Sync + 'static,
+        M: TrainStep<B> + Send,
     {
         let world = distributed::init()?;
         let (rank, ranks) = (world.rank(), world.world_size());
@@ -906,10 +908,19 @@ impl Trainer {
         let mut m = Metrics::new();
         for (i, batch) in loader.epoch(0, 0).enumerate() {
             let ctx = StepContext::new(0, 0, i, 0).on_rank(rank, ranks);
-            m.merge(&model.valid_step(&batch?, &ctx)?.metrics()?);
+            m.merge(&valid_metrics(model, &batch?, &ctx)?);
         }
         distributed::all_reduce_metrics(world.as_ref(), &m)
     }
+}
+
+/// One validation step's metrics, run on the CPU pool ([`crate::device::in_pool`]).
+fn valid_metrics<B: Sync, M: TrainStep<B> + Send>(
+    model: &mut M,
+    batch: &B,
+    ctx: &StepContext,
+) -> Result<Metrics> {
+    crate::device::in_pool(|| model.valid_step(batch, ctx)?.metrics())
 }
 
 trait TrainStepVars {

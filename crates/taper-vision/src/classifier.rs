@@ -394,13 +394,18 @@ impl ImageClassifier {
     }
 
     /// Class probabilities `(N, classes)` of a batch of input tensors
-    /// `(N, C, H, W)` (already preprocessed), in evaluation mode.
+    /// `(N, C, H, W)` (already preprocessed), in evaluation mode, computed on
+    /// the CPU pool ([`taper_train::device::in_pool`]).
     ///
     /// # Errors
     /// Inputs of another shape than the network's.
     pub fn probabilities(&self, x: &Tensor) -> Result<Tensor> {
-        let logits = self.inner.model.forward_t(x, &Mode::eval())?;
-        Ok(taper_nn::softmax(&logits.to_dtype(DType::F32)?)?)
+        // On the CPU pool: a batch of one is a chain of small kernels, each of
+        // which would otherwise wake the pool from this thread.
+        taper_train::device::in_pool(|| {
+            let logits = self.inner.model.forward_t(x, &Mode::eval())?;
+            Ok(taper_nn::softmax(&logits.to_dtype(DType::F32)?)?)
+        })
     }
 
     /// The `k` most probable classes of one preprocessed image `(C, H, W)`, as

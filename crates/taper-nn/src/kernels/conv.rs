@@ -8,6 +8,7 @@
 //! columns of one image (under 1 MB) stay in cache and the backward is two more
 //! fused ops, each computed only for an input that needs it.
 
+use super::scratch::Scratch;
 use super::Window;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
@@ -375,7 +376,7 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
     out.par_chunks_mut(g.out_image())
         .zip(x.par_chunks(g.image()))
         .for_each_init(
-            || (vec![T::zero(); k * g.band() * g.wo], Vec::new()),
+            || (Scratch::take(k * g.band() * g.wo, T::zero()), Vec::new()),
             |(buf, padded), (dst, img)| {
                 // The bias is the product's starting value: no separate pass, and
                 // no broadcast whose backward is candle's slow strided reduction.
@@ -415,7 +416,7 @@ fn conv_grad_weight<T: WithDType>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
         g.n,
         g.co * k,
         T::zero(),
-        || (vec![T::zero(); k * g.band() * g.wo], Vec::new()),
+        || (Scratch::take(k * g.band() * g.wo, T::zero()), Vec::new()),
         |(buf, padded), i, acc| {
             let img = &x[i * g.image()..(i + 1) * g.image()];
             let gb = &grad[i * g.out_image()..(i + 1) * g.out_image()];
@@ -452,7 +453,7 @@ fn conv_grad_input<T: WithDType>(grad: &[T], wt: &[T], g: &Geometry) -> Vec<T> {
     out.par_chunks_mut(g.image())
         .zip(grad.par_chunks(g.out_image()))
         .for_each_init(
-            || (vec![T::zero(); k * g.band() * g.wo], Vec::new()),
+            || (Scratch::take(k * g.band() * g.wo, T::zero()), Vec::new()),
             |(buf, padded), (dst, gb)| {
                 for band in g.bands() {
                     let n = band.1 * g.wo;

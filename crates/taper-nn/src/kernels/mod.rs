@@ -22,6 +22,7 @@ pub mod loss;
 pub mod norm;
 pub mod pool;
 pub mod rnn;
+mod scratch;
 pub mod select;
 pub mod simd;
 pub mod vmath;
