@@ -82,3 +82,24 @@ pub fn set_threads(n: usize) {
 pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_pool_runs_on_a_pool_thread_and_stays_there_when_nested() {
+        assert_eq!(rayon::current_thread_index(), None);
+        let (outer, inner, value) = in_pool(|| {
+            let outer = rayon::current_thread_index();
+            let (inner, value) = in_pool(|| (rayon::current_thread_index(), 6 * 7));
+            (outer, inner, value)
+        });
+        assert!(outer.is_some());
+        assert_eq!(inner, outer, "a nested call runs where it is");
+        assert_eq!(value, 42);
+        // An error comes back like any other value.
+        let r: std::result::Result<(), String> = in_pool(|| Err("bad batch".into()));
+        assert_eq!(r.unwrap_err(), "bad batch");
+    }
+}
