@@ -393,3 +393,44 @@ fn recurrent_and_attention_layers_have_exact_weight_gradients() {
     .unwrap();
     assert!(r.max_numeric > 1e-4 && r.passed(1e-6), "luong dot: {r:?}");
 }
+
+#[test]
+fn batched_f32_convolutions_match_one_image_at_a_time() {
+    // 32 filters over 8 channels at 10x10: every side of the per-image products
+    // is at least 32, so a batch takes the `gemm` crate while one image takes
+    // the funnel (OpenBLAS where loaded). Both must agree with candle's
+    // convolution, values and gradients, within f32 rounding.
+    let f32s = |t: Tensor| t.to_dtype(DType::F32).unwrap();
+    let x = f32s(randn(&[4, 8, 10, 10], 41));
+    let wv = Var::from_tensor(&f32s(randn(&[32, 8, 3, 3], 42))).unwrap();
+    let worst = |a: &Tensor, b: &Tensor| -> f32 {
+        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        d.to_scalar().unwrap()
+    };
+    let conv = |x: &Tensor| kernels::conv2d(x, &wv, 1, 1).unwrap();
+    // Gradients of sum(conv(x)²) with respect to x and the weight.
+    let grads = |x: &Tensor| -> (Tensor, Tensor) {
+        let xv = Var::from_tensor(x).unwrap();
+        let g = conv(&xv)
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        (g.get(&xv).unwrap().clone(), g.get(&wv).unwrap().clone())
+    };
+    let batch = conv(&x);
+    assert!(worst(&batch, &x.conv2d(&wv, 1, 1, 1, 1).unwrap()) < 1e-4);
+    let (gx, gw) = grads(&x);
+    let mut gw_sum = gw.zeros_like().unwrap();
+    for i in 0..4 {
+        let xi = x.narrow(0, i, 1).unwrap();
+        assert!(worst(&batch.narrow(0, i, 1).unwrap(), &conv(&xi)) < 1e-4);
+        let (gxi, gwi) = grads(&xi);
+        assert!(worst(&gx.narrow(0, i, 1).unwrap(), &gxi) < 1e-3);
+        gw_sum = (gw_sum + gwi).unwrap();
+    }
+    let scale: f32 = gw.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+    assert!(worst(&gw, &gw_sum) < 1e-5 * scale.max(1.0));
+}
