@@ -85,7 +85,7 @@ impl Taps {
 }
 
 /// Separable triangle-filter resize of 8-bit pixels with `ch` interleaved
-/// channels, `(w, h)` → `(nw, nh)`: per output row, the vertical taps as
+/// channels (1 or 3: the transforms work on grey or RGB), `(w, h)` → `(nw, nh)`: per output row, the vertical taps as
 /// whole-row multiply-adds into an f32 row, then the horizontal taps, rounded
 /// to the nearest level. Equals the `image` crate's `Triangle` resize up to one
 /// level (it rounds once more, between its passes); the `image` crate's generic
@@ -119,11 +119,10 @@ pub(crate) fn resize_triangle(
                             .for_each(|(r, &v)| *r += wv * v as f32);
                     }
                 }
-                match ch {
-                    1 => horizontal::<1>(row, dst, &ht),
-                    3 => horizontal_rgb(row, dst, &ht),
-                    4 => horizontal::<4>(row, dst, &ht),
-                    _ => horizontal_any(row, dst, &ht, ch),
+                if ch == 1 {
+                    horizontal::<1>(row, dst, &ht)
+                } else {
+                    horizontal_rgb(row, dst, &ht)
                 }
             },
         )
@@ -182,21 +181,8 @@ fn horizontal_rgb(row: &[f32], dst: &mut [u8], ht: &Taps) {
     horizontal::<3>(row, dst, ht)
 }
 
-fn horizontal_any(row: &[f32], dst: &mut [u8], ht: &Taps, ch: usize) {
-    for (o, px) in dst.chunks_exact_mut(ch).enumerate() {
-        let (left, ws) = ht.get(o);
-        for (k, v) in px.iter_mut().enumerate() {
-            let mut t = 0f32;
-            for (j, wv) in ws.iter().enumerate() {
-                t += wv * row[(left + j) * ch + k];
-            }
-            *v = (t + 0.5) as u8;
-        }
-    }
-}
-
-/// Clockwise rotation by `theta` radians about the image centre, bilinear,
-/// black outside: imageproc's `rotate_about_center` (same mapping and border),
+/// Clockwise rotation by `theta` radians of `ch`-channel 8-bit pixels (1 or 3,
+/// as for [`resize_triangle`]) about the image centre, bilinear, black outside: imageproc's `rotate_about_center` (same mapping and border),
 /// written for 8-bit pixels with one rounding per value (imageproc truncates
 /// after each of three blends). imageproc's generic version called a
 /// bounds-checked pixel accessor four times and rounded three times per
@@ -209,14 +195,10 @@ pub(crate) fn rotate_bilinear(
     theta: f32,
 ) -> Vec<u8> {
     let mut out = vec![0u8; src.len()];
-    let row_fn: RotateRow = match ch {
-        1 => rotate_row::<1>,
-        3 => rotate_row_rgb,
-        // Other channel counts never reach here (images are worked on as grey or RGB).
-        _ => {
-            out.copy_from_slice(src);
-            return out;
-        }
+    let row_fn: RotateRow = if ch == 1 {
+        rotate_row::<1>
+    } else {
+        rotate_row_rgb
     };
     for_each_row(
         &mut out,

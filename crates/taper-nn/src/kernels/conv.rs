@@ -64,7 +64,8 @@ pub fn gemm<T: WithDType>(
     gemm_on(dst, dst_rs, a, b, mnk, accumulate, threads, true)
 }
 
-/// [`gemm`] for one image's product in a convolution over `images` images.
+/// Whether one image's product `(m, n, k)` in a convolution over `images`
+/// images may go to OpenBLAS (else the `gemm` crate).
 ///
 /// In a batch, each image's product runs on one thread beside the others', and
 /// the `gemm` crate (AVX-512 kernels, `x86-v4`) beats OpenBLAS at these skinny
@@ -77,20 +78,8 @@ pub fn gemm<T: WithDType>(
 /// inference: 1,035 images/s with the crate, 1,210 with OpenBLAS). The choice
 /// depends on shapes alone, never on the thread count, so results stay
 /// bit-identical on any number of threads.
-#[allow(clippy::too_many_arguments)]
-fn image_gemm<T: WithDType>(
-    dst: &mut [T],
-    dst_rs: usize,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    mnk: (usize, usize, usize),
-    accumulate: bool,
-    threads: usize,
-    images: usize,
-) {
-    let (m, n, k) = mnk;
-    let crate_wins = images >= 2 && m.min(n).min(k) >= 32;
-    gemm_on(dst, dst_rs, a, b, mnk, accumulate, threads, !crate_wins)
+fn blas_for_image((m, n, k): (usize, usize, usize), images: usize) -> bool {
+    images < 2 || m.min(n).min(k) < 32
 }
 
 /// [`gemm`], with OpenBLAS allowed or not.
@@ -435,7 +424,7 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
                         Some(ga) => ga.fill(img, padded, buf),
                         None => im2col_band(img, g, band, buf),
                     }
-                    image_gemm(
+                    gemm_on(
                         &mut dst[band.0 * g.wo..],
                         hw,
                         MatRef::rows(wt, k),
@@ -443,7 +432,7 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
                         (g.co, n, k),
                         bias.is_some(),
                         threads,
-                        g.n,
+                        blas_for_image((g.co, n, k), g.n),
                     );
                 }
             },
@@ -471,7 +460,7 @@ fn conv_grad_weight<T: WithDType>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
                     Some(ga) => ga.fill(img, padded, buf),
                     None => im2col_band(img, g, band, buf),
                 }
-                image_gemm(
+                gemm_on(
                     acc,
                     k,
                     MatRef {
@@ -483,7 +472,7 @@ fn conv_grad_weight<T: WithDType>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
                     (g.co, k, n),
                     true,
                     threads,
-                    g.n,
+                    blas_for_image((g.co, k, n), g.n),
                 );
             }
         },
@@ -503,7 +492,7 @@ fn conv_grad_input<T: WithDType>(grad: &[T], wt: &[T], g: &Geometry) -> Vec<T> {
             |(buf, padded), (dst, gb)| {
                 for band in g.bands() {
                     let n = band.1 * g.wo;
-                    image_gemm(
+                    gemm_on(
                         buf,
                         n,
                         MatRef::transposed(wt, k),
@@ -515,7 +504,7 @@ fn conv_grad_input<T: WithDType>(grad: &[T], wt: &[T], g: &Geometry) -> Vec<T> {
                         (k, n, g.co),
                         false,
                         threads,
-                        g.n,
+                        blas_for_image((k, n, g.co), g.n),
                     );
                     match &gather {
                         Some(ga) => ga.add_back(buf, padded, dst),
