@@ -102,9 +102,9 @@ if [ -n "$data_root" ] && [ -f "$data_root/translation/eng-fra.txt" ]; then
   # run's weights into PyTorch modules with an incremental (cached) decoder.
   echo "== Transformer decoding (eng-fra 'i am / he is' subset, one-epoch model, greedy and beam 5)"
   trf="$out/transformer-run"
-  "$examples"/translate --prefixes --model transformer --epochs 1 --threads "$threads" --data "$data_root" --out "$trf" --overwrite > /dev/null 2>&1
+  "$examples"/translate --prefixes --model transformer --layers 3 --batch-size 64 --schedule cosine --warmup 8 --epochs 1 --threads "$threads" --data "$data_root" --out "$trf" --overwrite > /dev/null 2>&1
   for r in 1 2 3; do
-    taper_dec() { $pin "$examples"/translate --prefixes --model transformer --epochs 1 --threads "$threads" --data "$data_root" --resume "$trf" --export "$out/transformer-ids" 2>/dev/null | tail -n 1 > "$out/taper_decode.r$r.json"; }
+    taper_dec() { $pin "$examples"/translate --prefixes --model transformer --layers 3 --batch-size 64 --schedule cosine --warmup 8 --epochs 1 --threads "$threads" --data "$data_root" --resume "$trf" --export "$out/transformer-ids" 2>/dev/null | tail -n 1 > "$out/taper_decode.r$r.json"; }
     peer_dec() { [ -x "$venv/bin/python" ] && $pin "$venv/bin/python" bench/decode_peer.py "$trf" "$out/transformer-ids" --threads "$threads" --compare "$trf" 2>/dev/null | tail -n 1 > "$out/decode.r$r.json"; }
     if [ $((r % 2)) = 1 ]; then taper_dec; peer_dec; else peer_dec; taper_dec; fi
   done

@@ -341,6 +341,7 @@ fn main() -> Result<()> {
                 label_smoothing: if name == "seq2seq" { 0.0 } else { 0.1 },
                 teacher_forcing: TeacherForcing::always(),
                 seed: 0,
+                valid_bleu: false,
             };
             let mut opt = Optimizers::single(Adam::new(
                 named_vars(&vm, ""),

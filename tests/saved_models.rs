@@ -221,6 +221,7 @@ fn train_all(dir: &Path) -> InMemory {
             steps: 1,
         },
         seed: 6,
+        valid_bleu: false,
     };
     let batches = taper::nlp::data::BucketedPairs::new(enc.train.clone(), 32, 6, &dev);
     let loader = DataLoader::new(batches, LoaderConfig::train(1, 6)).unwrap();

@@ -45,6 +45,7 @@
 //! let mut task = Seq2SeqTrainer {
 //!     model: spec.build(&varmap, 1, &Device::Cpu)?, varmap: varmap.clone(), label_smoothing: 0.0,
 //!     teacher_forcing: TeacherForcing { start: 1.0, end: 1.0, steps: 1 }, seed: 1,
+//!     valid_bleu: false,
 //! };
 //! let batches = BucketedPairs::new(enc.train.clone(), 32, 1, &Device::Cpu);
 //! let train = DataLoader::new(batches, LoaderConfig::train(1, 1))?;

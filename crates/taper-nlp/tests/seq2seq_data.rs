@@ -9,6 +9,7 @@ use taper_nlp::data::{
     generate_dates, source_batch, BucketedPairs, EncodedPairs, PairFilter, ParallelCorpus,
     Seq2SeqBatch, TextCodec, ENG_PREFIXES,
 };
+use taper_nlp::metrics::BleuStats;
 use taper_nlp::seq2seq::{
     greedy, rnn_seq2seq, AttentionKind, CellKind, RnnSeq2SeqConfig, Seq2SeqTrainer, Source,
     TeacherForcing,
@@ -164,6 +165,7 @@ fn date_task_trains_end_to_end() {
             steps: 200,
         },
         seed: 3,
+        valid_bleu: true,
     };
     let adam = Adam::new(
         named_vars(&varmap, ""),
@@ -205,4 +207,25 @@ fn date_task_trains_end_to_end() {
         .count() as f64
         / test.len() as f64;
     assert!(exact > 0.8, "held-out exact match {exact}");
+
+    // The validation BLEU the trainer reports, summed over 5 batches, is the
+    // corpus BLEU of the same greedy outputs against the target ids.
+    let mut expected = BleuStats::default();
+    for (h, r) in out.ids.iter().zip(&te.tgt) {
+        expected.add_sentence(h, &[r.as_slice()]);
+    }
+    let expected = expected.score().score;
+    assert!(expected > 80.0, "held-out BLEU {expected}");
+    let test_loader = DataLoader::new(
+        BucketedPairs::new(te.clone(), 64, 3, &dev),
+        LoaderConfig::eval(1),
+    )
+    .unwrap();
+    let m = Trainer::evaluate(&mut task, &test_loader).unwrap();
+    let bleu = m.mean("bleu").unwrap();
+    assert!((bleu - expected).abs() < 1e-9, "{bleu} against {expected}");
+    assert!(m.means().keys().all(|k| !k.starts_with("_bleu")));
+    task.valid_bleu = false;
+    let m = Trainer::evaluate(&mut task, &test_loader).unwrap();
+    assert!(m.mean("bleu").is_none() && m.mean("nll").is_some());
 }

@@ -77,6 +77,13 @@ impl Metrics {
         e.1 += weight;
     }
 
+    /// Removes `name`, returning its (weighted sum, weight): how a step's summed
+    /// statistics leave the log once [`crate::TrainStep::compute_metrics`] has
+    /// turned them into a metric.
+    pub fn remove(&mut self, name: &str) -> Option<(f64, f64)> {
+        self.sums.remove(name)
+    }
+
     /// True when nothing was added.
     pub fn is_empty(&self) -> bool {
         self.sums.is_empty()

@@ -24,6 +24,11 @@ pub struct EpochRecord {
     /// not counted); absent in logs written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples_per_second: Option<f64>,
+    /// Seconds of the epoch's training steps, before its validation and its
+    /// end-of-epoch checkpoint: summed over epochs, the training time behind a
+    /// time-to-quality curve. Absent in logs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_seconds: Option<f64>,
 }
 
 /// Resident memory of this process, in MiB.

@@ -45,6 +45,18 @@ pub trait TrainStep<B> {
     fn valid_step(&mut self, batch: &B, ctx: &StepContext) -> Result<Self::Output>;
     /// All the model's variables, under their checkpoint names.
     fn varmap(&self) -> &VarMap;
+    /// Turns statistics the validation steps summed (with
+    /// [`Metrics::add_sum`]) into metrics that are not means of batch values,
+    /// such as corpus BLEU or F1 (torchmetrics' `compute`, Keras' `result`).
+    /// Called on the validation metrics once every batch, and every rank, is
+    /// combined, before they are logged, monitored or returned by
+    /// [`Trainer::evaluate`]. Default: nothing.
+    ///
+    /// # Errors
+    /// Whatever computing the metric raises.
+    fn compute_metrics(&self, _metrics: &mut Metrics) -> Result<()> {
+        Ok(())
+    }
     /// What rebuilds the model from its run directory, written there as
     /// `model.json` when training starts ([`crate::card`]); `None`: nothing.
     fn model_card(&self) -> Option<ModelCard> {
@@ -585,7 +597,9 @@ impl Trainer {
                     Some(batch) => {
                         let ctx = StepContext::new(cfg.seed, state.epoch, 0, state.iteration)
                             .on_rank(rank, ranks);
-                        Ok(Some(valid_metrics(model, &batch?, &ctx)?))
+                        let mut m = valid_metrics(model, &batch?, &ctx)?;
+                        model.compute_metrics(&mut m)?;
+                        Ok(Some(m))
                     }
                 }
             };
@@ -734,6 +748,7 @@ impl Trainer {
                 world.all_reduce_sum_f64(&mut n)?;
                 samples = n[0];
             }
+            model.compute_metrics(&mut vm)?;
             let record = EpochRecord {
                 epoch,
                 train: state.epoch_train.means(),
@@ -743,6 +758,7 @@ impl Trainer {
                 memory_mib: crate::record::memory_use(),
                 samples_per_second: (samples > 0.0 && train_seconds > 0.0)
                     .then(|| samples / train_seconds),
+                train_seconds: Some(train_seconds),
             };
             let monitored = monitor.as_ref().and_then(|(key, _)| lookup(&record, key));
             opt.on_epoch_end(monitored);
@@ -910,7 +926,9 @@ impl Trainer {
             let ctx = StepContext::new(0, 0, i, 0).on_rank(rank, ranks);
             m.merge(&valid_metrics(model, &batch?, &ctx)?);
         }
-        distributed::all_reduce_metrics(world.as_ref(), &m)
+        let mut m = distributed::all_reduce_metrics(world.as_ref(), &m)?;
+        model.compute_metrics(&mut m)?;
+        Ok(m)
     }
 }
 

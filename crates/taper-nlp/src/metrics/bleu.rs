@@ -4,6 +4,7 @@
 use super::py_split;
 use crate::{Error, Result};
 use std::collections::HashMap;
+use std::hash::Hash;
 
 const MAX_ORDER: usize = 4;
 
@@ -96,15 +97,63 @@ pub fn tokenize_13a(line: &str) -> String {
     py_split(&s).join(" ")
 }
 
-fn ngrams(tokens: &[&str]) -> HashMap<Vec<String>, u64> {
+fn ngrams<T: Hash + Eq + Clone>(tokens: &[T]) -> HashMap<&[T], u64> {
     let mut m = HashMap::new();
     for n in 1..=MAX_ORDER {
         for w in tokens.windows(n) {
-            *m.entry(w.iter().map(|s| s.to_string()).collect())
-                .or_insert(0) += 1;
+            *m.entry(w).or_insert(0) += 1;
         }
     }
     m
+}
+
+/// BLEU's sufficient statistics summed over sentences: clipped n-gram matches
+/// and hypothesis n-grams for n = 1..4, hypothesis and (closest) reference
+/// lengths. Sums of them combine across batches and processes, which BLEU
+/// scores do not; [`BleuStats::score`] turns them into the corpus score.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BleuStats {
+    /// Clipped n-gram matches, n = 1..4.
+    pub correct: [u64; MAX_ORDER],
+    /// Hypothesis n-grams, n = 1..4.
+    pub total: [u64; MAX_ORDER],
+    /// Hypothesis tokens.
+    pub sys_len: u64,
+    /// Reference tokens (per sentence, the reference length closest to the
+    /// hypothesis's, the shorter on a tie).
+    pub ref_len: u64,
+}
+
+impl BleuStats {
+    /// Adds one tokenised hypothesis against its references (any token type:
+    /// words, or vocabulary ids as the validation BLEU of
+    /// [`crate::seq2seq::Seq2SeqTrainer`] counts them). An n-gram's matches are
+    /// clipped to its largest count in any one reference (Papineni et al. 2002).
+    pub fn add_sentence<T: Hash + Eq + Clone>(&mut self, hypothesis: &[T], references: &[&[T]]) {
+        let mut ref_counts: HashMap<&[T], u64> = HashMap::new();
+        let mut ref_lens = Vec::with_capacity(references.len());
+        for r in references {
+            ref_lens.push(r.len());
+            for (g, c) in ngrams(r) {
+                let e = ref_counts.entry(g).or_insert(0);
+                *e = (*e).max(c);
+            }
+        }
+        self.sys_len += hypothesis.len() as u64;
+        self.ref_len += closest_ref_len(hypothesis.len(), &ref_lens) as u64;
+        for (g, c) in ngrams(hypothesis) {
+            let n = g.len() - 1;
+            self.total[n] += c;
+            if let Some(&rc) = ref_counts.get(g) {
+                self.correct[n] += c.min(rc);
+            }
+        }
+    }
+
+    /// The corpus score of the sums ([`compute_bleu`]).
+    pub fn score(&self) -> BleuScore {
+        compute_bleu(self.correct, self.total, self.sys_len, self.ref_len)
+    }
 }
 
 fn preprocess(s: &str) -> String {
@@ -145,34 +194,18 @@ pub fn corpus_bleu<H: AsRef<str>, R: AsRef<str>>(
             )));
         }
     }
-    let mut correct = [0u64; MAX_ORDER];
-    let mut total = [0u64; MAX_ORDER];
-    let (mut sys_len, mut ref_len) = (0u64, 0u64);
+    let mut stats = BleuStats::default();
     for (i, h) in hypotheses.iter().enumerate() {
-        let mut ref_counts: HashMap<Vec<String>, u64> = HashMap::new();
-        let mut ref_lens = Vec::with_capacity(references.len());
-        for stream in references {
-            let r = preprocess(stream[i].as_ref());
-            let toks = py_split(&r);
-            ref_lens.push(toks.len());
-            for (g, c) in ngrams(&toks) {
-                let e = ref_counts.entry(g).or_insert(0);
-                *e = (*e).max(c);
-            }
-        }
+        let refs: Vec<String> = references
+            .iter()
+            .map(|r| preprocess(r[i].as_ref()))
+            .collect();
+        let ref_toks: Vec<Vec<&str>> = refs.iter().map(|r| py_split(r)).collect();
+        let ref_slices: Vec<&[&str]> = ref_toks.iter().map(|t| t.as_slice()).collect();
         let hp = preprocess(h.as_ref());
-        let htoks = py_split(&hp);
-        sys_len += htoks.len() as u64;
-        ref_len += closest_ref_len(htoks.len(), &ref_lens) as u64;
-        for (g, c) in ngrams(&htoks) {
-            let n = g.len() - 1;
-            total[n] += c;
-            if let Some(&rc) = ref_counts.get(&g) {
-                correct[n] += c.min(rc);
-            }
-        }
+        stats.add_sentence(&py_split(&hp), &ref_slices);
     }
-    Ok(compute_bleu(correct, total, sys_len, ref_len))
+    Ok(stats.score())
 }
 
 /// BLEU from its sufficient statistics (sacreBLEU's `compute_bleu` with `exp`
@@ -238,5 +271,45 @@ mod tests {
         assert_eq!(tokenize_13a("l'homme  est-il là?"), "l'homme est-il là ?");
         assert_eq!(tokenize_13a("2026-11-29"), "2026 - 11 - 29");
         assert_eq!(tokenize_13a("a &amp; b"), "a & b");
+    }
+
+    /// Statistics summed over id sequences in any grouping give the score
+    /// `corpus_bleu` gives for the same sentences written as words.
+    #[test]
+    fn stats_on_ids_match_corpus_bleu_on_words() {
+        let hyps: [&[u32]; 3] = [&[1, 2, 3, 4, 5], &[6, 7, 7, 8], &[9, 1, 2]];
+        let refs: [&[u32]; 3] = [&[1, 2, 3, 4, 6], &[6, 7, 8], &[9, 1, 2, 3, 3, 4]];
+        let words = |ids: &[u32]| {
+            ids.iter()
+                .map(|i| format!("w{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let expected = corpus_bleu(
+            &hyps.map(words),
+            &[refs.iter().map(|r| words(r)).collect::<Vec<_>>()],
+        )
+        .unwrap();
+        let (mut a, mut b) = (BleuStats::default(), BleuStats::default());
+        a.add_sentence(hyps[0], &[refs[0]]);
+        for i in 1..3 {
+            b.add_sentence(hyps[i], &[refs[i]]);
+        }
+        let sum = BleuStats {
+            correct: std::array::from_fn(|n| a.correct[n] + b.correct[n]),
+            total: std::array::from_fn(|n| a.total[n] + b.total[n]),
+            sys_len: a.sys_len + b.sys_len,
+            ref_len: a.ref_len + b.ref_len,
+        };
+        assert_eq!(sum.score(), expected);
+        assert!(
+            expected.score > 20.0 && expected.score < 80.0,
+            "{}",
+            expected.score
+        );
+        // Clipping: "7 7" against one 7 counts one unigram match.
+        let mut one = BleuStats::default();
+        one.add_sentence(hyps[1], &[refs[1]]);
+        assert_eq!((one.correct[0], one.total[0]), (3, 4));
     }
 }

@@ -6,7 +6,7 @@ pub mod bleu;
 pub mod chrf;
 
 pub use crate::seq2seq::train::perplexity;
-pub use bleu::{corpus_bleu, tokenize_13a, BleuScore};
+pub use bleu::{corpus_bleu, tokenize_13a, BleuScore, BleuStats};
 pub use chrf::{corpus_chrf, ChrfScore};
 
 /// Python's `str.isspace`: Unicode white space plus the ASCII separators

@@ -717,6 +717,7 @@ mod tests {
                 peak: 120.0,
             }),
             samples_per_second: Some(1000.0),
+            train_seconds: Some(1.0),
         }
     }
 
