@@ -860,7 +860,7 @@ impl Trainer {
     /// (the best on the monitored metric, else the latest) loaded back into
     /// `model` and evaluated once on `valid` and once on `test`. The test split
     /// is seen only here, after every choice was made. Without a run directory
-    /// the final weights are evaluated.
+    /// the final weights are evaluated; with no epoch trained, the initial ones.
     ///
     /// # Errors
     /// As [`Trainer::fit`], [`crate::checkpoint::kept`] and evaluation.
@@ -877,13 +877,15 @@ impl Trainer {
         M: TrainStep<B> + Send,
     {
         let fit = self.fit(model, opt, train, Some(valid))?;
+        // With no epoch trained (`epochs` 0, Keras' baseline evaluation) there is no
+        // checkpoint: the initial weights are evaluated.
         let kept = match &self.config.run_dir {
-            Some(dir) => {
+            Some(dir) if !fit.history.is_empty() => {
                 let ck = crate::checkpoint::kept(dir)?;
                 ck.load_weights(model.varmap())?;
                 Some(ck.dir)
             }
-            None => None,
+            _ => None,
         };
         if let Some(dir) = self
             .config

@@ -133,6 +133,26 @@ fn trains_to_high_accuracy_and_logs() {
     ck.load_weights(&vm2).unwrap();
 }
 
+/// Zero epochs evaluate the initial weights (a baseline), where they used to
+/// fail looking for a checkpoint that no epoch wrote.
+#[test]
+fn fit_and_test_with_no_epoch_evaluates_the_initial_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut clf, vm) = model(3);
+    let before = weights(&vm);
+    let (train, valid) = loaders(5);
+    let mut opt = optimizers(&vm);
+    let r = Trainer::new(quiet(0, Some(dir.path())))
+        .fit_and_test(&mut clf, &mut opt, &train, &valid, &valid)
+        .unwrap();
+    assert!(r.fit.history.is_empty() && r.kept.is_none());
+    assert_eq!(weights(&vm), before);
+    let expected = Trainer::evaluate(&mut clf, &valid).unwrap();
+    assert_eq!(r.test.mean("loss"), expected.mean("loss"));
+    let acc = r.test.mean("accuracy").unwrap();
+    assert!(acc < 0.9, "an untrained model scored {acc}");
+}
+
 struct CrashAt(u64);
 
 impl Callback for CrashAt {
