@@ -317,6 +317,37 @@ fn taper_conv2d_matches_candle_and_has_exact_gradients() {
             &[x.clone(), w.clone(), b],
         );
     }
+    // Other kernels whose output rows are as wide as their input rows (5x5 with
+    // padding 2, 1x1 without) take the same one-copy im2col as 3x3 with padding 1.
+    for (k, padding) in [(5, 2), (1, 0)] {
+        let x = randn(&[2, 3, 7, 6], 38);
+        let w = randn(&[4, 3, k, k], 39);
+        let ours = kernels::conv2d(&x, &w, 1, padding).unwrap();
+        let theirs = x.conv2d(&w, padding, 1, 1, 1).unwrap();
+        let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f64>().unwrap() < 1e-12, "{k}x{k}");
+        assert_grads(
+            "taper conv2d, same width",
+            |xs| kernels::conv2d(&xs[0], &xs[1], 1, padding),
+            &[x.clone(), w.clone()],
+        );
+    }
+    // 4x4 and 3x3 convolutions with stride 2 and padding 1 on images of even
+    // sides (a DCGAN's shapes), five images: the precomputed gather.
+    for k in [4, 3] {
+        let x = randn(&[5, 3, 8, 6], 40);
+        let w = randn(&[4, 3, k, k], 41);
+        let ours = kernels::conv2d(&x, &w, 2, 1).unwrap();
+        let theirs = x.conv2d(&w, 1, 2, 1, 1).unwrap();
+        assert_eq!(ours.dims(), [5, 4, 4, 3]);
+        let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f64>().unwrap() < 1e-12, "{k}x{k} stride 2");
+        assert_grads(
+            "taper conv2d, stride 2 on even sides",
+            |xs| kernels::conv2d(&xs[0], &xs[1], 2, 1),
+            &[x.clone(), w.clone()],
+        );
+    }
     // An image whose columns exceed the per-thread budget is convolved in bands
     // of output rows: same values, also with a stride and padding.
     let big = randn(&[3, 4, 700, 700], 32);

@@ -50,6 +50,16 @@ fn every_level_matches_the_portable_one_bit_for_bit() {
             vec![randn(&[3, 5, 7, 9], 14)],
         ),
         (
+            "3x3 convolution, padding 1 (col2im in its input gradient)",
+            Box::new(|t| kernels::conv2d(&t[0], &t[1], 1, 1)),
+            vec![randn(&[2, 3, 9, 7], 18), randn(&[4, 3, 3, 3], 19)],
+        ),
+        (
+            "4x4 convolution, stride 2 (col2im's strided rows)",
+            Box::new(|t| kernels::conv2d(&t[0], &t[1], 2, 1)),
+            vec![randn(&[2, 3, 10, 14], 20), randn(&[5, 3, 4, 4], 21)],
+        ),
+        (
             "softmax",
             Box::new(|t| taper_nn::softmax(&t[0])),
             vec![randn(&[130, 77], 6)],

@@ -253,6 +253,10 @@ fn im2col_band<T: WithDType>(x: &[T], g: &Geometry, (r0, rows): (usize, usize), 
         let (lo, hi) = valid_range(wo, w, s, p, kj);
         let first = (lo as isize * s - p + kj).max(0) as usize;
         let su = s as usize;
+        if su == 1 && wo == w && lo < hi {
+            same_rows(plane, (h, w), (r0, rows), (lo, hi), ki - p, first, dst);
+            continue;
+        }
         for (i, d) in dst.chunks_mut(wo).enumerate() {
             let ih = (r0 + i) as isize * s - p + ki;
             if ih < 0 || ih >= h || lo >= hi {
@@ -273,6 +277,80 @@ fn im2col_band<T: WithDType>(x: &[T], g: &Geometry, (r0, rows): (usize, usize), 
     }
 }
 
+/// One row of the column matrix of a stride-1 convolution whose output rows are
+/// as wide as its input rows ("same" padding, such as 3x3 with padding 1): the
+/// valid entries of consecutive output rows are then consecutive in the input
+/// plane too, so they are one copy, and only the `lo` entries before and the
+/// `w - hi` after each output row are set to zero afterwards (they received the
+/// neighbouring input rows' ends). Copying 28-value runs one by one, with two
+/// fills around each, had spent most of im2col's time in calls to memcpy and
+/// memset. `shift` is `ki - p` (input row = output row + shift); `first` the
+/// input column of output column `lo`.
+fn same_rows<T: WithDType>(
+    plane: &[T],
+    (h, w): (isize, usize),
+    (r0, rows): (usize, usize),
+    (lo, hi): (usize, usize),
+    shift: isize,
+    first: usize,
+    dst: &mut [T],
+) {
+    let (i_lo, i_hi) = rows_inside(h, shift, (r0, rows));
+    dst[..i_lo * w].fill(T::zero());
+    dst[i_hi * w..rows * w].fill(T::zero());
+    if i_lo == i_hi {
+        return;
+    }
+    let (j0, j1) = (i_lo * w + lo, (i_hi - 1) * w + hi);
+    let s0 = (r0 as isize + i_lo as isize + shift) as usize * w + first;
+    dst[j0..j1].copy_from_slice(&plane[s0..s0 + (j1 - j0)]);
+    // Strided stores (one per output row), which the compiler cannot turn into
+    // a call per row.
+    for t in (0..lo).chain(hi..w) {
+        for i in i_lo..i_hi {
+            dst[i * w + t] = T::zero();
+        }
+    }
+}
+
+/// The band's output rows `i` (of `0..rows`) whose input row `r0 + i + shift`
+/// lies in `0..h`, as a range `i_lo..i_hi`.
+#[inline(always)]
+fn rows_inside(h: isize, shift: isize, (r0, rows): (usize, usize)) -> (usize, usize) {
+    let i_lo = (-shift - r0 as isize).clamp(0, rows as isize) as usize;
+    let i_hi = (h - shift - r0 as isize).clamp(i_lo as isize, rows as isize) as usize;
+    (i_lo, i_hi)
+}
+
+/// The reverse of [`same_rows`]: adds one row of the column matrix back into
+/// `plane` as one run. The entries that read padding would land on the
+/// neighbouring rows' ends in a single run, so they are zeroed in `src` first.
+#[inline(always)]
+fn same_rows_add<T: WithDType>(
+    src: &mut [T],
+    (h, w): (isize, usize),
+    (r0, rows): (usize, usize),
+    (lo, hi): (usize, usize),
+    shift: isize,
+    first: usize,
+    plane: &mut [T],
+) {
+    let (i_lo, i_hi) = rows_inside(h, shift, (r0, rows));
+    if i_lo == i_hi || lo >= hi {
+        return;
+    }
+    for t in (0..lo).chain(hi..w) {
+        for i in i_lo..i_hi {
+            src[i * w + t] = T::zero();
+        }
+    }
+    let (j0, j1) = (i_lo * w + lo, (i_hi - 1) * w + hi);
+    let s0 = (r0 as isize + i_lo as isize + shift) as usize * w + first;
+    for (dv, v) in plane[s0..s0 + (j1 - j0)].iter_mut().zip(&src[j0..j1]) {
+        *dv += *v;
+    }
+}
+
 /// The output columns `lo..hi` whose input column `ow·s - p + kj` lies in `0..w`.
 fn valid_range(wo: usize, w: usize, s: isize, p: isize, kj: isize) -> (usize, usize) {
     // ow·s >= p - kj  and  ow·s <= w - 1 + p - kj
@@ -287,12 +365,22 @@ fn valid_range(wo: usize, w: usize, s: isize, p: isize, kj: isize) -> (usize, us
     (lo, hi.max(lo))
 }
 
-/// Adds the columns of output rows `r0..r0 + rows` back into their `(c, h, w)` image.
-fn col2im_band<T: WithDType>(cols: &[T], g: &Geometry, (r0, rows): (usize, usize), out: &mut [T]) {
+/// Adds the columns of output rows `r0..r0 + rows` back into their `(c, h, w)`
+/// image. `cols` is scratch: a stride-1 "same" convolution zeroes its padding
+/// entries so that each row of the matrix is added back as one run (see
+/// [`same_rows`]). Inlined into [`super::simd::dispatch`] by its caller, so the
+/// adds are as wide as the CPU's vectors.
+#[inline(always)]
+fn col2im_band<T: WithDType>(
+    cols: &mut [T],
+    g: &Geometry,
+    (r0, rows): (usize, usize),
+    out: &mut [T],
+) {
     let (kh, kw) = g.win.kernel;
     let (s, p) = (g.win.stride as isize, g.win.padding as isize);
     let (h, w, wo) = (g.h as isize, g.w, g.wo);
-    for (row, src_row) in cols[..g.k() * rows * wo].chunks(rows * wo).enumerate() {
+    for (row, src_row) in cols[..g.k() * rows * wo].chunks_mut(rows * wo).enumerate() {
         let ci = row / (kh * kw);
         let ki = ((row / kw) % kh) as isize;
         let kj = (row % kw) as isize;
@@ -303,6 +391,10 @@ fn col2im_band<T: WithDType>(cols: &[T], g: &Geometry, (r0, rows): (usize, usize
         }
         let first = (lo as isize * s - p + kj) as usize;
         let su = s as usize;
+        if su == 1 && wo == w {
+            same_rows_add(src_row, (h, w), (r0, rows), (lo, hi), ki - p, first, plane);
+            continue;
+        }
         for (i, srow) in src_row.chunks(wo).enumerate() {
             let ih = (r0 + i) as isize * s - p + ki;
             if ih < 0 || ih >= h {
@@ -508,7 +600,10 @@ fn conv_grad_input<T: WithDType>(grad: &[T], wt: &[T], g: &Geometry) -> Vec<T> {
                     );
                     match &gather {
                         Some(ga) => ga.add_back(buf, padded, dst),
-                        None => col2im_band(buf, g, band, dst),
+                        None => super::simd::dispatch(
+                            #[inline(always)]
+                            || col2im_band(buf, g, band, dst),
+                        ),
                     }
                 }
             },

@@ -82,6 +82,9 @@ pub trait Real: WithDType {
     fn th(self) -> Self;
     /// The logistic sigmoid: [`vmath::sigmoid`] for f32.
     fn sig(self) -> Self;
+    /// The square root in the type's own precision (IEEE 754, correctly rounded,
+    /// so f32's equals the f64 root rounded to f32), which vectorises in f32.
+    fn sqrt_(self) -> Self;
 }
 
 impl Real for f32 {
@@ -102,6 +105,10 @@ impl Real for f32 {
     fn sig(self) -> f32 {
         vmath::sigmoid(self)
     }
+    #[inline(always)]
+    fn sqrt_(self) -> f32 {
+        self.sqrt()
+    }
 }
 
 impl Real for f64 {
@@ -118,6 +125,10 @@ impl Real for f64 {
     }
     fn sig(self) -> f64 {
         1.0 / (1.0 + (-self).exp())
+    }
+    #[inline(always)]
+    fn sqrt_(self) -> f64 {
+        self.sqrt()
     }
 }
 
