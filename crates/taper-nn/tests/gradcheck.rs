@@ -432,6 +432,32 @@ fn taper_kernels_for_pooling_and_relu() {
         std::slice::from_ref(&x),
     );
     assert_grads("kernel max_pool2d k3", |xs| nn::max_pool2d(&xs[0], 3), &[x]);
+    // Ties (values rounded to halves), odd sides, a weighted sum: the 2x2 kernel
+    // gives each window's gradient to its first maximum, as the argmax-and-gather
+    // path (and PyTorch) does, value for value.
+    let t = (randn(&[2, 3, 7, 5], 25) * 2.0)
+        .unwrap()
+        .round()
+        .unwrap()
+        .affine(0.5, 0.0)
+        .unwrap();
+    let wts = randn(&[2, 3, 3, 2], 26);
+    let grad_of = |pool: &dyn Fn(&Tensor) -> Tensor| {
+        let v = candle_core::Var::from_tensor(&t).unwrap();
+        let y = pool(v.as_tensor());
+        let g = (y.clone() * &wts)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        (flat(&y), flat(g.get(&v).unwrap()))
+    };
+    let ours = grad_of(&|x| nn::max_pool2d(x, 2).unwrap());
+    let theirs = grad_of(&|x| nn::pool::max_pool2d_reshape(x, 2).unwrap());
+    assert_eq!(ours, theirs);
+    assert!(ours.1.iter().filter(|v| **v != 0.0).count() == 2 * 3 * 3 * 2);
     assert!(nn::max_pool2d(&randn(&[1, 1, 1, 4], 1), 2).is_err());
 }
 

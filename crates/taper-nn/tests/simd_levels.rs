@@ -50,14 +50,23 @@ fn every_level_matches_the_portable_one_bit_for_bit() {
             vec![randn(&[3, 5, 7, 9], 14)],
         ),
         (
-            "3x3 convolution, padding 1 (col2im in its input gradient)",
-            Box::new(|t| kernels::conv2d(&t[0], &t[1], 1, 1)),
-            vec![randn(&[2, 3, 9, 7], 18), randn(&[4, 3, 3, 3], 19)],
+            "3x3 convolution with bias, padding 1 (col2im and channel sums in its gradients)",
+            Box::new(|t| kernels::conv2d_bias(&t[0], &t[1], Some(&t[2]), 1, 1)),
+            vec![
+                randn(&[2, 3, 9, 7], 18),
+                randn(&[4, 3, 3, 3], 19),
+                randn(&[4], 23),
+            ],
         ),
         (
             "4x4 convolution, stride 2 (col2im's strided rows)",
             Box::new(|t| kernels::conv2d(&t[0], &t[1], 2, 1)),
             vec![randn(&[2, 3, 10, 14], 20), randn(&[5, 3, 4, 4], 21)],
+        ),
+        (
+            "2x2 max pooling, odd sides",
+            Box::new(|t| taper_nn::max_pool2d(&t[0], 2)),
+            vec![randn(&[2, 3, 9, 7], 22)],
         ),
         (
             "softmax",

@@ -70,51 +70,6 @@ fn lock(cache: &Mutex<Cache>) -> Result<std::sync::MutexGuard<'_, Cache>> {
         .map_err(|_| candle_core::Error::Msg("batch norm cache poisoned".into()))
 }
 
-/// `(Σ f(a_i, b_i).0, Σ f(a_i, b_i).1)` in f64 over two slices of one length,
-/// eight independent partial sums per total: a single running f64 sum is a chain
-/// the compiler may not reorder, so it ran one add per four cycles, unvectorised
-/// (batch-norm statistics and gradient sums were 6 % of a batch-norm CNN step).
-/// The order is fixed by the lanes, so every SIMD level gives the same bits.
-#[inline(always)]
-fn lane_sums<T: Real>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> (f64, f64)) -> (f64, f64) {
-    lane_sums3(a, b, b, |x, y, _| f(x, y))
-}
-
-/// [`lane_sums`] over three slices.
-#[inline(always)]
-fn lane_sums3<T: Real>(
-    a: &[T],
-    b: &[T],
-    c: &[T],
-    f: impl Fn(f64, f64, f64) -> (f64, f64),
-) -> (f64, f64) {
-    let (mut s0, mut s1) = ([0f64; 8], [0f64; 8]);
-    let (ac, bc, cc) = (a.chunks_exact(8), b.chunks_exact(8), c.chunks_exact(8));
-    let (mut t0, mut t1) = (0f64, 0f64);
-    for ((x, y), z) in ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .zip(cc.remainder())
-    {
-        let (u, v) = f(x.to_f64(), y.to_f64(), z.to_f64());
-        t0 += u;
-        t1 += v;
-    }
-    for ((x, y), z) in ac.zip(bc).zip(cc) {
-        for l in 0..8 {
-            let (u, v) = f(x[l].to_f64(), y[l].to_f64(), z[l].to_f64());
-            s0[l] += u;
-            s1[l] += v;
-        }
-    }
-    for l in 0..8 {
-        t0 += s0[l];
-        t1 += s1[l];
-    }
-    (t0, t1)
-}
-
 fn stats<T: Real>(x: &[T], (n, c, s): (usize, usize, usize)) -> Vec<(f64, f64)> {
     let m = (n * s) as f64;
     (0..c)
@@ -126,7 +81,7 @@ fn stats<T: Real>(x: &[T], (n, c, s): (usize, usize, usize)) -> Vec<(f64, f64)> 
                     #[inline(always)]
                     || {
                         let row = &x[(b * c + ch) * s..(b * c + ch + 1) * s];
-                        lane_sums(row, row, |v, _| (v, v * v))
+                        super::vmath::lane_sums(row, row, |v, _| (v, v * v))
                     },
                 );
                 sum += ps;
@@ -276,12 +231,12 @@ fn grad_sums<T: Real>(
                         // The ReLU's mask folded into g first: Σ over the y > 0 entries.
                         let (x, g, y) = (&x[r.clone()], &g[r.clone()], &y[r.clone()]);
                         if relu {
-                            lane_sums3(x, g, y, |xv, gv, yv| {
+                            super::vmath::lane_sums3(x, g, y, |xv, gv, yv| {
                                 let gv = if yv > 0.0 { gv } else { 0.0 };
                                 (gv, gv * xv)
                             })
                         } else {
-                            lane_sums(x, g, |xv, gv| (gv, gv * xv))
+                            super::vmath::lane_sums(x, g, |xv, gv| (gv, gv * xv))
                         }
                     },
                 );
@@ -491,10 +446,15 @@ impl CustomOp2 for ChannelGradSums {
                         let (mut sgx, mut sg) = (0.0, 0.0);
                         for b in 0..n {
                             let r = (b * c + ch) * s..(b * c + ch + 1) * s;
-                            for (xv, gv) in x[r.clone()].iter().zip(&g[r]) {
-                                sgx += gv.to_f64() * xv.to_f64();
-                                sg += gv.to_f64();
-                            }
+                            let (px, pg) = super::simd::dispatch(
+                                #[inline(always)]
+                                || {
+                                    let (x, g) = (&x[r.clone()], &g[r.clone()]);
+                                    super::vmath::lane_sums(x, g, |xv, gv| (gv * xv, gv))
+                                },
+                            );
+                            sgx += px;
+                            sg += pg;
                         }
                         (sgx, sg)
                     })

@@ -833,11 +833,16 @@ fn channel_sum<T: WithDType>(x: &[T], (n, c, s): (usize, usize, usize)) -> Vec<T
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let mut acc = 0f64;
-            for b in 0..n {
-                let plane = &x[(b * c + ch) * s..(b * c + ch + 1) * s];
-                acc += plane.iter().map(|v| v.to_f64()).sum::<f64>();
-            }
+            let acc = super::simd::dispatch(
+                #[inline(always)]
+                || {
+                    let mut acc = 0f64;
+                    for b in 0..n {
+                        acc += super::vmath::sum_f64(&x[(b * c + ch) * s..(b * c + ch + 1) * s]);
+                    }
+                    acc
+                },
+            );
             T::from_f64(acc)
         })
         .collect()
