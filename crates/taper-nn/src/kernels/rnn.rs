@@ -87,22 +87,30 @@ fn lstm_fwd<T: Real>(
         gemm_into(&mut gates, &hprev, w, (b, 4 * h, h), (1, h), true);
         let (hs_s, cs_s) = (&mut hs[s * bh..(s + 1) * bh], &mut cs[s * bh..(s + 1) * bh]);
         activate_gates(&mut gates, h);
-        for (((gr, cp), c_out), h_out) in gates
-            .chunks_exact(4 * h)
-            .zip(cprev.chunks_exact(h))
-            .zip(cs_s.chunks_exact_mut(h))
-            .zip(hs_s.chunks_exact_mut(h))
-        {
-            let (gi, rest) = gr.split_at(h);
-            let (gf, rest) = rest.split_at(h);
-            let (gg, go) = rest.split_at(h);
-            for ((((c, &f), &p), &i), &g) in c_out.iter_mut().zip(gf).zip(cp).zip(gi).zip(gg) {
-                *c = f * p + i * g;
-            }
-            for ((hv, &o), &c) in h_out.iter_mut().zip(go).zip(c_out.iter()) {
-                *hv = o * c.th();
-            }
-        }
+        // At the CPU's vector width (a tanh per value), as the gates.
+        super::simd::dispatch(
+            #[inline(always)]
+            || {
+                for (((gr, cp), c_out), h_out) in gates
+                    .chunks_exact(4 * h)
+                    .zip(cprev.chunks_exact(h))
+                    .zip(cs_s.chunks_exact_mut(h))
+                    .zip(hs_s.chunks_exact_mut(h))
+                {
+                    let (gi, rest) = gr.split_at(h);
+                    let (gf, rest) = rest.split_at(h);
+                    let (gg, go) = rest.split_at(h);
+                    for ((((c, &f), &p), &i), &g) in
+                        c_out.iter_mut().zip(gf).zip(cp).zip(gi).zip(gg)
+                    {
+                        *c = f * p + i * g;
+                    }
+                    for ((hv, &o), &c) in h_out.iter_mut().zip(go).zip(c_out.iter()) {
+                        *hv = o * c.th();
+                    }
+                }
+            },
+        );
         hprev.copy_from_slice(hs_s);
         cprev.copy_from_slice(cs_s);
     }
@@ -163,38 +171,45 @@ fn lstm_bwd<T: Real>(
         let gc = &grad_v[t * bh + s * bh..t * bh + (s + 1) * bh];
         let act_s = &act[s * b * 4 * h..(s + 1) * b * 4 * h];
         let dg_s = &mut dg[s * b * 4 * h..(s + 1) * b * 4 * h];
-        for r in 0..b {
-            let row = r * h..(r + 1) * h;
-            let (p, d) = (
-                &act_s[r * 4 * h..(r + 1) * 4 * h],
-                &mut dg_s[r * 4 * h..(r + 1) * 4 * h],
-            );
-            // Re-slicing to `..h` tells the compiler every length, so the loop
-            // has no bounds checks and vectorises.
-            let (pi, pf, pg, po) = (&p[..h], &p[h..2 * h], &p[2 * h..3 * h], &p[3 * h..4 * h]);
-            let (di, rest) = d.split_at_mut(h);
-            let (df, rest) = rest.split_at_mut(h);
-            let (dgg, dout) = rest.split_at_mut(h);
-            let (dgg, dout) = (&mut dgg[..h], &mut dout[..h]);
-            let (di, df) = (&mut di[..h], &mut df[..h]);
-            let (tc_r, cp, gh_r, gc_r) = (
-                &tc_s[row.clone()],
-                &cprev[row.clone()],
-                &gh[row.clone()],
-                &gc[row.clone()],
-            );
-            let (dh_r, dc_r) = (&dh_carry[row.clone()], &mut dc_carry[row]);
-            for j in 0..h {
-                let (i, f, g, o, tc) = (pi[j], pf[j], pg[j], po[j], tc_r[j]);
-                let dh = gh_r[j] + dh_r[j];
-                let dc = gc_r[j] + dc_r[j] + dh * o * (one - tc * tc);
-                di[j] = dc * g * i * (one - i);
-                df[j] = dc * cp[j] * f * (one - f);
-                dgg[j] = dc * i * (one - g * g);
-                dout[j] = dh * tc * o * (one - o);
-                dc_r[j] = dc * f;
-            }
-        }
+        // At the CPU's vector width: this recurrence is plain arithmetic.
+        super::simd::dispatch(
+            #[inline(always)]
+            || {
+                for r in 0..b {
+                    let row = r * h..(r + 1) * h;
+                    let (p, d) = (
+                        &act_s[r * 4 * h..(r + 1) * 4 * h],
+                        &mut dg_s[r * 4 * h..(r + 1) * 4 * h],
+                    );
+                    // Re-slicing to `..h` tells the compiler every length, so the loop
+                    // has no bounds checks and vectorises.
+                    let (pi, pf, pg, po) =
+                        (&p[..h], &p[h..2 * h], &p[2 * h..3 * h], &p[3 * h..4 * h]);
+                    let (di, rest) = d.split_at_mut(h);
+                    let (df, rest) = rest.split_at_mut(h);
+                    let (dgg, dout) = rest.split_at_mut(h);
+                    let (dgg, dout) = (&mut dgg[..h], &mut dout[..h]);
+                    let (di, df) = (&mut di[..h], &mut df[..h]);
+                    let (tc_r, cp, gh_r, gc_r) = (
+                        &tc_s[row.clone()],
+                        &cprev[row.clone()],
+                        &gh[row.clone()],
+                        &gc[row.clone()],
+                    );
+                    let (dh_r, dc_r) = (&dh_carry[row.clone()], &mut dc_carry[row]);
+                    for j in 0..h {
+                        let (i, f, g, o, tc) = (pi[j], pf[j], pg[j], po[j], tc_r[j]);
+                        let dh = gh_r[j] + dh_r[j];
+                        let dc = gc_r[j] + dc_r[j] + dh * o * (one - tc * tc);
+                        di[j] = dc * g * i * (one - i);
+                        df[j] = dc * cp[j] * f * (one - f);
+                        dgg[j] = dc * i * (one - g * g);
+                        dout[j] = dh * tc * o * (one - o);
+                        dc_r[j] = dc * f;
+                    }
+                }
+            },
+        );
         gemm_into(&mut dh_carry, dg_s, &w_v, (b, h, 4 * h), (h, 1), false);
     }
     let dg_t = Tensor::from_vec(dg, (t * b, 4 * h), &dev)?;
