@@ -285,7 +285,7 @@ fn im2col_band<T: WithDType>(x: &[T], g: &Geometry, (r0, rows): (usize, usize), 
 /// neighbouring input rows' ends). Copying 28-value runs one by one, with two
 /// fills around each, had spent most of im2col's time in calls to memcpy and
 /// memset. `shift` is `ki - p` (input row = output row + shift); `first` the
-/// input column of output column `lo`.
+/// input column of output column `lo`; `lo < hi`.
 fn same_rows<T: WithDType>(
     plane: &[T],
     (h, w): (isize, usize),
@@ -295,31 +295,15 @@ fn same_rows<T: WithDType>(
     first: usize,
     dst: &mut [T],
 ) {
-    let (i_lo, i_hi) = rows_inside(h, shift, (r0, rows));
-    dst[..i_lo * w].fill(T::zero());
-    dst[i_hi * w..rows * w].fill(T::zero());
-    if i_lo == i_hi {
+    let run = SameRun::new((h, w), (r0, rows), (lo, hi), shift, first);
+    dst[..run.rows.start * w].fill(T::zero());
+    dst[run.rows.end * w..rows * w].fill(T::zero());
+    if run.rows.is_empty() {
         return;
     }
-    let (j0, j1) = (i_lo * w + lo, (i_hi - 1) * w + hi);
-    let s0 = (r0 as isize + i_lo as isize + shift) as usize * w + first;
-    dst[j0..j1].copy_from_slice(&plane[s0..s0 + (j1 - j0)]);
-    // Strided stores (one per output row), which the compiler cannot turn into
-    // a call per row.
-    for t in (0..lo).chain(hi..w) {
-        for i in i_lo..i_hi {
-            dst[i * w + t] = T::zero();
-        }
-    }
-}
-
-/// The band's output rows `i` (of `0..rows`) whose input row `r0 + i + shift`
-/// lies in `0..h`, as a range `i_lo..i_hi`.
-#[inline(always)]
-fn rows_inside(h: isize, shift: isize, (r0, rows): (usize, usize)) -> (usize, usize) {
-    let i_lo = (-shift - r0 as isize).clamp(0, rows as isize) as usize;
-    let i_hi = (h - shift - r0 as isize).clamp(i_lo as isize, rows as isize) as usize;
-    (i_lo, i_hi)
+    let n = run.cols.len();
+    dst[run.cols.clone()].copy_from_slice(&plane[run.plane_start..][..n]);
+    run.zero_edges(dst, w, (lo, hi));
 }
 
 /// The reverse of [`same_rows`]: adds one row of the column matrix back into
@@ -335,19 +319,61 @@ fn same_rows_add<T: WithDType>(
     first: usize,
     plane: &mut [T],
 ) {
-    let (i_lo, i_hi) = rows_inside(h, shift, (r0, rows));
-    if i_lo == i_hi || lo >= hi {
+    let run = SameRun::new((h, w), (r0, rows), (lo, hi), shift, first);
+    if run.rows.is_empty() {
         return;
     }
-    for t in (0..lo).chain(hi..w) {
-        for i in i_lo..i_hi {
-            src[i * w + t] = T::zero();
+    run.zero_edges(src, w, (lo, hi));
+    let n = run.cols.len();
+    for (dv, v) in plane[run.plane_start..][..n].iter_mut().zip(&src[run.cols]) {
+        *dv += *v;
+    }
+}
+
+/// Where one row of a same-width column matrix ([`same_rows`]) meets its input
+/// plane: the band's output rows whose input row lies inside the image, the
+/// matrix entries from the first valid one to the last, and the plane index the
+/// first of them reads.
+struct SameRun {
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    plane_start: usize,
+}
+
+impl SameRun {
+    #[inline(always)]
+    fn new(
+        (h, w): (isize, usize),
+        (r0, rows): (usize, usize),
+        (lo, hi): (usize, usize),
+        shift: isize,
+        first: usize,
+    ) -> Self {
+        // Output rows i with 0 <= r0 + i + shift < h.
+        let i_lo = (-shift - r0 as isize).clamp(0, rows as isize) as usize;
+        let i_hi = (h - shift - r0 as isize).clamp(i_lo as isize, rows as isize) as usize;
+        let cols = if i_lo < i_hi {
+            i_lo * w + lo..(i_hi - 1) * w + hi
+        } else {
+            0..0
+        };
+        Self {
+            rows: i_lo..i_hi,
+            cols,
+            plane_start: ((r0 + i_lo) as isize + shift).max(0) as usize * w + first,
         }
     }
-    let (j0, j1) = (i_lo * w + lo, (i_hi - 1) * w + hi);
-    let s0 = (r0 as isize + i_lo as isize + shift) as usize * w + first;
-    for (dv, v) in plane[s0..s0 + (j1 - j0)].iter_mut().zip(&src[j0..j1]) {
-        *dv += *v;
+
+    /// Zeroes the `lo` entries before and the `w - hi` after each valid output
+    /// row: strided stores (one per row), which the compiler cannot turn into a
+    /// call per row.
+    #[inline(always)]
+    fn zero_edges<T: WithDType>(&self, buf: &mut [T], w: usize, (lo, hi): (usize, usize)) {
+        for t in (0..lo).chain(hi..w) {
+            for i in self.rows.clone() {
+                buf[i * w + t] = T::zero();
+            }
+        }
     }
 }
 
