@@ -332,6 +332,28 @@ fn taper_conv2d_matches_candle_and_has_exact_gradients() {
             &[x.clone(), w.clone()],
         );
     }
+    // 5x5 convolutions without padding (LeNet's), output rows of 8 and 10
+    // values: im2col's 8-value copies (the last overlapping) and col2im's
+    // 8-value adds with a remainder; and with padding 1, rows narrower than
+    // the input's and partly in the padding.
+    for (h, wd, padding) in [(12, 12, 0), (9, 14, 0), (9, 14, 1)] {
+        let x = randn(&[2, 3, h, wd], 42);
+        let w = randn(&[4, 3, 5, 5], 43);
+        let ours = kernels::conv2d(&x, &w, 1, padding).unwrap();
+        let theirs = x.conv2d(&w, padding, 1, 1, 1).unwrap();
+        let side = |s: usize| s + 2 * padding - 4;
+        assert_eq!(ours.dims(), [2, 4, side(h), side(wd)]);
+        let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(
+            diff.to_scalar::<f64>().unwrap() < 1e-12,
+            "{h}x{wd}, padding {padding}"
+        );
+        assert_grads(
+            "taper conv2d, 5x5, narrower output rows",
+            |xs| kernels::conv2d(&xs[0], &xs[1], 1, padding),
+            &[x.clone(), w.clone()],
+        );
+    }
     // 4x4 and 3x3 convolutions with stride 2 and padding 1 on images of even
     // sides (a DCGAN's shapes), five images: the precomputed gather.
     for k in [4, 3] {
@@ -442,10 +464,10 @@ fn taper_kernels_for_pooling_and_relu() {
         .affine(0.5, 0.0)
         .unwrap();
     let wts = randn(&[2, 3, 3, 2], 26);
-    let grad_of = |pool: &dyn Fn(&Tensor) -> Tensor| {
-        let v = candle_core::Var::from_tensor(&t).unwrap();
+    let grad_of = |t: &Tensor, wts: &Tensor, pool: &dyn Fn(&Tensor) -> Tensor| {
+        let v = candle_core::Var::from_tensor(t).unwrap();
         let y = pool(v.as_tensor());
-        let g = (y.clone() * &wts)
+        let g = (y.clone() * wts)
             .unwrap()
             .sum_all()
             .unwrap()
@@ -454,10 +476,22 @@ fn taper_kernels_for_pooling_and_relu() {
         let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         (flat(&y), flat(g.get(&v).unwrap()))
     };
-    let ours = grad_of(&|x| nn::max_pool2d(x, 2).unwrap());
-    let theirs = grad_of(&|x| nn::pool::max_pool2d_reshape(x, 2).unwrap());
+    let ours = grad_of(&t, &wts, &|x| nn::max_pool2d(x, 2).unwrap());
+    let theirs = grad_of(&t, &wts, &|x| nn::pool::max_pool2d_reshape(x, 2).unwrap());
     assert_eq!(ours, theirs);
     assert!(ours.1.iter().filter(|v| **v != 0.0).count() == 2 * 3 * 3 * 2);
+    // Rows of 9 windows: two blocks of four windows, then one alone.
+    let t = (randn(&[2, 3, 7, 19], 27) * 2.0)
+        .unwrap()
+        .round()
+        .unwrap()
+        .affine(0.5, 0.0)
+        .unwrap();
+    let wts = randn(&[2, 3, 3, 9], 28);
+    let ours = grad_of(&t, &wts, &|x| nn::max_pool2d(x, 2).unwrap());
+    let theirs = grad_of(&t, &wts, &|x| nn::pool::max_pool2d_reshape(x, 2).unwrap());
+    assert_eq!(ours, theirs);
+    assert!(ours.1.iter().filter(|v| **v != 0.0).count() == 2 * 3 * 3 * 9);
     assert!(nn::max_pool2d(&randn(&[1, 1, 1, 4], 1), 2).is_err());
 }
 

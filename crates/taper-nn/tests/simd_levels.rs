@@ -69,6 +69,16 @@ fn every_level_matches_the_portable_one_bit_for_bit() {
             vec![randn(&[2, 3, 9, 7], 22)],
         ),
         (
+            "2x2 max pooling, rows of 9 windows (blocks of four and a remainder)",
+            Box::new(|t| taper_nn::max_pool2d(&t[0], 2)),
+            vec![randn(&[2, 3, 7, 19], 24)],
+        ),
+        (
+            "5x5 convolution without padding, rows of 10 (short copies and adds)",
+            Box::new(|t| kernels::conv2d(&t[0], &t[1], 1, 0)),
+            vec![randn(&[2, 3, 9, 14], 25), randn(&[4, 3, 5, 5], 26)],
+        ),
+        (
             "softmax",
             Box::new(|t| taper_nn::softmax(&t[0])),
             vec![randn(&[130, 77], 6)],

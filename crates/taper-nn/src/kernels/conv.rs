@@ -237,43 +237,187 @@ impl Geometry {
 }
 
 /// Output rows `r0..r0 + rows` of one image `(c, h, w)` → their
-/// `(c·kh·kw, rows·wo)` columns, every entry written.
+/// `(c·kh·kw, rows·wo)` columns, every entry written. Inlined into
+/// [`super::simd::dispatch`] by its callers, so the short copies below are
+/// vector moves at the CPU's width.
+#[inline(always)]
 fn im2col_band<T: WithDType>(x: &[T], g: &Geometry, (r0, rows): (usize, usize), out: &mut [T]) {
-    let (kh, kw) = g.win.kernel;
     let (s, p) = (g.win.stride as isize, g.win.padding as isize);
     let (h, w, wo) = (g.h as isize, g.w, g.wo);
-    for (row, dst) in out[..g.k() * rows * wo].chunks_mut(rows * wo).enumerate() {
-        let ci = row / (kh * kw);
-        let ki = ((row / kw) % kh) as isize;
-        let kj = (row % kw) as isize;
+    let su = s as usize;
+    if su == 1 && p == 0 {
+        valid_band(x, g, (r0, rows), out);
+        return;
+    }
+    for ((ci, ki, kj), dst) in taps(g).zip(out[..g.k() * rows * wo].chunks_exact_mut(rows * wo)) {
         let plane = &x[ci * g.h * w..(ci + 1) * g.h * w];
         // Columns ow with 0 <= ow·s - p + kj < w: zero outside, a copy (stride 1)
         // or a strided gather inside, with no per-element bounds test. The range
         // depends on kj only, so it is found once per row of the matrix.
         let (lo, hi) = valid_range(wo, w, s, p, kj);
-        let first = (lo as isize * s - p + kj).max(0) as usize;
-        let su = s as usize;
-        if su == 1 && wo == w && lo < hi {
+        if lo >= hi {
+            dst.fill(T::zero());
+            continue;
+        }
+        let first = (lo as isize * s - p + kj) as usize;
+        if su == 1 && wo == w {
             same_rows(plane, (h, w), (r0, rows), (lo, hi), ki - p, first, dst);
+            continue;
+        }
+        if su == 1 {
+            // Padded, narrower output rows: the rows that read inside the
+            // image as short copies (see `valid_band`), their edges and the
+            // rows that read padding zeroed.
+            let valid = valid_rows(h, (r0, rows), ki - p);
+            dst[..valid.start * wo].fill(T::zero());
+            dst[valid.end * wo..].fill(T::zero());
+            for i in valid {
+                let ih = ((r0 + i) as isize + ki - p) as usize;
+                let d = &mut dst[i * wo..(i + 1) * wo];
+                d[..lo].fill(T::zero());
+                d[hi..].fill(T::zero());
+                copy_short(&plane[ih * w + first..], &mut d[lo..hi]);
+            }
             continue;
         }
         for (i, d) in dst.chunks_mut(wo).enumerate() {
             let ih = (r0 + i) as isize * s - p + ki;
-            if ih < 0 || ih >= h || lo >= hi {
+            if ih < 0 || ih >= h {
                 d.fill(T::zero());
                 continue;
             }
             let src = &plane[ih as usize * w + first..(ih as usize + 1) * w];
             d[..lo].fill(T::zero());
             d[hi..].fill(T::zero());
-            if su == 1 {
-                d[lo..hi].copy_from_slice(&src[..hi - lo]);
-            } else {
-                for (t, v) in d[lo..hi].iter_mut().enumerate() {
-                    *v = src[t * su];
+            for (t, v) in d[lo..hi].iter_mut().enumerate() {
+                *v = src[t * su];
+            }
+        }
+    }
+}
+
+/// [`im2col_band`] of a stride-1 convolution without padding (LeNet's 5x5
+/// convolutions): every entry reads inside the image, so each output row of
+/// each matrix row is one short copy, with no bounds, fills or per-row set-up.
+/// The general path spent more on its per-row bookkeeping (a division, empty
+/// fills that still called memset) than on the 8-value copies of a 12x12 map.
+#[inline(always)]
+fn valid_band<T: WithDType>(x: &[T], g: &Geometry, (r0, rows): (usize, usize), out: &mut [T]) {
+    let (kh, kw) = g.win.kernel;
+    let (w, wo) = (g.w, g.wo);
+    let n = rows * wo;
+    let mut dst = out;
+    for plane in x[..g.image()].chunks_exact(g.h * w) {
+        for ki in 0..kh {
+            let top = &plane[(r0 + ki) * w..];
+            for kj in 0..kw {
+                let (row, rest) = dst.split_at_mut(n);
+                dst = rest;
+                // Indexed rather than `chunks_exact_mut`, whose set-up divides.
+                for i in 0..rows {
+                    copy_short(&top[i * w + kj..], &mut row[i * wo..(i + 1) * wo]);
                 }
             }
         }
+    }
+}
+
+/// The reverse of [`valid_band`] (col2im): adds each short run of `cols` back
+/// into `out`, in the general path's order.
+#[inline(always)]
+fn valid_band_add<T: WithDType>(
+    cols: &[T],
+    g: &Geometry,
+    (r0, rows): (usize, usize),
+    out: &mut [T],
+) {
+    let (kh, kw) = g.win.kernel;
+    let (w, wo) = (g.w, g.wo);
+    let n = rows * wo;
+    let mut src = cols;
+    for plane in out[..g.image()].chunks_exact_mut(g.h * w) {
+        for ki in 0..kh {
+            let top = &mut plane[(r0 + ki) * w..];
+            for kj in 0..kw {
+                let (row, rest) = src.split_at(n);
+                src = rest;
+                for i in 0..rows {
+                    add_short(&row[i * wo..(i + 1) * wo], &mut top[i * w + kj..]);
+                }
+            }
+        }
+    }
+}
+
+/// `(channel, kernel row, kernel column)` of each row of the column matrix, in
+/// order, counted up rather than divided out of the row index (three integer
+/// divisions per row showed in a 5x5 convolution's im2col).
+fn taps(g: &Geometry) -> impl Iterator<Item = (usize, isize, isize)> {
+    let (kh, kw) = g.win.kernel;
+    (0..g.c).flat_map(move |ci| {
+        (0..kh as isize).flat_map(move |ki| (0..kw as isize).map(move |kj| (ci, ki, kj)))
+    })
+}
+
+/// The band's output rows `i` whose input row `r0 + i + shift` lies in `0..h`
+/// (stride 1).
+#[inline(always)]
+fn valid_rows(h: isize, (r0, rows): (usize, usize), shift: isize) -> std::ops::Range<usize> {
+    let lo = (-shift - r0 as isize).clamp(0, rows as isize) as usize;
+    let hi = (h - shift - r0 as isize).clamp(lo as isize, rows as isize) as usize;
+    lo..hi
+}
+
+/// `dst = src[..dst.len()]` for a short run, as 8-value pieces (the last one overlapping the
+/// one before) that compile to vector moves, where `copy_from_slice` would call
+/// memcpy once per run. Runs under 8 values are copied one by one.
+#[inline(always)]
+fn copy_short<T: Copy>(src: &[T], dst: &mut [T]) {
+    const PIECE: usize = 8;
+    let n = dst.len();
+    let src = &src[..n];
+    if n < PIECE {
+        for (d, v) in dst.iter_mut().zip(src) {
+            *d = *v;
+        }
+        return;
+    }
+    let mut j = 0;
+    while j + PIECE < n {
+        dst[j..j + PIECE].copy_from_slice(&src[j..j + PIECE]);
+        j += PIECE;
+    }
+    dst[n - PIECE..].copy_from_slice(&src[n - PIECE..]);
+}
+
+/// `d += v` on 8 values, both read before the sum is stored: with the loads and
+/// stores interleaved the compiler kept the adds scalar, as it could not tell
+/// that `d` and `v` (inlined slices of two buffers) do not overlap.
+#[inline(always)]
+fn add8<T: WithDType>(d: &mut [T; 8], v: &[T; 8]) {
+    let (a, b) = (*d, *v);
+    *d = std::array::from_fn(|t| a[t] + b[t]);
+}
+
+/// `dst[..src.len()] += src` for a short run, in 8-value pieces and then one by
+/// one: the same one addition per entry as a plain loop. The first piece is
+/// written outside the loop so that a run of exactly 8 (a 5x5 convolution of a
+/// 12x12 map) is one vector add: in a loop over pieces the compiler vectorised
+/// across pieces and left a single piece to its scalar remainder.
+#[inline(always)]
+fn add_short<T: WithDType>(src: &[T], dst: &mut [T]) {
+    let n = src.len();
+    let dst = &mut dst[..n];
+    let (s8, s_rest) = src.as_chunks::<8>();
+    let (d8, d_rest) = dst.as_chunks_mut::<8>();
+    if let (Some((d, d8)), Some((v, s8))) = (d8.split_first_mut(), s8.split_first()) {
+        add8(d, v);
+        for (d, v) in d8.iter_mut().zip(s8) {
+            add8(d, v);
+        }
+    }
+    for (d, v) in d_rest.iter_mut().zip(s_rest) {
+        *d += *v;
     }
 }
 
@@ -286,6 +430,7 @@ fn im2col_band<T: WithDType>(x: &[T], g: &Geometry, (r0, rows): (usize, usize), 
 /// fills around each, had spent most of im2col's time in calls to memcpy and
 /// memset. `shift` is `ki - p` (input row = output row + shift); `first` the
 /// input column of output column `lo`; `lo < hi`.
+#[inline(always)]
 fn same_rows<T: WithDType>(
     plane: &[T],
     (h, w): (isize, usize),
@@ -349,9 +494,8 @@ impl SameRun {
         shift: isize,
         first: usize,
     ) -> Self {
-        // Output rows i with 0 <= r0 + i + shift < h.
-        let i_lo = (-shift - r0 as isize).clamp(0, rows as isize) as usize;
-        let i_hi = (h - shift - r0 as isize).clamp(i_lo as isize, rows as isize) as usize;
+        let valid = valid_rows(h, (r0, rows), shift);
+        let (i_lo, i_hi) = (valid.start, valid.end);
         let cols = if i_lo < i_hi {
             i_lo * w + lo..(i_hi - 1) * w + hi
         } else {
@@ -403,13 +547,13 @@ fn col2im_band<T: WithDType>(
     (r0, rows): (usize, usize),
     out: &mut [T],
 ) {
-    let (kh, kw) = g.win.kernel;
     let (s, p) = (g.win.stride as isize, g.win.padding as isize);
     let (h, w, wo) = (g.h as isize, g.w, g.wo);
-    for (row, src_row) in cols[..g.k() * rows * wo].chunks_mut(rows * wo).enumerate() {
-        let ci = row / (kh * kw);
-        let ki = ((row / kw) % kh) as isize;
-        let kj = (row % kw) as isize;
+    if s == 1 && p == 0 {
+        valid_band_add(cols, g, (r0, rows), out);
+        return;
+    }
+    for ((ci, ki, kj), src_row) in taps(g).zip(cols[..g.k() * rows * wo].chunks_mut(rows * wo)) {
         let plane = &mut out[ci * g.h * w..(ci + 1) * g.h * w];
         let (lo, hi) = valid_range(wo, w, s, p, kj);
         if lo >= hi {
@@ -431,9 +575,7 @@ fn col2im_band<T: WithDType>(
                 // A separate loop for stride 1: with the stride a runtime value the
                 // compiler keeps the general one scalar, and it took a quarter of a
                 // 3x3 convolution's forward and backward time.
-                for (dv, v) in d.iter_mut().zip(&srow[lo..hi]) {
-                    *dv += *v;
-                }
+                add_short(&srow[lo..hi], d);
             } else {
                 for (t, v) in srow[lo..hi].iter().enumerate() {
                     d[t * su] += *v;
@@ -540,7 +682,10 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
                     let n = band.1 * g.wo;
                     match &gather {
                         Some(ga) => ga.fill(img, padded, buf),
-                        None => im2col_band(img, g, band, buf),
+                        None => super::simd::dispatch(
+                            #[inline(always)]
+                            || im2col_band(img, g, band, buf),
+                        ),
                     }
                     gemm_on(
                         &mut dst[band.0 * g.wo..],
@@ -560,11 +705,20 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
 
 /// `dW = Σ_images grad_b (co x HW) · cols_bᵀ`, summed in a fixed order
 /// ([`super::ordered_sum`]) so the gradient is the same on any number of threads.
+///
+/// Accumulated as its transpose `cols_b · grad_bᵀ` (`k x co`) and transposed
+/// once at the end: the `gemm` crate computes a row-major product as its
+/// transpose, and in `dW`'s own layout that made the column matrix its left
+/// operand with rows `HW` apart, which it re-packed, one strided value at a
+/// time, for every image (7 % of a LeNet step on one thread). As `dWᵀ` only
+/// `grad_b` (`co x HW`, 16 times smaller for LeNet's second convolution) is
+/// packed. Each entry is the same sum over the image's positions in the same
+/// order, so the values do not change.
 fn conv_grad_weight<T: WithDType>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
     let (k, hw) = (g.k(), g.cols());
     let threads = g.inner_threads();
     let gather = Gather::new(g);
-    super::ordered_sum(
+    let dw_t = super::ordered_sum(
         g.n,
         g.co * k,
         T::zero(),
@@ -576,25 +730,33 @@ fn conv_grad_weight<T: WithDType>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
                 let n = band.1 * g.wo;
                 match &gather {
                     Some(ga) => ga.fill(img, padded, buf),
-                    None => im2col_band(img, g, band, buf),
+                    None => super::simd::dispatch(
+                        #[inline(always)]
+                        || im2col_band(img, g, band, buf),
+                    ),
                 }
                 gemm_on(
                     acc,
-                    k,
+                    g.co,
+                    MatRef::rows(buf, n),
                     MatRef {
                         data: &gb[band.0 * g.wo..],
-                        rs: hw,
-                        cs: 1,
+                        rs: 1,
+                        cs: hw,
                     },
-                    MatRef::transposed(buf, n),
-                    (g.co, k, n),
+                    (k, g.co, n),
                     true,
                     threads,
-                    blas_for_image((g.co, k, n), g.n),
+                    blas_for_image((k, g.co, n), g.n),
                 );
             }
         },
-    )
+    );
+    let mut dw = Vec::with_capacity(g.co * k);
+    for c in 0..g.co {
+        dw.extend(dw_t.iter().skip(c).step_by(g.co));
+    }
+    dw
 }
 
 /// `dx_b = col2im(Wᵀ (k x co) · grad_b (co x HW))`.
