@@ -296,57 +296,43 @@ fn im2col_band<T: WithDType>(x: &[T], g: &Geometry, (r0, rows): (usize, usize), 
     }
 }
 
-/// [`im2col_band`] of a stride-1 convolution without padding (LeNet's 5x5
-/// convolutions): every entry reads inside the image, so each output row of
-/// each matrix row is one short copy, with no bounds, fills or per-row set-up.
-/// The general path spent more on its per-row bookkeeping (a division, empty
+/// The runs of a stride-1 convolution without padding (LeNet's 5x5
+/// convolutions), in the column matrix's order: `f(column entry, image entry)`
+/// for each output row of each matrix row, `wo` values long in both. Every
+/// entry reads inside the image, so there are no bounds, fills or per-row
+/// set-up: the general path spent more on that bookkeeping (a division, empty
 /// fills that still called memset) than on the 8-value copies of a 12x12 map.
 #[inline(always)]
-fn valid_band<T: WithDType>(x: &[T], g: &Geometry, (r0, rows): (usize, usize), out: &mut [T]) {
+fn valid_runs(g: &Geometry, (r0, rows): (usize, usize), mut f: impl FnMut(usize, usize)) {
     let (kh, kw) = g.win.kernel;
     let (w, wo) = (g.w, g.wo);
-    let n = rows * wo;
-    let mut dst = out;
-    for plane in x[..g.image()].chunks_exact(g.h * w) {
+    let mut col = 0;
+    for ci in 0..g.c {
         for ki in 0..kh {
-            let top = &plane[(r0 + ki) * w..];
+            let top = ci * g.h * w + (r0 + ki) * w;
             for kj in 0..kw {
-                let (row, rest) = dst.split_at_mut(n);
-                dst = rest;
-                // Indexed rather than `chunks_exact_mut`, whose set-up divides.
                 for i in 0..rows {
-                    copy_short(&top[i * w + kj..], &mut row[i * wo..(i + 1) * wo]);
+                    f(col + i * wo, top + i * w + kj);
                 }
+                col += rows * wo;
             }
         }
     }
 }
 
-/// The reverse of [`valid_band`] (col2im): adds each short run of `cols` back
-/// into `out`, in the general path's order.
+/// [`im2col_band`] of a stride-1 convolution without padding ([`valid_runs`]).
 #[inline(always)]
-fn valid_band_add<T: WithDType>(
-    cols: &[T],
-    g: &Geometry,
-    (r0, rows): (usize, usize),
-    out: &mut [T],
-) {
-    let (kh, kw) = g.win.kernel;
-    let (w, wo) = (g.w, g.wo);
-    let n = rows * wo;
-    let mut src = cols;
-    for plane in out[..g.image()].chunks_exact_mut(g.h * w) {
-        for ki in 0..kh {
-            let top = &mut plane[(r0 + ki) * w..];
-            for kj in 0..kw {
-                let (row, rest) = src.split_at(n);
-                src = rest;
-                for i in 0..rows {
-                    add_short(&row[i * wo..(i + 1) * wo], &mut top[i * w + kj..]);
-                }
-            }
-        }
-    }
+fn valid_band<T: WithDType>(x: &[T], g: &Geometry, band: (usize, usize), out: &mut [T]) {
+    let wo = g.wo;
+    valid_runs(g, band, |c, at| copy_short(&x[at..], &mut out[c..c + wo]));
+}
+
+/// The reverse of [`valid_band`] (col2im): adds each run of `cols` back into
+/// `out`, in the general path's order.
+#[inline(always)]
+fn valid_band_add<T: WithDType>(cols: &[T], g: &Geometry, band: (usize, usize), out: &mut [T]) {
+    let wo = g.wo;
+    valid_runs(g, band, |c, at| add_short(&cols[c..c + wo], &mut out[at..]));
 }
 
 /// `(channel, kernel row, kernel column)` of each row of the column matrix, in
