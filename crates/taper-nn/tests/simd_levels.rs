@@ -64,6 +64,11 @@ fn every_level_matches_the_portable_one_bit_for_bit() {
             vec![randn(&[2, 3, 10, 14], 20), randn(&[5, 3, 4, 4], 21)],
         ),
         (
+            "4x4 convolution, stride 2, five images (the precomputed gather and its inverse)",
+            Box::new(|t| kernels::conv2d(&t[0], &t[1], 2, 1)),
+            vec![randn(&[5, 3, 10, 14], 27), randn(&[5, 3, 4, 4], 28)],
+        ),
+        (
             "2x2 max pooling, odd sides",
             Box::new(|t| taper_nn::max_pool2d(&t[0], 2)),
             vec![randn(&[2, 3, 9, 7], 22)],
