@@ -7,7 +7,6 @@ use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType,
 };
-use rayon::prelude::*;
 
 /// `tanh` with a one-pass backward (`g·(1 - y²)`), computed through `exp`:
 /// candle's CPU tanh calls the slow `f32::tanh`, and the additive attention's
@@ -18,42 +17,48 @@ struct Tanh;
 #[derive(Debug, Clone, Copy)]
 struct TanhGrad;
 
-fn map_par<T: Real>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(1 << 14)
-        .zip(x.par_chunks(1 << 14))
-        .for_each(|(d, s)| {
+/// Values per parallel chunk of the element-wise maps.
+const CHUNK: usize = 1 << 14;
+
+/// `f(x[i])` for every `i`, in parallel chunks at the CPU's vector width.
+fn map_par<T: WithDType>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
+    // SAFETY: chunk `i` of the output and `x[i·CHUNK..]` have the same length
+    // up to the chunk's, so the loop writes every value of the chunk.
+    unsafe {
+        super::par_new(x.len(), CHUNK, |i, d| {
+            let s = &x[i * CHUNK..];
             // A `for` loop, not `for_each`: `Zip::fold` is not inlined into the
             // dispatched copy, and would run at the baseline width.
             simd::dispatch(
                 #[inline(always)]
                 || {
                     for (o, &v) in d.iter_mut().zip(s) {
-                        *o = f(v);
+                        o.write(f(v));
                     }
                 },
             )
-        });
-    out
+        })
+    }
 }
 
 /// `f(a[i], b[i])` for every `i`, in parallel chunks: the backward passes'
 /// one-pass loop over an activation (or input) and its gradient.
 fn zip_map_par<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
-    let mut out = vec![T::zero(); a.len()];
-    out.par_chunks_mut(1 << 14)
-        .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
-        .for_each(|(d, (xs, ys))| {
+    assert_eq!(a.len(), b.len());
+    // SAFETY: as in `map_par`; `b` is as long as `a`.
+    unsafe {
+        super::par_new(a.len(), CHUNK, |i, d| {
+            let (xs, ys) = (&a[i * CHUNK..], &b[i * CHUNK..]);
             simd::dispatch(
                 #[inline(always)]
                 || {
                     for ((o, &x), &y) in d.iter_mut().zip(xs).zip(ys) {
-                        *o = f(x, y);
+                        o.write(f(x, y));
                     }
                 },
             )
-        });
-    out
+        })
+    }
 }
 
 impl CustomOp1 for Tanh {
@@ -136,23 +141,6 @@ pub struct Relu;
 #[derive(Debug, Clone, Copy)]
 struct ReluGrad;
 
-fn map_contig<T: WithDType>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(1 << 14)
-        .zip(x.par_chunks(1 << 14))
-        .for_each(|(d, s)| {
-            simd::dispatch(
-                #[inline(always)]
-                || {
-                    for (o, v) in d.iter_mut().zip(s) {
-                        *o = f(*v);
-                    }
-                },
-            )
-        });
-    out
-}
-
 impl CustomOp1 for Relu {
     fn name(&self) -> &'static str {
         "taper-relu"
@@ -162,7 +150,7 @@ impl CustomOp1 for Relu {
             "relu",
             s.dtype(),
             [(x, s, l)],
-            map_contig(
+            map_par(
                 x,
                 #[inline(always)]
                 |v| if v > 0.0 { v } else { 0.0 }

@@ -103,10 +103,10 @@ fn forward<T: Real>(
     st: &[(f64, f64)],
 ) -> Vec<T> {
     let (_, c, s) = dims;
-    let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(s.max(1))
-        .enumerate()
-        .for_each(|(p, dst)| {
+    // SAFETY: plane `p` of the output and `x[p·s..(p + 1)·s]` have the same
+    // length, so the loop writes every value.
+    unsafe {
+        super::par_new(x.len(), s, |p, dst| {
             let ch = p % c;
             let (mean, var) = st[ch];
             let a = w[ch].to_f64() / (var + eps).sqrt();
@@ -116,16 +116,16 @@ fn forward<T: Real>(
                 || {
                     for (o, v) in dst.iter_mut().zip(&x[p * s..(p + 1) * s]) {
                         let y = a * *v + sh;
-                        *o = if relu {
+                        o.write(if relu {
                             T::select(y > T::zero(), y, T::zero())
                         } else {
                             y
-                        };
+                        });
                     }
                 },
             )
-        });
-    out
+        })
+    }
 }
 
 impl CustomOp3 for BnTrain {
@@ -260,10 +260,11 @@ fn grad_input<T: Real>(
     eps: f64,
 ) -> Vec<T> {
     let m = (n * s) as f64;
-    let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(s.max(1))
-        .enumerate()
-        .for_each(|(p, dst)| {
+    assert!(g.len() == x.len() && y.len() == x.len());
+    // SAFETY: plane `p` of the output and `x`, `g` and `y`'s `p·s..(p + 1)·s`
+    // have the same length, so the loop writes every value.
+    unsafe {
+        super::par_new(x.len(), s, |p, dst| {
             let ch = p % c;
             let (mean, var) = cache.stats[ch];
             let inv = 1.0 / (var + eps).sqrt();
@@ -288,12 +289,12 @@ fn grad_input<T: Real>(
                         } else {
                             *gv
                         };
-                        *o = k * gv + bx * *xv + d;
+                        o.write(k * gv + bx * *xv + d);
                     }
                 },
             )
-        });
-    out
+        })
+    }
 }
 
 impl CustomOp3 for BnGrad {

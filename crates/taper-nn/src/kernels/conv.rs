@@ -13,6 +13,7 @@ use super::Window;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// A row-major view of a matrix operand: its values and its row and column
 /// strides (a transposed view is the same slice with the strides swapped).
@@ -681,10 +682,14 @@ impl Gather {
 
 fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -> Vec<T> {
     let (k, hw) = (g.k(), g.cols());
-    let mut out = vec![T::zero(); g.n * g.out_image()];
+    let len = g.n * g.out_image();
+    // Not `vec![0; len]`: every value is written (the bias or a zero) before the
+    // product is added, so the zero fill would be a wasted pass over the output.
+    let mut out = Vec::with_capacity(len);
     let threads = g.inner_threads();
     let gather = Gather::new(g);
-    out.par_chunks_mut(g.out_image())
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(g.out_image())
         .zip(x.par_chunks(g.image()))
         .for_each_init(
             || {
@@ -696,11 +701,16 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
             |(buf, padded), (dst, img)| {
                 // The bias is the product's starting value: no separate pass, and
                 // no broadcast whose backward is candle's slow strided reduction.
-                if let Some(b) = bias {
-                    for (row, v) in dst.chunks_mut(hw).zip(b) {
-                        row.fill(*v);
+                let start = |c: usize| bias.map_or(T::zero(), |b| b[c]);
+                for (c, row) in dst.chunks_mut(hw).enumerate() {
+                    let v = start(c);
+                    for e in row {
+                        e.write(v);
                     }
                 }
+                // SAFETY: the `co` rows of `hw` values just written are the whole
+                // chunk (`out_image`), so every value is initialised.
+                let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
                 for band in g.bands() {
                     let n = band.1 * g.wo;
                     match &gather {
@@ -723,6 +733,9 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
                 }
             },
         );
+    // SAFETY: each image's chunk of `out_image` values was written in full
+    // above, and the chunks cover the `len` values.
+    unsafe { out.set_len(len) };
     out
 }
 

@@ -132,6 +132,31 @@ impl Real for f64 {
     }
 }
 
+/// A new vector of `len` values, written in parallel by `fill(i, chunk)` for
+/// each `i`-th chunk of `chunk` values (the last one shorter), without zeroing
+/// it first. The kernels' outputs used to be `vec![0; len]` and then
+/// overwritten: that memset was 5-7 % of a LeNet or DCGAN training step.
+///
+/// # Safety
+/// `fill` must write every value of each chunk it is given (`MaybeUninit::write`);
+/// the vector is read as initialised afterwards.
+pub(crate) unsafe fn par_new<T: Copy + Send + Sync>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [std::mem::MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, c)| fill(i, c));
+    // SAFETY: the capacity is `len`, and the caller's contract is that `fill`
+    // wrote every one of the `len` values.
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// How many partial sums a parallel reduction is cut into: fixed, so the rounding
 /// of every sum depends on its inputs alone, never on the thread count or timing.
 pub const REDUCE_CHUNKS: usize = 16;

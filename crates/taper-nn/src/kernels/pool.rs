@@ -4,6 +4,7 @@ use super::Real;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Max pooling with a `k`x`k` window and stride `k` over `(N, C, H, W)` (rows and
 /// columns beyond a multiple of `k` are dropped). The gradient goes to the first
@@ -56,13 +57,13 @@ fn route4<T: Real>(a0: T, a1: T, b0: T, b1: T, g: T) -> [T; 4] {
 }
 
 /// Max pooling of one `(h, w)` plane with 2x2 windows (LeNet's and the batch-norm
-/// CNN's). Four windows at a time are read as two fixed 8-value arrays, whose
+/// CNN's), every one of the `ho·wo` values of `dst` written. Four windows at a time are read as two fixed 8-value arrays, whose
 /// even and odd entries the compiler splits with vector shuffles: with one
 /// window per iteration (pairs of a run-time slice) it kept the loop scalar,
 /// and with windows of run-time length the two pools of a LeNet step and their
 /// gradients had been 18 % of its time on one thread.
 #[inline(always)]
-fn pool2_fwd<T: Real>(src: &[T], w: usize, dst: &mut [T], wo: usize) {
+fn pool2_fwd<T: Real>(src: &[T], w: usize, dst: &mut [MaybeUninit<T>], wo: usize) {
     for (oh, drow) in dst.chunks_exact_mut(wo).enumerate() {
         let (a8, a_rest) = src[2 * oh * w..][..2 * wo].as_chunks::<8>();
         let (b8, b_rest) = src[(2 * oh + 1) * w..][..2 * wo].as_chunks::<8>();
@@ -70,21 +71,22 @@ fn pool2_fwd<T: Real>(src: &[T], w: usize, dst: &mut [T], wo: usize) {
         for ((d, a), b) in d4.iter_mut().zip(a8).zip(b8) {
             // Read whole before anything is stored (see `route4`'s caller).
             let (a, b) = (*a, *b);
-            *d =
-                std::array::from_fn(|t| first_max4(a[2 * t], a[2 * t + 1], b[2 * t], b[2 * t + 1]));
+            *d = std::array::from_fn(|t| {
+                MaybeUninit::new(first_max4(a[2 * t], a[2 * t + 1], b[2 * t], b[2 * t + 1]))
+            });
         }
         let windows = a_rest.chunks_exact(2).zip(b_rest.chunks_exact(2));
         for (d, (a, b)) in d_rest.iter_mut().zip(windows) {
-            *d = first_max4(a[0], a[1], b[0], b[1]);
+            d.write(first_max4(a[0], a[1], b[0], b[1]));
         }
     }
 }
 
 /// The gradient of [`pool2_fwd`] into the plane `dst`, every entry of its
-/// `2·ho` x `2·wo` windows written: each window's gradient to its first
+/// `2·ho` x `2·wo` windows written (the rest of the plane is left alone): each window's gradient to its first
 /// maximum ([`route4`]), four windows at a time as in the forward pass.
 #[inline(always)]
-fn pool2_bwd<T: Real>(src: &[T], g: &[T], w: usize, dst: &mut [T], wo: usize) {
+fn pool2_bwd<T: Real>(src: &[T], g: &[T], w: usize, dst: &mut [MaybeUninit<T>], wo: usize) {
     for (oh, grow) in g.chunks_exact(wo).enumerate() {
         let (a8, a_rest) = src[2 * oh * w..][..2 * wo].as_chunks::<8>();
         let (b8, b_rest) = src[(2 * oh + 1) * w..][..2 * wo].as_chunks::<8>();
@@ -101,32 +103,40 @@ fn pool2_bwd<T: Real>(src: &[T], g: &[T], w: usize, dst: &mut [T], wo: usize) {
             let r: [[T; 4]; 4] = std::array::from_fn(|t| {
                 route4(a[2 * t], a[2 * t + 1], b[2 * t], b[2 * t + 1], gv[t])
             });
-            *da = std::array::from_fn(|j| r[j / 2][j % 2]);
-            *db = std::array::from_fn(|j| r[j / 2][2 + j % 2]);
+            *da = std::array::from_fn(|j| MaybeUninit::new(r[j / 2][j % 2]));
+            *db = std::array::from_fn(|j| MaybeUninit::new(r[j / 2][2 + j % 2]));
         }
         let windows = a_rest.chunks_exact(2).zip(b_rest.chunks_exact(2));
         let outs = da_rest.chunks_exact_mut(2).zip(db_rest.chunks_exact_mut(2));
         for ((gv, (a, b)), (da, db)) in g_rest.iter().zip(windows).zip(outs) {
             let r = route4(a[0], a[1], b[0], b[1], *gv);
-            da.copy_from_slice(&r[..2]);
-            db.copy_from_slice(&r[2..]);
+            da[0].write(r[0]);
+            da[1].write(r[1]);
+            db[0].write(r[2]);
+            db[1].write(r[3]);
         }
     }
 }
 
 fn maxpool_fwd<T: Real>(x: &[T], l: &Layout, k: usize) -> Result<Vec<T>> {
     let (n, c, h, w, ho, wo) = pool_dims(l, k)?;
+    if k == 2 {
+        // SAFETY: `pool2_fwd` writes every output of its plane.
+        return Ok(unsafe {
+            super::par_new(n * c * ho * wo, ho * wo, |p, dst| {
+                let src = &x[p * h * w..(p + 1) * h * w];
+                super::simd::dispatch(
+                    #[inline(always)]
+                    || pool2_fwd(src, w, dst, wo),
+                )
+            })
+        });
+    }
     let mut out = vec![T::zero(); n * c * ho * wo];
     out.par_chunks_mut(ho * wo)
         .enumerate()
         .for_each(|(p, dst)| {
             let src = &x[p * h * w..(p + 1) * h * w];
-            if k == 2 {
-                return super::simd::dispatch(
-                    #[inline(always)]
-                    || pool2_fwd(src, w, dst, wo),
-                );
-            }
             for oh in 0..ho {
                 for ow in 0..wo {
                     let mut m = src[oh * k * w + ow * k];
@@ -152,16 +162,32 @@ fn maxpool_bwd<T: Real>(x: &[T], g: &[T], l: &Layout, k: usize) -> Result<Vec<T>
             g.len()
         );
     }
+    if k == 2 {
+        // SAFETY: `pool2_bwd` writes the `2·ho` x `2·wo` windows of each plane,
+        // and the loops before it the column and row an odd side leaves out.
+        return Ok(unsafe {
+            super::par_new(n * c * h * w, h * w, |p, dst| {
+                let src = &x[p * h * w..(p + 1) * h * w];
+                let gp = &g[p * ho * wo..(p + 1) * ho * wo];
+                for r in 0..2 * ho {
+                    for v in &mut dst[r * w + 2 * wo..(r + 1) * w] {
+                        v.write(T::zero());
+                    }
+                }
+                for v in &mut dst[2 * ho * w..] {
+                    v.write(T::zero());
+                }
+                super::simd::dispatch(
+                    #[inline(always)]
+                    || pool2_bwd(src, gp, w, dst, wo),
+                )
+            })
+        });
+    }
     let mut out = vec![T::zero(); n * c * h * w];
     out.par_chunks_mut(h * w).enumerate().for_each(|(p, dst)| {
         let src = &x[p * h * w..(p + 1) * h * w];
         let gp = &g[p * ho * wo..(p + 1) * ho * wo];
-        if k == 2 {
-            return super::simd::dispatch(
-                #[inline(always)]
-                || pool2_bwd(src, gp, w, dst, wo),
-            );
-        }
         for oh in 0..ho {
             for ow in 0..wo {
                 // Branch-free argmax (first maximum wins, as in PyTorch).
