@@ -108,13 +108,70 @@ fn gemm_on<T: WithDType>(
         }
         return;
     }
+    // SAFETY: the asserts keep the product inside `dst`, `a` and `b`, and `dst`
+    // is a distinct mutable borrow, so it aliases neither operand.
+    unsafe {
+        gemm_raw(
+            (dst.as_mut_ptr(), dst_rs),
+            (a, b),
+            (m, n, k),
+            (accumulate, threads, blas),
+        )
+    }
+}
+
+/// `a (m x k) · b (k x n)` as a new row-major `m x n` vector, written once by
+/// the product: no zero fill first (the linear layers' gradients spent 3 % of
+/// an MLP step on a memset that the product then overwrote). Large f32
+/// products go to OpenBLAS as in [`gemm`].
+///
+/// # Panics
+/// If `a` or `b` is too short for its shape.
+pub fn gemm_new<T: WithDType>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    (m, n, k): (usize, usize, usize),
+    threads: usize,
+) -> Vec<T> {
+    assert!(a.fits(m, k) && b.fits(k, n));
+    if m == 0 || n == 0 || k == 0 {
+        return vec![T::zero(); m * n];
+    }
+    let mut out = Vec::with_capacity(m * n);
+    // SAFETY: `out` has room for the `m x n` product (rows `n` apart), which
+    // both backends write in full without reading it (`accumulate` is false:
+    // OpenBLAS's beta is 0, the `gemm` crate's `read_dst` false); the operands
+    // fit their shapes (assert) and are not `out`.
+    unsafe {
+        gemm_raw(
+            (out.as_mut_ptr(), n),
+            (a, b),
+            (m, n, k),
+            (false, threads, true),
+        );
+        out.set_len(m * n);
+    }
+    out
+}
+
+/// The product of [`gemm_on`] into `dst`.
+///
+/// # Safety
+/// `dst` must be valid for writes (and, with `accumulate`, reads) of the
+/// `m x n` product with rows `dst_rs >= n` apart, and alias neither operand;
+/// `a` and `b` must fit `(m, k)` and `(k, n)`; `m`, `n` and `k` are not zero.
+unsafe fn gemm_raw<T: WithDType>(
+    (dst, dst_rs): (*mut T, usize),
+    (a, b): (MatRef<'_, T>, MatRef<'_, T>),
+    (m, n, k): (usize, usize, usize),
+    (accumulate, threads, blas): (bool, usize, bool),
+) {
     if blas && T::DTYPE == candle_core::DType::F32 {
         // SAFETY: T is f32 (its dtype says so), so the casts change no value; the
-        // asserts above keep the product inside the slices, and dst is a distinct
-        // mutable borrow.
+        // caller's contract keeps the product inside the buffers, dst apart.
         let done = unsafe {
             super::blas::sgemm(
-                dst.as_mut_ptr().cast(),
+                dst.cast(),
                 dst_rs,
                 (a.data.as_ptr().cast(), a.rs, a.cs),
                 (b.data.as_ptr().cast(), b.rs, b.cs),
@@ -132,14 +189,14 @@ fn gemm_on<T: WithDType>(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts keep every index the strides reach inside the slices,
-    // and dst is a distinct mutable borrow, so it aliases neither operand.
+    // SAFETY: the caller's contract keeps every index the strides reach inside
+    // the buffers, and dst aliases neither operand.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_rs as isize,
             accumulate,

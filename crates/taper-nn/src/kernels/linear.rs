@@ -7,7 +7,7 @@
 //! matrix product started from the bias, and the backward is at most two products
 //! and a column sum, each computed only for an input that needs it.
 
-use super::conv::{gemm, MatRef};
+use super::conv::{gemm, gemm_new, MatRef};
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
@@ -74,24 +74,25 @@ pub fn forward<T: WithDType>(
 ) -> Vec<T> {
     // With a bias, the rows start as copies of it (the product is added), so no
     // zero fill first: it was 2 % of the sentence encoder's time.
-    let out = match b {
-        Some(b) => {
-            let mut out = Vec::with_capacity(m * n);
-            for _ in 0..m {
-                out.extend_from_slice(b);
-            }
-            out
-        }
-        None => vec![T::zero(); m * n],
+    let Some(b) = b else {
+        return gemm_new(
+            MatRef::rows(x, k),
+            MatRef::transposed(w, k),
+            (m, n, k),
+            threads(),
+        );
     };
-    let mut out = out;
+    let mut out = Vec::with_capacity(m * n);
+    for _ in 0..m {
+        out.extend_from_slice(b);
+    }
     gemm(
         &mut out,
         n,
         MatRef::rows(x, k),
         MatRef::transposed(w, k),
         (m, n, k),
-        b.is_some(),
+        true,
         threads(),
     );
     out
@@ -229,17 +230,7 @@ impl CustomOp2 for GradInput {
         }
         let out =
             crate::float_dispatch!("linear backward", s1.dtype(), [(g, s1, l1), (w, s2, l2)], {
-                let mut out = vec![WithDType::from_f64(0.0); m * k];
-                gemm(
-                    &mut out,
-                    k,
-                    MatRef::rows(g, n),
-                    MatRef::rows(w, k),
-                    (m, k, n),
-                    false,
-                    threads(),
-                );
-                out
+                gemm_new(MatRef::rows(g, n), MatRef::rows(w, k), (m, k, n), threads())
             });
         Ok((out, with_last(l1.dims(), k)))
     }
@@ -267,17 +258,12 @@ impl CustomOp2 for GradWeight {
         }
         let out =
             crate::float_dispatch!("linear backward", s1.dtype(), [(g, s1, l1), (x, s2, l2)], {
-                let mut out = vec![WithDType::from_f64(0.0); n * k];
-                gemm(
-                    &mut out,
-                    k,
+                gemm_new(
                     MatRef::transposed(g, n),
                     MatRef::rows(x, k),
                     (n, k, m),
-                    false,
                     threads(),
-                );
-                out
+                )
             });
         Ok((out, Shape::from((n, k))))
     }
