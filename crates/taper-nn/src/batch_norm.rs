@@ -50,6 +50,18 @@ impl BatchNorm {
         self.weight.dim(0).unwrap_or(0)
     }
 
+    /// The same layer with its scale and shift detached from autodiff (sharing
+    /// their storage): gradients still flow to its input, but none are kept for
+    /// its parameters. The running statistics are the same variables, so
+    /// training-mode passes still update them.
+    pub fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.detach(),
+            ..self.clone()
+        }
+    }
+
     /// `relu(forward_t(xs))`, fused into the batch norm's passes on the CPU.
     pub fn forward_relu_t(&self, xs: &Tensor, mode: &Mode) -> Result<Tensor> {
         self.forward_impl(xs, mode.is_train(), true)

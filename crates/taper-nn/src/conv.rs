@@ -66,6 +66,17 @@ impl Conv2d {
     pub fn config(&self) -> Conv2dConfig {
         self.cfg
     }
+
+    /// The same layer with its parameters detached from autodiff (sharing their
+    /// storage): gradients still flow to its input, but none are computed for
+    /// its weight and bias, as for a GAN's discriminator in the generator's step.
+    pub fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.as_ref().map(Tensor::detach),
+            cfg: self.cfg,
+        }
+    }
 }
 
 impl Module for Conv2d {

@@ -43,6 +43,16 @@ impl Linear {
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
+
+    /// The same layer with its parameters detached from autodiff (sharing their
+    /// storage): gradients still flow to its input, but none are computed for
+    /// its weight and bias.
+    pub fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.as_ref().map(Tensor::detach),
+        }
+    }
 }
 
 impl Module for Linear {

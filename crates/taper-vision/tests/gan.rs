@@ -315,3 +315,38 @@ fn per_epoch_scores_reach_the_report_section() {
     let page = taper_train::report::render(run).unwrap();
     assert!(page.contains("Inception Score") && page.contains("Fréchet distance"));
 }
+
+#[test]
+fn frozen_discriminator_gives_input_gradients_only() {
+    use taper_vision::models::dcgan::discriminator;
+    let vm = VarMap::new();
+    let vb = seeded_var_builder(&vm, 3, DType::F32, &Device::Cpu);
+    let d = discriminator(tiny(), vb).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (4, 1, 8, 8), &Device::Cpu).unwrap();
+    let x = candle_core::Var::from_tensor(&x).unwrap();
+    let mode = Mode::train(0);
+    let grads = |disc: &taper_vision::models::dcgan::Discriminator| {
+        let y = disc.forward_t(x.as_tensor(), None, &mode).unwrap();
+        (y.sqr().unwrap().sum_all().unwrap().backward().unwrap(), y)
+    };
+    let (live, y_live) = grads(&d);
+    let (frozen, y_frozen) = grads(&d.frozen());
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    // Same outputs and the same input gradient, bit for bit.
+    assert_eq!(flat(&y_live), flat(&y_frozen));
+    let dx = |g: &candle_core::backprop::GradStore| flat(g.get(x.as_tensor()).unwrap());
+    assert_eq!(dx(&live), dx(&frozen));
+    // Every trainable weight has a gradient in the live pass, none in the frozen one.
+    let with_grad = |g: &candle_core::backprop::GradStore| {
+        vm.all_vars()
+            .iter()
+            .filter(|v| g.get(v.as_tensor()).is_some())
+            .count()
+    };
+    assert_eq!(
+        with_grad(&live),
+        7,
+        "conv1 weight and bias, conv2 weight, bn2 scale and shift, fc weight and bias"
+    );
+    assert_eq!(with_grad(&frozen), 0);
+}

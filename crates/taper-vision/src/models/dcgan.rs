@@ -340,6 +340,21 @@ impl Discriminator {
         &self.cfg
     }
 
+    /// The same discriminator with its parameters detached from autodiff
+    /// (sharing their storage, and the batch norm's running statistics): for
+    /// the generator's step, whose backward pass then computes no gradient of
+    /// the discriminator's weights (it only needs the gradient of its input).
+    /// The generator's gradients are unchanged, bit for bit.
+    pub fn frozen(&self) -> Self {
+        Self {
+            cfg: self.cfg,
+            conv1: self.conv1.detached(),
+            conv2: self.conv2.detached(),
+            bn2: self.bn2.detached(),
+            fc: self.fc.detached(),
+        }
+    }
+
     /// One logit per image `(N,)` ("real" when positive) for images `(N, C, S, S)`
     /// and, when conditional, labels `(N,)`.
     pub fn forward_t(
@@ -605,9 +620,12 @@ impl TrainStep<TensorBatch> for Dcgan {
         let l = self.losses(batch, ctx, &mode)?;
         opt.step("d", &l.d_loss)?;
         // The fake batch's graph is kept: the generator has not changed since it
-        // was drawn, and the updated discriminator judges it.
+        // was drawn, and the updated discriminator judges it, frozen: the
+        // generator's group needs no discriminator weight gradients, and
+        // computing them was about a tenth of the step.
         let g_logits = self
             .disc
+            .frozen()
             .forward_t(&l.fake, l.fake_labels.as_ref(), &mode)?;
         let g_loss = bce(&g_logits, &l.ones)?;
         opt.step("g", &g_loss)?;
