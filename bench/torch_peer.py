@@ -128,7 +128,11 @@ def dcgan_step_ms(reps):
         (bce(d(real), ones) + bce(d(fake.detach()), zeros)).backward()
         od.step()
         og.zero_grad(set_to_none=True)
+        # The discriminator frozen for the generator's step, as Taper's Dcgan does
+        # (no discriminator weight gradients): both sides do the same work.
+        d.requires_grad_(False)
         bce(d(fake), ones).backward()
+        d.requires_grad_(True)
         og.step()
 
     return median_ms(step, 3, reps)
