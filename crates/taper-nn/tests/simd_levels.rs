@@ -145,5 +145,22 @@ fn every_level_matches_the_portable_one_bit_for_bit() {
             }
         }
     }
+    // The f64 sums themselves (a difference in their last bit rarely reaches an
+    // f32 output above): dot_sums' vector paths against the generic lane sums,
+    // on lengths with every remainder.
+    let data = randn(&[2, 1001], 29).to_vec2::<f32>().unwrap();
+    for &level in &levels {
+        simd::set_level(level).unwrap();
+        for n in (0..=40).chain([1001]) {
+            let (a, b) = (&data[0][..n], &data[1][..n]);
+            let want = kernels::vmath::lane_sums(a, b, |x, y| (y, x * y));
+            let got = kernels::vmath::dot_sums(a, b);
+            assert!(
+                got.0.to_bits() == want.0.to_bits() && got.1.to_bits() == want.1.to_bits(),
+                "dot_sums at {}, length {n}: {got:?} against {want:?}",
+                level.name()
+            );
+        }
+    }
     simd::set_level(simd::detected()).unwrap();
 }

@@ -81,7 +81,7 @@ fn stats<T: Real>(x: &[T], (n, c, s): (usize, usize, usize)) -> Vec<(f64, f64)> 
                     #[inline(always)]
                     || {
                         let row = &x[(b * c + ch) * s..(b * c + ch + 1) * s];
-                        super::vmath::lane_sums(row, row, |v, _| (v, v * v))
+                        super::vmath::dot_sums(row, row)
                     },
                 );
                 sum += ps;
@@ -223,6 +223,7 @@ fn grad_sums<T: Real>(
             let (mean, var) = st[ch];
             let inv = 1.0 / (var + eps).sqrt();
             let (mut sgx, mut sg) = (0f64, 0f64);
+            let mut masked = Vec::new();
             for b in 0..n {
                 let r = (b * c + ch) * s..(b * c + ch + 1) * s;
                 let (pg, px) = super::simd::dispatch(
@@ -231,12 +232,15 @@ fn grad_sums<T: Real>(
                         // The ReLU's mask folded into g first: Σ over the y > 0 entries.
                         let (x, g, y) = (&x[r.clone()], &g[r.clone()], &y[r.clone()]);
                         if relu {
-                            super::vmath::lane_sums3(x, g, y, |xv, gv, yv| {
-                                let gv = if yv > 0.0 { gv } else { 0.0 };
-                                (gv, gv * xv)
-                            })
+                            // g zeroed where y is not positive (an exact select),
+                            // then the same sums.
+                            let z = T::zero();
+                            masked.clear();
+                            masked
+                                .extend(g.iter().zip(y).map(|(gv, yv)| T::select(*yv > z, *gv, z)));
+                            super::vmath::dot_sums(x, &masked)
                         } else {
-                            super::vmath::lane_sums(x, g, |xv, gv| (gv, gv * xv))
+                            super::vmath::dot_sums(x, g)
                         }
                     },
                 );
@@ -451,7 +455,8 @@ impl CustomOp2 for ChannelGradSums {
                                 #[inline(always)]
                                 || {
                                     let (x, g) = (&x[r.clone()], &g[r.clone()]);
-                                    super::vmath::lane_sums(x, g, |xv, gv| (gv * xv, gv))
+                                    let (sg, sgx) = super::vmath::dot_sums(x, g);
+                                    (sgx, sg)
                                 },
                             );
                             sgx += px;
