@@ -287,6 +287,15 @@ impl Geometry {
     fn band(&self) -> usize {
         (COLUMN_BUDGET / (self.k() * self.wo).max(1)).clamp(1, self.ho.max(1))
     }
+    /// A worker's buffers: the column matrix of one band, with one value past
+    /// it (the zero that [`Gather::add_back`] points missing contributions
+    /// at), and the gather's padded copy of the image. Unspecified contents.
+    fn scratch<T: WithDType>(&self) -> (Scratch<T>, Vec<T>) {
+        (
+            Scratch::take(self.k() * self.band() * self.wo + 1, T::zero()),
+            Vec::new(),
+        )
+    }
     /// `(first row, rows)` of each band.
     fn bands(&self) -> impl Iterator<Item = (usize, usize)> {
         let (ho, band) = (self.ho, self.band());
@@ -767,63 +776,61 @@ impl Gather {
     }
 }
 
+/// One band of an image's column matrix into `buf`: through the precomputed
+/// gather where there is one, else row by row at the CPU's vector width.
+#[inline(always)]
+fn columns<T: WithDType>(
+    gather: Option<&Gather>,
+    img: &[T],
+    g: &Geometry,
+    band: (usize, usize),
+    (padded, buf): (&mut Vec<T>, &mut [T]),
+) {
+    match gather {
+        Some(ga) => ga.fill(img, padded, buf),
+        None => super::simd::dispatch(
+            #[inline(always)]
+            || im2col_band(img, g, band, buf),
+        ),
+    }
+}
+
 fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -> Vec<T> {
     let (k, hw) = (g.k(), g.cols());
-    let len = g.n * g.out_image();
-    // Not `vec![0; len]`: every value is written (the bias or a zero) before the
-    // product is added, so the zero fill would be a wasted pass over the output.
-    let mut out = Vec::with_capacity(len);
     let threads = g.inner_threads();
     let gather = Gather::new(g);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut(g.out_image())
-        .zip(x.par_chunks(g.image()))
-        .for_each_init(
-            || {
-                (
-                    Scratch::take(k * g.band() * g.wo + 1, T::zero()),
-                    Vec::new(),
-                )
-            },
-            |(buf, padded), (dst, img)| {
-                // The bias is the product's starting value: no separate pass, and
-                // no broadcast whose backward is candle's slow strided reduction.
-                let start = |c: usize| bias.map_or(T::zero(), |b| b[c]);
-                for (c, row) in dst.chunks_mut(hw).enumerate() {
-                    let v = start(c);
-                    for e in row {
-                        e.write(v);
-                    }
-                }
-                // SAFETY: the `co` rows of `hw` values just written are the whole
-                // chunk (`out_image`), so every value is initialised.
-                let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
-                for band in g.bands() {
-                    let n = band.1 * g.wo;
-                    match &gather {
-                        Some(ga) => ga.fill(img, padded, buf),
-                        None => super::simd::dispatch(
-                            #[inline(always)]
-                            || im2col_band(img, g, band, buf),
-                        ),
-                    }
-                    gemm_on(
-                        &mut dst[band.0 * g.wo..],
-                        hw,
-                        MatRef::rows(wt, k),
-                        MatRef::rows(buf, n),
-                        (g.co, n, k),
-                        bias.is_some(),
-                        threads,
-                        blas_for_image((g.co, n, k), g.n),
-                    );
-                }
-            },
-        );
-    // SAFETY: each image's chunk of `out_image` values was written in full
-    // above, and the chunks cover the `len` values.
-    unsafe { out.set_len(len) };
-    out
+    let fill = |(buf, padded): &mut (Scratch<T>, Vec<T>), i: usize, dst: &mut [MaybeUninit<T>]| {
+        let img = &x[i * g.image()..(i + 1) * g.image()];
+        // The bias is the product's starting value: no separate pass, and
+        // no broadcast whose backward is candle's slow strided reduction.
+        let start = |c: usize| bias.map_or(T::zero(), |b| b[c]);
+        for (c, row) in dst.chunks_mut(hw).enumerate() {
+            let v = start(c);
+            for e in row {
+                e.write(v);
+            }
+        }
+        // SAFETY: the `co` rows of `hw` values just written are the whole
+        // chunk (`out_image`), so every value is initialised.
+        let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
+        for band in g.bands() {
+            let n = band.1 * g.wo;
+            columns(gather.as_ref(), img, g, band, (padded, buf));
+            gemm_on(
+                &mut dst[band.0 * g.wo..],
+                hw,
+                MatRef::rows(wt, k),
+                MatRef::rows(buf, n),
+                (g.co, n, k),
+                bias.is_some(),
+                threads,
+                blas_for_image((g.co, n, k), g.n),
+            );
+        }
+    };
+    // SAFETY: `fill` writes each image's whole chunk (`co` rows of `hw` values,
+    // the bias or a zero) before anything else touches it.
+    unsafe { super::par_new_with(g.n * g.out_image(), g.out_image(), || g.scratch(), fill) }
 }
 
 /// `dW = Σ_images grad_b (co x HW) · cols_bᵀ`, summed in a fixed order
@@ -845,24 +852,13 @@ fn conv_grad_weight<T: WithDType>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
         g.n,
         g.co * k,
         T::zero(),
-        || {
-            (
-                Scratch::take(k * g.band() * g.wo + 1, T::zero()),
-                Vec::new(),
-            )
-        },
+        || g.scratch(),
         |(buf, padded), i, acc| {
             let img = &x[i * g.image()..(i + 1) * g.image()];
             let gb = &grad[i * g.out_image()..(i + 1) * g.out_image()];
             for band in g.bands() {
                 let n = band.1 * g.wo;
-                match &gather {
-                    Some(ga) => ga.fill(img, padded, buf),
-                    None => super::simd::dispatch(
-                        #[inline(always)]
-                        || im2col_band(img, g, band, buf),
-                    ),
-                }
+                columns(gather.as_ref(), img, g, band, (padded, buf));
                 gemm_on(
                     acc,
                     g.co,
@@ -896,12 +892,7 @@ fn conv_grad_input<T: WithDType>(grad: &[T], wt: &[T], g: &Geometry) -> Vec<T> {
     out.par_chunks_mut(g.image())
         .zip(grad.par_chunks(g.out_image()))
         .for_each_init(
-            || {
-                (
-                    Scratch::take(k * g.band() * g.wo + 1, T::zero()),
-                    Vec::new(),
-                )
-            },
+            || g.scratch(),
             |(buf, padded), (dst, gb)| {
                 for band in g.bands() {
                     let n = band.1 * g.wo;

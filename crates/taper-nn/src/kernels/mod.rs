@@ -145,12 +145,27 @@ pub(crate) unsafe fn par_new<T: Copy + Send + Sync>(
     chunk: usize,
     fill: impl Fn(usize, &mut [std::mem::MaybeUninit<T>]) + Sync + Send,
 ) -> Vec<T> {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { par_new_with(len, chunk, || (), |_, i, c| fill(i, c)) }
+}
+
+/// [`par_new`] with per-worker scratch made by `init` (as rayon's
+/// `for_each_init`), for fillers that need buffers (a convolution's columns).
+///
+/// # Safety
+/// As [`par_new`]: `fill` must write every value of each chunk it is given.
+pub(crate) unsafe fn par_new_with<T: Copy + Send + Sync, S>(
+    len: usize,
+    chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    fill: impl Fn(&mut S, usize, &mut [std::mem::MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
     use rayon::prelude::*;
     let mut out = Vec::with_capacity(len);
     out.spare_capacity_mut()[..len]
         .par_chunks_mut(chunk.max(1))
         .enumerate()
-        .for_each(|(i, c)| fill(i, c));
+        .for_each_init(init, |s, (i, c)| fill(s, i, c));
     // SAFETY: the capacity is `len`, and the caller's contract is that `fill`
     // wrote every one of the `len` values.
     unsafe { out.set_len(len) };

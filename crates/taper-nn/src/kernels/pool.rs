@@ -57,8 +57,9 @@ fn route4<T: Real>(a0: T, a1: T, b0: T, b1: T, g: T) -> [T; 4] {
 }
 
 /// Max pooling of one `(h, w)` plane with 2x2 windows (LeNet's and the batch-norm
-/// CNN's), every one of the `ho·wo` values of `dst` written. Four windows at a time are read as two fixed 8-value arrays, whose
-/// even and odd entries the compiler splits with vector shuffles: with one
+/// CNN's), every one of the `ho·wo` values of `dst` written. Four windows at a
+/// time are read as two fixed 8-value arrays, whose even and odd entries the
+/// compiler splits with vector shuffles: with one
 /// window per iteration (pairs of a run-time slice) it kept the loop scalar,
 /// and with windows of run-time length the two pools of a LeNet step and their
 /// gradients had been 18 % of its time on one thread.
@@ -83,8 +84,9 @@ fn pool2_fwd<T: Real>(src: &[T], w: usize, dst: &mut [MaybeUninit<T>], wo: usize
 }
 
 /// The gradient of [`pool2_fwd`] into the plane `dst`, every entry of its
-/// `2·ho` x `2·wo` windows written (the rest of the plane is left alone): each window's gradient to its first
-/// maximum ([`route4`]), four windows at a time as in the forward pass.
+/// `2·ho` x `2·wo` windows written (the rest of the plane is left alone): each
+/// window's gradient to its first maximum ([`route4`]), four windows at a time
+/// as in the forward pass.
 #[inline(always)]
 fn pool2_bwd<T: Real>(src: &[T], g: &[T], w: usize, dst: &mut [MaybeUninit<T>], wo: usize) {
     for (oh, grow) in g.chunks_exact(wo).enumerate() {

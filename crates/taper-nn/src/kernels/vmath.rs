@@ -143,33 +143,17 @@ pub fn sum<T: WithDType>(x: &[T]) -> f64 {
 /// The order is fixed by the lanes, so every SIMD level gives the same bits.
 #[inline(always)]
 pub fn lane_sums<T: WithDType>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> (f64, f64)) -> (f64, f64) {
-    lane_sums3(a, b, b, |x, y, _| f(x, y))
-}
-
-/// [`lane_sums`] over three slices.
-#[inline(always)]
-pub fn lane_sums3<T: WithDType>(
-    a: &[T],
-    b: &[T],
-    c: &[T],
-    f: impl Fn(f64, f64, f64) -> (f64, f64),
-) -> (f64, f64) {
     let (mut s0, mut s1) = ([0f64; 8], [0f64; 8]);
-    let (ac, bc, cc) = (a.chunks_exact(8), b.chunks_exact(8), c.chunks_exact(8));
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
     let (mut t0, mut t1) = (0f64, 0f64);
-    for ((x, y), z) in ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .zip(cc.remainder())
-    {
-        let (u, v) = f(x.to_f64(), y.to_f64(), z.to_f64());
+    for (x, y) in ac.remainder().iter().zip(bc.remainder()) {
+        let (u, v) = f(x.to_f64(), y.to_f64());
         t0 += u;
         t1 += v;
     }
-    for ((x, y), z) in ac.zip(bc).zip(cc) {
+    for (x, y) in ac.zip(bc) {
         for l in 0..8 {
-            let (u, v) = f(x[l].to_f64(), y[l].to_f64(), z[l].to_f64());
+            let (u, v) = f(x[l].to_f64(), y[l].to_f64());
             s0[l] += u;
             s1[l] += v;
         }
@@ -227,7 +211,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// The remainder's sums (the entries past the last whole 8), first, as
-    /// [`super::lane_sums3`] takes them.
+    /// [`super::lane_sums`] takes them.
     fn remainder(a: &[f32], b: &[f32], whole: usize) -> (f64, f64) {
         let (mut t0, mut t1) = (0f64, 0f64);
         for (x, y) in a[whole..].iter().zip(&b[whole..]) {
