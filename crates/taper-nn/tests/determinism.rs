@@ -165,3 +165,64 @@ fn sequence_kernels_are_deterministic() {
         ],
     );
 }
+
+/// Strided convolutions of four or more images multiply several images'
+/// columns in one product (`conv::group_size`): each image's output and input
+/// gradient are the same bits as when it is convolved alone (one image takes
+/// the row-wise im2col and a product of its own). Nineteen images: groups of
+/// eight and a last, partial one.
+#[test]
+fn grouped_convolution_products_equal_per_image_ones() {
+    use candle_core::Var;
+    type Conv = dyn Fn(&Tensor) -> candle_core::Result<Tensor>;
+    let (w, b) = (randn(&[32, 16, 4, 4], 21), randn(&[32], 22));
+    let wt = randn(&[32, 16, 4, 4], 23);
+    let cases: [(&str, Box<Conv>, Tensor); 2] = [
+        (
+            "strided conv2d + bias",
+            Box::new(move |x: &Tensor| kernels::conv2d_bias(x, &w, Some(&b), 2, 1)),
+            randn(&[19, 16, 14, 14], 24),
+        ),
+        (
+            "transposed conv2d",
+            Box::new(move |x: &Tensor| kernels::conv_transpose2d(x, &wt, 2, 1)),
+            randn(&[19, 32, 7, 7], 25),
+        ),
+    ];
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v.into_iter().map(f32::to_bits).collect()
+    };
+    for (name, f, x) in cases {
+        // The output and the input gradient of a weighted sum of the output.
+        let value_and_grad = |x: &Tensor, weights: &Tensor| {
+            let v = Var::from_tensor(x).unwrap();
+            let y = f(v.as_tensor()).unwrap();
+            let g = (&y * weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            (y, g.get(&v).unwrap().clone())
+        };
+        let weights = randn(f(&x).unwrap().dims(), 26);
+        let (y, dx) = value_and_grad(&x, &weights);
+        for i in 0..19 {
+            let (yi, dxi) = value_and_grad(
+                &x.narrow(0, i, 1).unwrap(),
+                &weights.narrow(0, i, 1).unwrap(),
+            );
+            assert_eq!(
+                bits(&y.narrow(0, i, 1).unwrap()),
+                bits(&yi),
+                "{name}: image {i}'s value"
+            );
+            assert_eq!(
+                bits(&dx.narrow(0, i, 1).unwrap()),
+                bits(&dxi),
+                "{name}: image {i}'s input gradient"
+            );
+        }
+    }
+}
