@@ -150,7 +150,7 @@ if cpu:
     lines.append("")
     lines.append(
         f"Whole training-step rounds (perf stat, median of {len(cpu)}): CPU time Taper {tc:.1f} s, "
-        f"PyTorch {pc:.1f} s{ins} (each process includes its start-up and its own warm-ups)."
+        f"PyTorch {pc:.1f} s{ins} (a round is one process per case and side, each with its start-up and its own warm-ups)."
     )
 if "step_mlp_fraction_of_matmul_ceiling" in taper:
     lines.append("")
@@ -201,8 +201,8 @@ Machine: {machine}. Peers: PyTorch {peers or 'not installed'}, sentence-transfor
 Each figure is the median of repeated timings after a warm-up, both sides in the same run,
 on the same shapes, batch sizes, optimizer (AdamW) and thread count, pinned to the same CPUs.
 Ratio = Taper's time over the peer's (below 1: Taper
-faster). The training steps and the matmul run in interleaved rounds (the order alternating):
-their ratio is the median over rounds, with its interquartile range; a case is "at or below
+faster). The training steps and the matmul run in rounds, each case Taper and the peer back
+to back (the order alternating): their ratio is the median over rounds, with its interquartile range; a case is "at or below
 1.0" when its upper quartile is. The other rows are one run each.
 
 {table}

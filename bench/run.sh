@@ -2,8 +2,8 @@
 # make bench: Taper beside its peers (PyTorch, torchvision, scikit-learn, gensim) on
 # the same cases, threads and data; prints a table and writes docs/BENCHMARKS.md.
 # Usage: bench/run.sh [--threads N] [--rounds R] [--quick]   (--quick skips the MNIST epoch)
-# The training-step cases run in R short rounds (default 5), Taper and PyTorch in turn
-# (the order alternating), each pinned to the same CPUs; the report gives each case's
+# The training-step cases run in R rounds (default 5), each case Taper and PyTorch back
+# to back (the order alternating), each pinned to the same CPUs; the report gives each case's
 # median ratio and its interquartile range, and each side's CPU time and instruction
 # count per round (perf stat) where perf is available.
 set -u
@@ -61,14 +61,27 @@ fi
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch" 2>/dev/null; then
   echo "== PyTorch: MNIST epoch and inference cases (one run)"
   "$venv/bin/python" bench/torch_peer.py --threads "$threads" ${mnist_flag:+--mnist "$data_root/mnist"} | tail -n 1 > "$out/torch.json"
-  steps="--only mlp,lenet,cnn_bn,dcgan,seq2seq,transformer,matmul"
   sweep="1,8,32,128,512"
   lens="8,16,64,128"
+  # A round runs the cases one at a time, Taper and PyTorch back to back (the order
+  # alternating by round and by case), so a slow spell of the host falls on both sides
+  # of a case's ratio: with whole rounds per side, one side's round of every case could
+  # read 30-50 % slow while the other's did not (docs/BENCHMARKS.md, seventh and eighth
+  # runs). bench/merge_rounds.py joins a round's cases for bench/report.py.
+  cases="mlp lenet cnn_bn dcgan seq2seq transformer sweep"
   for r in $(seq 1 "$rounds"); do
     echo "== training steps, round $r of $rounds"
-    taper_side() { measure "taper.r$r" "$examples"/bench_steps --threads "$threads" --reps 8 $steps --batch-sweep "$sweep" --len-sweep "$lens"; }
-    torch_side() { measure "torch.r$r" "$venv/bin/python" bench/torch_peer.py --threads "$threads" --reps 8 --steps-only --batch-sweep "$sweep" --len-sweep "$lens"; }
-    if [ $((r % 2)) = 1 ]; then taper_side; torch_side; else torch_side; taper_side; fi
+    i=0
+    for c in $cases; do
+      only="--only $c"
+      [ "$c" = sweep ] && only="--only sweep --batch-sweep $sweep --len-sweep $lens"
+      taper_side() { measure "taper.r$r.$c" "$examples"/bench_steps --threads "$threads" --reps 8 $only; }
+      torch_side() { measure "torch.r$r.$c" "$venv/bin/python" bench/torch_peer.py --threads "$threads" --reps 8 --steps-only $only; }
+      if [ $(((r + i) % 2)) = 1 ]; then taper_side; torch_side; else torch_side; taper_side; fi
+      i=$((i + 1))
+    done
+    python3 bench/merge_rounds.py "$out" taper "$r" $cases
+    python3 bench/merge_rounds.py "$out" torch "$r" $cases
   done
 else
   echo "PyTorch is not installed in $venv: no peer figures for the neural-network cases"

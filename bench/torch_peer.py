@@ -15,7 +15,10 @@ p.add_argument("--mnist", default=None, help="MNIST folder: also time an epoch a
 p.add_argument("--steps-only", action="store_true", help="only the matmul and training-step cases (one round of make bench)")
 p.add_argument("--batch-sweep", default="", help="also time the MLP and LeNet steps at these batch sizes (comma-separated)")
 p.add_argument("--len-sweep", default="", help="also time the Transformer step at these sequence lengths (comma-separated)")
+p.add_argument("--only", default="", help="only the cases whose names contain one of these (comma-separated), as bench_steps --only; the sweeps run whenever asked")
 args = p.parse_args()
+only = [o for o in args.only.split(",") if o]
+want = lambda case: not only or any(o in case for o in only)
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
 out = {"threads": args.threads, "torch": torch.__version__}
@@ -32,8 +35,9 @@ def median_ms(f, warmup, reps):
     return statistics.median(t)
 
 
-a = torch.randn(1024, 1024)
-out["matmul_gflops"] = 2 * 1024**3 / (median_ms(lambda: (a @ a).sum().item(), 2, 10) / 1e3) / 1e9
+if want("matmul") or want("mlp"):  # as bench_steps, which times its GEMM with the MLP
+    a = torch.randn(1024, 1024)
+    out["matmul_gflops"] = 2 * 1024**3 / (median_ms(lambda: (a @ a).sum().item(), 2, 10) / 1e3) / 1e9
 
 
 class LeNet(nn.Module):
@@ -81,12 +85,15 @@ def make_mlp():
 
 mlp = make_mlp()
 lab = lambda n: torch.arange(n) % 10
-out["step_mlp_ms"] = step_case(mlp, torch.randn(128, 784), lab(128), args.reps)
-out["step_lenet_ms"] = step_case(LeNet(), torch.randn(64, 1, 28, 28), lab(64), args.reps)
+if want("mlp"):
+    out["step_mlp_ms"] = step_case(mlp, torch.randn(128, 784), lab(128), args.reps)
+if want("lenet"):
+    out["step_lenet_ms"] = step_case(LeNet(), torch.randn(64, 1, 28, 28), lab(64), args.reps)
 for b in (int(v) for v in args.batch_sweep.split(",") if v):
     out[f"sweep_mlp_b{b}_ms"] = step_case(make_mlp(), torch.randn(b, 784), lab(b), args.reps)
     out[f"sweep_lenet_b{b}_ms"] = step_case(LeNet(), torch.randn(b, 1, 28, 28), lab(b), min(args.reps, 10))
-out["step_cnn_bn_ms"] = step_case(Cnn(), torch.randn(64, 1, 28, 28), lab(64), min(args.reps, 10))
+if want("cnn_bn"):
+    out["step_cnn_bn_ms"] = step_case(Cnn(), torch.randn(64, 1, 28, 28), lab(64), min(args.reps, 10))
 
 
 class Gen(nn.Module):
@@ -138,7 +145,8 @@ def dcgan_step_ms(reps):
     return median_ms(step, 3, reps)
 
 
-out["step_dcgan_ms"] = dcgan_step_ms(min(args.reps, 10))
+if want("dcgan"):
+    out["step_dcgan_ms"] = dcgan_step_ms(min(args.reps, 10))
 
 # Sequence-to-sequence steps, same sizes and synthetic ids as bench_steps.
 VOCAB = 4000
@@ -196,10 +204,12 @@ try:
     from seq2seq_torch import Seq2Seq
 
     spec = dict(emb=256, hidden=256, layers=1, dropout=0.1, src_vocab=VOCAB, tgt_vocab=VOCAB)
-    out["step_seq2seq_ms"] = seq_step_ms(Seq2Seq(spec), 20, 0.0, min(args.reps, 10))
+    if want("seq2seq"):
+        out["step_seq2seq_ms"] = seq_step_ms(Seq2Seq(spec), 20, 0.0, min(args.reps, 10))
 except Exception as e:  # sacrebleu missing (imported by the script): report the rest
     out["seq2seq_error"] = str(e)
-out["step_transformer_ms"] = seq_step_ms(Tr(), 32, 0.1, min(args.reps, 10))
+if want("transformer"):
+    out["step_transformer_ms"] = seq_step_ms(Tr(), 32, 0.1, min(args.reps, 10))
 for n in (int(v) for v in args.len_sweep.split(",") if v):
     out[f"sweep_transformer_len{n}_ms"] = seq_step_ms(Tr(max_len=n + 1), n, 0.1, min(args.reps, 10))
 if args.steps_only:

@@ -287,12 +287,11 @@ impl Geometry {
     fn band(&self) -> usize {
         (COLUMN_BUDGET / (self.k() * self.wo).max(1)).clamp(1, self.ho.max(1))
     }
-    /// A worker's buffers: the column matrix of one band, with one value past
-    /// it (the zero that [`Gather::add_back`] points missing contributions
-    /// at), and the gather's padded copy of the image. Unspecified contents.
+    /// A worker's buffers: the column matrix of one band and the gather's
+    /// padded copy of the image. Unspecified contents.
     fn scratch<T: WithDType>(&self) -> (Scratch<T>, Vec<T>) {
         (
-            Scratch::take(self.k() * self.band() * self.wo + 1, T::zero()),
+            Scratch::take(self.k() * self.band() * self.wo, T::zero()),
             Vec::new(),
         )
     }
