@@ -269,12 +269,7 @@ impl Geometry {
     /// Threads for one image's products when the batch is too small to spread
     /// images over the pool.
     fn inner_threads(&self) -> usize {
-        let t = rayon::current_num_threads();
-        if self.n >= t {
-            1
-        } else {
-            t
-        }
+        threads_within(self.n)
     }
 }
 
@@ -857,8 +852,7 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
     }
     let (k, hw) = (g.k(), g.cols());
     let threads = g.inner_threads();
-    let gather = None;
-    let fill = |(buf, padded): &mut (Scratch<T>, Vec<T>), i: usize, dst: &mut [MaybeUninit<T>]| {
+    let fill = |(buf, _): &mut (Scratch<T>, Vec<T>), i: usize, dst: &mut [MaybeUninit<T>]| {
         let img = &x[i * g.image()..(i + 1) * g.image()];
         // The bias is the product's starting value: no separate pass, and
         // no broadcast whose backward is candle's slow strided reduction.
@@ -874,7 +868,10 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
         let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
         for band in g.bands() {
             let n = band.1 * g.wo;
-            columns(gather.as_ref(), img, g, band, (padded, buf));
+            super::simd::dispatch(
+                #[inline(always)]
+                || im2col_band(img, g, band, buf),
+            );
             gemm_on(
                 &mut dst[band.0 * g.wo..],
                 hw,
@@ -892,11 +889,12 @@ fn conv_fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, g: &Geometry) -
     unsafe { super::par_new_with(g.n * g.out_image(), g.out_image(), || g.scratch(), fill) }
 }
 
-/// Threads for one group's product when there are too few groups to spread
-/// over the pool.
-fn group_threads(g: &Geometry, group: usize) -> usize {
+/// Threads for each of `tasks` independent products (images, or groups of
+/// them) spread over the pool: one where there are enough tasks to keep every
+/// thread busy, else the whole pool inside each product.
+fn threads_within(tasks: usize) -> usize {
     let t = rayon::current_num_threads();
-    if g.n.div_ceil(group) >= t {
+    if tasks >= t {
         1
     } else {
         t
@@ -913,7 +911,7 @@ fn conv_fwd_grouped<T: WithDType>(
     ga: &Gather,
 ) -> Vec<T> {
     let (k, hw, stride) = (g.k(), g.cols(), ga.stride());
-    let threads = group_threads(g, ga.group);
+    let threads = threads_within(g.n.div_ceil(ga.group));
     let fill = |(cols, prod, padded): &mut (Scratch<T>, Scratch<T>, Vec<T>),
                 gi: usize,
                 dst: &mut [MaybeUninit<T>]| {
@@ -924,8 +922,11 @@ fn conv_fwd_grouped<T: WithDType>(
         }
         // The bias is the product's starting value: no separate pass, and
         // no broadcast whose backward is candle's slow strided reduction.
-        for c in 0..g.co {
-            prod[c * stride..][..imgs * hw].fill(bias.map_or(T::zero(), |b| b[c]));
+        // Without one the product writes every value (`read_dst` false).
+        if let Some(b) = bias {
+            for (c, &v) in b.iter().enumerate() {
+                prod[c * stride..][..imgs * hw].fill(v);
+            }
         }
         gemm_on(
             prod,
@@ -1056,7 +1057,7 @@ fn conv_grad_input_grouped<T: WithDType>(
     ga: &Gather,
 ) -> Vec<T> {
     let (k, hw, stride) = (g.k(), g.cols(), ga.stride());
-    let threads = group_threads(g, ga.group);
+    let threads = threads_within(g.n.div_ceil(ga.group));
     let mut out = vec![T::zero(); g.n * g.image()];
     out.par_chunks_mut(ga.group * g.image())
         .zip(grad.par_chunks(ga.group * g.out_image()))
