@@ -7,6 +7,7 @@
 //! cargo run --release --example translate -- --task dates          (seconds)
 //! cargo run --release --example translate -- --prefixes          (Transformer, 13 s/epoch)
 //! cargo run --release --example translate -- --model lstm
+//! cargo run --release --example translate -- --prefixes --reverse (French → English)
 //! cargo run --release --example translate -- --interactive --resume RUN
 //! ```
 //!
@@ -97,6 +98,10 @@ struct Args {
     max_words: usize,
     #[arg(long)]
     prefixes: bool,
+    /// Translate from the corpus's second column to its first (French to English on
+    /// eng-fra); `--prefixes` still selects pairs by their English side.
+    #[arg(long)]
+    reverse: bool,
     #[arg(long)]
     max_pairs: Option<usize>,
     /// Largest vocabulary per language, and a word's minimum count.
@@ -161,7 +166,7 @@ fn main() -> Result<()> {
         "translation" => false,
         o => bail!("unknown --task '{o}' (translation or dates)"),
     };
-    let pairs = if dates {
+    let mut pairs = if dates {
         generate_dates(args.num_dates, c.seed)
     } else {
         let path = match &args.corpus {
@@ -182,6 +187,11 @@ fn main() -> Result<()> {
             .with_context(|| format!("corpus {}", path.display()))?
             .pairs
     };
+    if args.reverse {
+        for (s, t) in &mut pairs {
+            std::mem::swap(s, t);
+        }
+    }
     let splits = PairSplits::new(&pairs, args.test_fraction, c.valid_fraction()?, c.seed)?;
     let run_dir = c.run_dir("translate");
     let resume = c.resume.is_some();
@@ -228,6 +238,7 @@ fn main() -> Result<()> {
         tgt_vocab: tgt.len(),
         src_fingerprint: src.fingerprint(),
         tgt_fingerprint: tgt.fingerprint(),
+        reversed: args.reverse,
     };
     if resume {
         spec.check_resumes(&run_dir)?;

@@ -204,6 +204,7 @@ fn train_all(dir: &Path) -> InMemory {
         tgt_vocab: tgt.len(),
         src_fingerprint: src.fingerprint(),
         tgt_fingerprint: tgt.fingerprint(),
+        reversed: false,
     };
     let run = dir.join("translate");
     save_run(&run, &spec, &src, &tgt).unwrap();

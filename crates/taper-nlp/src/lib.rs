@@ -36,7 +36,7 @@
 //!     bidirectional: true, emb: 16, hidden: 48, layers: 1, heads: 1, ffn: 0,
 //!     positions: "sinusoidal".into(), dropout: 0.0, max_src_len: ls + 8, max_tgt_len: lt + 9,
 //!     src_vocab: src.len(), tgt_vocab: tgt.len(),
-//!     src_fingerprint: src.fingerprint(), tgt_fingerprint: tgt.fingerprint(),
+//!     src_fingerprint: src.fingerprint(), tgt_fingerprint: tgt.fingerprint(), reversed: false,
 //! };
 //! let run = tempfile::tempdir()?;
 //! save_run(run.path(), &spec, &src, &tgt)?; // model.json and the vocabularies

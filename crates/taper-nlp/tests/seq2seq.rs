@@ -373,7 +373,7 @@ fn log_probabilities_of_a_step_are_normalised() {
 #[test]
 fn a_saved_run_loads_into_a_translator_that_aligns() {
     use taper_nlp::data::TextCodec;
-    use taper_nlp::seq2seq::{ModelSpec, Translator};
+    use taper_nlp::seq2seq::Translator;
     let texts = ["one two three", "two three four", "four one"];
     let src = TextCodec::chars(texts.iter().copied()).unwrap();
     let tgt = TextCodec::chars(["un deux", "deux trois", "quatre"].iter().copied()).unwrap();
@@ -383,26 +383,7 @@ fn a_saved_run_loads_into_a_translator_that_aligns() {
         ("transformer", "lstm", true),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let spec = ModelSpec {
-            task: "test".into(),
-            model: model.into(),
-            cell: cell.into(),
-            bidirectional,
-            attention: "additive".into(),
-            emb: 6,
-            hidden: 8,
-            layers: 1,
-            heads: 2,
-            ffn: 16,
-            positions: "sinusoidal".into(),
-            dropout: 0.0,
-            max_src_len: 24,
-            max_tgt_len: 10,
-            src_vocab: src.len(),
-            tgt_vocab: tgt.len(),
-            src_fingerprint: src.fingerprint(),
-            tgt_fingerprint: tgt.fingerprint(),
-        };
+        let spec = small_spec(model, cell, bidirectional, &src, &tgt);
         let varmap = VarMap::new();
         let original = spec.build(&varmap, 3, &Device::Cpu).unwrap();
         let state = taper_train::checkpoint::TrainerState::default();
@@ -509,5 +490,67 @@ fn transformer_blocks_have_exact_gradients() {
             r.max_numeric > 1e-3 && r.passed(1e-6),
             "{positions:?}: {r:?}"
         );
+    }
+}
+
+/// A run trained in one direction (`reversed`) refuses to resume in the other, naming
+/// the flag, and a card written before the field existed reads as not reversed.
+#[test]
+fn a_run_resumes_only_in_its_own_direction() {
+    use taper_nlp::data::TextCodec;
+    use taper_nlp::seq2seq::{save_run, ModelSpec};
+    let src = TextCodec::chars(["one two", "three"].iter().copied()).unwrap();
+    let tgt = TextCodec::chars(["un deux", "trois"].iter().copied()).unwrap();
+    let spec = ModelSpec {
+        reversed: true,
+        ..small_spec("transformer", "lstm", true, &src, &tgt)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    save_run(dir.path(), &spec, &src, &tgt).unwrap();
+    spec.check_resumes(dir.path()).unwrap();
+    let forward = ModelSpec {
+        reversed: false,
+        ..spec.clone()
+    };
+    let err = forward.check_resumes(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("reversed true") && err.contains("--reverse"),
+        "{err}"
+    );
+    let mut old = serde_json::to_value(&spec).unwrap();
+    old.as_object_mut().unwrap().remove("reversed");
+    let old: ModelSpec = serde_json::from_value(old).unwrap();
+    assert!(!old.reversed);
+    assert_eq!(old, forward);
+}
+
+/// A tiny model of the given kind over `src` and `tgt`, for the saved-run tests.
+fn small_spec(
+    model: &str,
+    cell: &str,
+    bidirectional: bool,
+    src: &taper_nlp::data::TextCodec,
+    tgt: &taper_nlp::data::TextCodec,
+) -> taper_nlp::seq2seq::ModelSpec {
+    taper_nlp::seq2seq::ModelSpec {
+        task: "test".into(),
+        model: model.into(),
+        cell: cell.into(),
+        bidirectional,
+        attention: "additive".into(),
+        emb: 6,
+        hidden: 8,
+        layers: 1,
+        heads: 2,
+        ffn: 16,
+        positions: "sinusoidal".into(),
+        dropout: 0.0,
+        max_src_len: 24,
+        max_tgt_len: 10,
+        src_vocab: src.len(),
+        tgt_vocab: tgt.len(),
+        src_fingerprint: src.fingerprint(),
+        tgt_fingerprint: tgt.fingerprint(),
+        reversed: false,
     }
 }

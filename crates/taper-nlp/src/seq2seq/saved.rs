@@ -59,6 +59,10 @@ pub struct ModelSpec {
     pub src_fingerprint: String,
     /// Fingerprint of the target vocabulary.
     pub tgt_fingerprint: String,
+    /// Trained from the corpus's second column to its first (`translate --reverse`:
+    /// French to English on eng-fra). Runs before this field existed were not.
+    #[serde(default)]
+    pub reversed: bool,
 }
 
 fn yes() -> bool {
@@ -133,7 +137,7 @@ impl ModelSpec {
     pub fn check_resumes(&self, run: &Path) -> Result<()> {
         let (saved, _) = read_card(run)?;
         let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
-        let fields: [(&str, &str, String, String); 11] = [
+        let fields: [(&str, &str, String, String); 12] = [
             ("model", "--model", show(&saved.model), show(&self.model)),
             ("cell", "--cell", show(&saved.cell), show(&self.cell)),
             (
@@ -170,6 +174,12 @@ impl ModelSpec {
                 show(&self.positions),
             ),
             ("task", "--task", show(&saved.task), show(&self.task)),
+            (
+                "reversed",
+                "--reverse",
+                show(&saved.reversed),
+                show(&self.reversed),
+            ),
         ];
         let differ: Vec<String> = fields
             .iter()
