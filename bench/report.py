@@ -98,7 +98,7 @@ def fmt(v):
 
 
 lines = [
-    "| case | unit | Taper | peer | peer figure | Taper/peer time ratio | ratio IQR (rounds) | at or below 1.0 |",
+    "| case | unit | Taper | peer | peer figure | Taper/peer time ratio | ratio IQR (pairs) | at or below 1.0 |",
     "|---|---|---|---|---|---|---|---|",
 ]
 def round_pairs(ours, theirs, ka, kb):
@@ -139,9 +139,18 @@ for key, what in (("greedy_decode_seconds", "greedy"), ("beam_decode_seconds", "
     agree = f", {100 * same:.1f} % of outputs equal" if isinstance(same, (int, float)) else ""
     case = f"Transformer decoding, {what}, 1,278 eng-fra test sentences{agree}"
     lines.append(line(case, "s", "PyTorch (incremental decoder)", None, None, True, pairs))
+paired_cpu = counters("taper.rall"), counters("torch.rall")
 cpu = [(counters(f"taper.r{i}"), counters(f"torch.r{i}")) for i in range(1, len(taper_r) + 1)]
 cpu = [(t, p) for t, p in cpu if t[0] and p[0]]
-if cpu:
+if paired_cpu[0][0] and paired_cpu[1][0]:
+    (tc, ti), (pc, pi) = paired_cpu
+    ins = f"; instructions {ti / 1e9:.1f} G against {pi / 1e9:.1f} G" if ti and pi else ""
+    lines.append("")
+    lines.append(
+        f"The paired processes of all training-step cases (perf stat, summed): CPU time Taper {tc:.1f} s, "
+        f"PyTorch {pc:.1f} s{ins} (with each process's start-up, set-up, warm-ups and the untimed step of each block)."
+    )
+elif cpu:
     med = lambda v: statistics.median(v) if v else None
     tc, pc = med([t[0] for t, _ in cpu]), med([p[0] for _, p in cpu])
     ti = med([t[1] for t, _ in cpu if t[1]])
@@ -201,9 +210,11 @@ Machine: {machine}. Peers: PyTorch {peers or 'not installed'}, sentence-transfor
 Each figure is the median of repeated timings after a warm-up, both sides in the same run,
 on the same shapes, batch sizes, optimizer (AdamW) and thread count, pinned to the same CPUs.
 Ratio = Taper's time over the peer's (below 1: Taper
-faster). The training steps and the matmul run in rounds, each case Taper and the peer back
-to back (the order alternating): their ratio is the median over rounds, with its interquartile range; a case is "at or below
-1.0" when its upper quartile is. The other rows are one run each.
+faster). The training steps and the matmul run paired: both processes alive, taking turns
+in blocks of a few steps (`bench/run.sh`); their ratio is the median over pairs of
+neighbouring blocks, with its interquartile range, and a case is "at or below 1.0" when
+its upper quartile is. Decoding runs in whole interleaved runs (its pairs). The other rows
+are one run each.
 
 {table}
 """

@@ -2,16 +2,18 @@
 # make bench: Taper beside its peers (PyTorch, torchvision, scikit-learn, gensim) on
 # the same cases, threads and data; prints a table and writes docs/BENCHMARKS.md.
 # Usage: bench/run.sh [--threads N] [--rounds R] [--quick]   (--quick skips the MNIST epoch)
-# The training-step cases run in R rounds (default 5), each case Taper and PyTorch back
-# to back (the order alternating), each pinned to the same CPUs; the report gives each case's
-# median ratio and its interquartile range, and each side's CPU time and instruction
-# count per round (perf stat) where perf is available.
+# The training-step cases and the matmul run paired: for each case both processes start,
+# pinned to the same CPUs, and take turns in R blocks (default 15) of a few steps each
+# (the first turn alternating by case); a block's ratio is Taper's block over the peer's
+# block that follows or precedes it, and the report gives each case's median ratio over
+# blocks and its interquartile range, and each side's CPU time and instruction count
+# (perf stat) where perf is available.
 set -u
 cd "$(dirname "$0")/.."
 # The release examples, where cargo puts them (CARGO_TARGET_DIR when set).
 examples="${CARGO_TARGET_DIR:-target}/release/examples"
 threads=2
-rounds=5
+rounds=15
 mnist=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -63,26 +65,40 @@ if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch" 2>/dev/null
   "$venv/bin/python" bench/torch_peer.py --threads "$threads" ${mnist_flag:+--mnist "$data_root/mnist"} | tail -n 1 > "$out/torch.json"
   sweep="1,8,32,128,512"
   lens="8,16,64,128"
-  # A round runs the cases one at a time, Taper and PyTorch back to back (the order
-  # alternating by round and by case), so a slow spell of the host falls on both sides
-  # of a case's ratio: with whole rounds per side, one side's round of every case could
-  # read 30-50 % slow while the other's did not (docs/BENCHMARKS.md, seventh and eighth
-  # runs). bench/merge_rounds.py joins a round's cases for bench/report.py.
+  # Paired blocks: a slow spell of this shared host lasts seconds and moved one side's
+  # step time up to 2x between whole-process rounds (docs/BENCHMARKS.md, tenth run), so
+  # the two sides take turns within a case, block by block, and each block's ratio
+  # compares neighbours in time. A side works only while it holds the turn (bench_steps
+  # and torch_peer.py --baton, through two named pipes); `timeout` ends a pair whose
+  # other side died. Block b of each case goes to NAME.rB.CASE.json, and
+  # bench/merge_rounds.py joins a block's cases for bench/report.py.
   cases="mlp lenet cnn_bn dcgan seq2seq transformer sweep"
+  echo "== training steps and matmul: $rounds paired blocks per case"
+  i=0
+  for c in $cases; do
+    only="--only $c"; reps=6
+    [ "$c" = sweep ] && only="--only sweep --batch-sweep $sweep --len-sweep $lens" && reps=3
+    pipes="$out/turn.$c"
+    rm -f "$pipes.taper" "$pipes.torch" && mkfifo "$pipes.taper" "$pipes.torch" || exit 1
+    measure "taper.rall.$c" timeout 1800 "$examples"/bench_steps --threads "$threads" --reps $reps $only \
+      --blocks "$rounds" --baton "$pipes.taper,$pipes.torch" --rounds-out "$out/taper.r{r}.$c.json" &
+    measure "torch.rall.$c" timeout 1800 "$venv/bin/python" bench/torch_peer.py --threads "$threads" --reps $reps --steps-only $only \
+      --blocks "$rounds" --baton "$pipes.torch,$pipes.taper" --rounds-out "$out/torch.r{r}.$c.json" &
+    # The first turn: Taper's on even cases, PyTorch's on odd ones.
+    # (The write waits until that side has opened its pipe; `timeout` if it never does.)
+    first="$pipes.taper"; [ $((i % 2)) = 1 ] && first="$pipes.torch"
+    timeout 120 bash -c 'printf B > "$1"' _ "$first"
+    wait
+    rm -f "$pipes.taper" "$pipes.torch"
+    echo "   $c done"
+    i=$((i + 1))
+  done
   for r in $(seq 1 "$rounds"); do
-    echo "== training steps, round $r of $rounds"
-    i=0
-    for c in $cases; do
-      only="--only $c"
-      [ "$c" = sweep ] && only="--only sweep --batch-sweep $sweep --len-sweep $lens"
-      taper_side() { measure "taper.r$r.$c" "$examples"/bench_steps --threads "$threads" --reps 8 $only; }
-      torch_side() { measure "torch.r$r.$c" "$venv/bin/python" bench/torch_peer.py --threads "$threads" --reps 8 --steps-only $only; }
-      if [ $(((r + i) % 2)) = 1 ]; then taper_side; torch_side; else torch_side; taper_side; fi
-      i=$((i + 1))
-    done
     python3 bench/merge_rounds.py "$out" taper "$r" $cases
     python3 bench/merge_rounds.py "$out" torch "$r" $cases
   done
+  python3 bench/merge_rounds.py "$out" taper all $cases
+  python3 bench/merge_rounds.py "$out" torch all $cases
 else
   echo "PyTorch is not installed in $venv: no peer figures for the neural-network cases"
 fi

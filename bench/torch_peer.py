@@ -1,12 +1,11 @@
 """PyTorch / torchvision side of `make bench`: the same cases as
 examples/bench_steps.rs, same shapes, batch sizes, optimizer and thread count.
-Prints one JSON object."""
-import argparse, gzip, json, resource, statistics, sys, time
-from pathlib import Path
+Prints one JSON object.
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+With --baton (bench/run.sh), the matmul and training steps are timed paired with
+bench_steps: both processes alive, taking turns block by block (see Baton)."""
+import argparse, atexit, gzip, json, os, resource, sys, time
+from pathlib import Path
 
 p = argparse.ArgumentParser()
 p.add_argument("--threads", type=int, default=2)
@@ -16,7 +15,47 @@ p.add_argument("--steps-only", action="store_true", help="only the matmul and tr
 p.add_argument("--batch-sweep", default="", help="also time the MLP and LeNet steps at these batch sizes (comma-separated)")
 p.add_argument("--len-sweep", default="", help="also time the Transformer step at these sequence lengths (comma-separated)")
 p.add_argument("--only", default="", help="only the cases whose names contain one of these (comma-separated), as bench_steps --only; the sweeps run whenever asked")
+p.add_argument("--baton", default="", help="MINE,THEIRS: named pipes shared with bench_steps --baton; time the steps in blocks, taking turns")
+p.add_argument("--blocks", type=int, default=15, help="blocks per paired case (with --baton)")
+p.add_argument("--rounds-out", default="", help="where each block's figures go (with --baton); {r} becomes the block's number, from 1")
 args = p.parse_args()
+
+
+class Baton:
+    """One side of the turn-taking with bench_steps (its `Baton` is the other): a byte
+    through two named pipes, `B` hands the turn over, `D` says the sender finished."""
+
+    def __init__(self, mine, theirs):
+        # Read-write, so that neither open waits for the other process.
+        self.rx, self.tx = os.open(mine, os.O_RDWR), os.open(theirs, os.O_RDWR)
+        self.peer_done = False
+        atexit.register(self.finish)
+        self.take()
+
+    def take(self):
+        if not self.peer_done:
+            self.peer_done = os.read(self.rx, 1) == b"D"
+
+    def pass_(self):
+        if not self.peer_done:
+            os.write(self.tx, b"B")
+            self.take()
+
+    def finish(self):
+        if not self.peer_done:
+            self.peer_done = True
+            os.write(self.tx, b"D")
+
+
+# The turn before importing torch: its import would otherwise run during the peer's block.
+baton = Baton(*args.baton.split(",")) if args.baton else None
+blocks = max(1, args.blocks)
+rounds = [{} for _ in range(blocks)] if baton else []
+last_blocks = []
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 only = [o for o in args.only.split(",") if o]
 want = lambda case: not only or any(o in case for o in only)
 torch.set_num_threads(args.threads)
@@ -24,20 +63,47 @@ torch.manual_seed(0)
 out = {"threads": args.threads, "torch": torch.__version__}
 
 
-def median_ms(f, warmup, reps):
-    for _ in range(warmup):
-        f()
+def timed(f, reps):
     t = []
     for _ in range(reps):
         s = time.perf_counter()
         f()
         t.append((time.perf_counter() - s) * 1e3)
-    return statistics.median(t)
+    return sorted(t)[len(t) // 2]  # the upper middle, as bench_steps
+
+
+def median_ms(f, warmup, reps):
+    """Median ms of `reps` calls after `warmup`; paired, the median of the blocks'
+    medians, each block one untimed call and `reps` timed ones, then the turn passed."""
+    for _ in range(warmup):
+        f()
+    if not baton:
+        return timed(f, reps)
+    last_blocks.clear()
+    for b in range(blocks):
+        if b:
+            f()
+        last_blocks.append(timed(f, reps))
+        baton.pass_()
+    return sorted(last_blocks)[len(last_blocks) // 2]
+
+
+def put(key, ms, conv=lambda m: m):
+    """out[key] = conv(ms), and paired, each block's conv(median) in its round."""
+    out[key] = conv(ms)
+    for r, m in zip(rounds, last_blocks if baton else []):
+        r[key] = conv(m)
+
+
+def alone_ms(f, warmup, reps):
+    for _ in range(warmup):
+        f()
+    return timed(f, reps)
 
 
 if want("matmul") or want("mlp"):  # as bench_steps, which times its GEMM with the MLP
     a = torch.randn(1024, 1024)
-    out["matmul_gflops"] = 2 * 1024**3 / (median_ms(lambda: (a @ a).sum().item(), 2, 10) / 1e3) / 1e9
+    put("matmul_gflops", median_ms(lambda: (a @ a).sum().item(), 2, 10), lambda ms: 2 * 1024**3 / (ms / 1e3) / 1e9)
 
 
 class LeNet(nn.Module):
@@ -86,14 +152,14 @@ def make_mlp():
 mlp = make_mlp()
 lab = lambda n: torch.arange(n) % 10
 if want("mlp"):
-    out["step_mlp_ms"] = step_case(mlp, torch.randn(128, 784), lab(128), args.reps)
+    put("step_mlp_ms", step_case(mlp, torch.randn(128, 784), lab(128), args.reps))
 if want("lenet"):
-    out["step_lenet_ms"] = step_case(LeNet(), torch.randn(64, 1, 28, 28), lab(64), args.reps)
+    put("step_lenet_ms", step_case(LeNet(), torch.randn(64, 1, 28, 28), lab(64), args.reps))
 for b in (int(v) for v in args.batch_sweep.split(",") if v):
-    out[f"sweep_mlp_b{b}_ms"] = step_case(make_mlp(), torch.randn(b, 784), lab(b), args.reps)
-    out[f"sweep_lenet_b{b}_ms"] = step_case(LeNet(), torch.randn(b, 1, 28, 28), lab(b), min(args.reps, 10))
+    put(f"sweep_mlp_b{b}_ms", step_case(make_mlp(), torch.randn(b, 784), lab(b), args.reps))
+    put(f"sweep_lenet_b{b}_ms", step_case(LeNet(), torch.randn(b, 1, 28, 28), lab(b), min(args.reps, 10)))
 if want("cnn_bn"):
-    out["step_cnn_bn_ms"] = step_case(Cnn(), torch.randn(64, 1, 28, 28), lab(64), min(args.reps, 10))
+    put("step_cnn_bn_ms", step_case(Cnn(), torch.randn(64, 1, 28, 28), lab(64), min(args.reps, 10)))
 
 
 class Gen(nn.Module):
@@ -146,7 +212,7 @@ def dcgan_step_ms(reps):
 
 
 if want("dcgan"):
-    out["step_dcgan_ms"] = dcgan_step_ms(min(args.reps, 10))
+    put("step_dcgan_ms", dcgan_step_ms(min(args.reps, 10)))
 
 # Sequence-to-sequence steps, same sizes and synthetic ids as bench_steps.
 VOCAB = 4000
@@ -205,13 +271,16 @@ try:
 
     spec = dict(emb=256, hidden=256, layers=1, dropout=0.1, src_vocab=VOCAB, tgt_vocab=VOCAB)
     if want("seq2seq"):
-        out["step_seq2seq_ms"] = seq_step_ms(Seq2Seq(spec), 20, 0.0, min(args.reps, 10))
+        put("step_seq2seq_ms", seq_step_ms(Seq2Seq(spec), 20, 0.0, min(args.reps, 10)))
 except Exception as e:  # sacrebleu missing (imported by the script): report the rest
     out["seq2seq_error"] = str(e)
 if want("transformer"):
-    out["step_transformer_ms"] = seq_step_ms(Tr(), 32, 0.1, min(args.reps, 10))
+    put("step_transformer_ms", seq_step_ms(Tr(), 32, 0.1, min(args.reps, 10)))
 for n in (int(v) for v in args.len_sweep.split(",") if v):
-    out[f"sweep_transformer_len{n}_ms"] = seq_step_ms(Tr(max_len=n + 1), n, 0.1, min(args.reps, 10))
+    put(f"sweep_transformer_len{n}_ms", seq_step_ms(Tr(max_len=n + 1), n, 0.1, min(args.reps, 10)))
+for i, r in enumerate(rounds):
+    r["threads"] = args.threads
+    Path(args.rounds_out.replace("{r}", str(i + 1))).write_text(json.dumps(r) + "\n")
 if args.steps_only:
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
@@ -221,7 +290,7 @@ cnn = Cnn().eval()
 with torch.no_grad():
     for b in (1, 256):
         x = torch.randn(b, 1, 28, 28)
-        ms = median_ms(lambda: cnn(x).sum().item(), 3, 400 if b == 1 else 5)
+        ms = alone_ms(lambda: cnn(x).sum().item(), 3, 400 if b == 1 else 5)
         out[f"infer_cnn_b{b}_images_per_s"] = b / (ms / 1e3)
 
 try:
@@ -235,7 +304,7 @@ try:
     pipe = T.Compose([T.Resize((256, 256), antialias=True), T.RandomCrop(224), rot, T.RandomHorizontalFlip(),
                       T.ToDtype(torch.float32, scale=True), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
     batch = [photos[i % 2] for i in range(32)]
-    ms = median_ms(lambda: torch.stack([pipe(im) for im in batch]), 2, 20)
+    ms = alone_ms(lambda: torch.stack([pipe(im) for im in batch]), 2, 20)
     out["preprocess_images_per_s"] = 32 / (ms / 1e3)
 except Exception as e:  # torchvision missing or incompatible: report the rest
     out["preprocess_error"] = str(e)

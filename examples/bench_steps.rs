@@ -11,6 +11,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarMap;
 use clap::Parser;
 use serde_json::{json, Map, Value};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
 use std::time::Instant;
 use taper::nlp::data::Seq2SeqBatch;
 use taper::nlp::seq2seq::{
@@ -60,22 +62,161 @@ struct Args {
     /// (`sweep_transformer_len*` keys).
     #[arg(long, value_delimiter = ',')]
     len_sweep: Vec<usize>,
+    /// Paired timing with the peer's process (`bench/run.sh`): two named pipes, this
+    /// side's and the peer's, `MINE,THEIRS`. The training steps and the matmul then run
+    /// in `--blocks` blocks of `--reps` steps, the two processes taking turns block by
+    /// block.
+    #[arg(long, value_delimiter = ',', requires = "rounds_out")]
+    baton: Vec<std::path::PathBuf>,
+    /// Blocks per paired case (with `--baton`).
+    #[arg(long, default_value_t = 15)]
+    blocks: usize,
+    /// Where each block's figures go (with `--baton`): a path in which `{r}` becomes the
+    /// block's number, from 1.
+    #[arg(long)]
+    rounds_out: Option<String>,
 }
 
-fn median_ms(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()> + Send) -> Result<f64> {
+/// One side of the turn-taking between this process and the peer's (`--baton`).
+///
+/// Each process works only while it holds the baton, a byte passed through two named
+/// pipes: `B` hands it over, `D` says the sender has finished (the receiver then keeps
+/// it). A slow spell of the host, which on these shared 2-core machines lasts seconds
+/// and moved one side's step time up to 2x between rounds, then falls on both sides of
+/// a block pair instead of on one side's whole run of a case.
+struct Baton {
+    rx: File,
+    tx: File,
+    peer_done: bool,
+}
+
+impl Baton {
+    /// Opens both pipes read-write (so that neither open waits for the other process)
+    /// and waits for the baton. Errors: a pipe that cannot be opened or read.
+    fn take_first(mine: &std::path::Path, theirs: &std::path::Path) -> Result<Self> {
+        let open = |p: &std::path::Path| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map_err(|e| anyhow::anyhow!("opening the pipe {}: {e}", p.display()))
+        };
+        let mut b = Baton {
+            rx: open(mine)?,
+            tx: open(theirs)?,
+            peer_done: false,
+        };
+        b.take()?;
+        Ok(b)
+    }
+
+    fn take(&mut self) -> Result<()> {
+        if self.peer_done {
+            return Ok(());
+        }
+        let mut byte = [0u8];
+        self.rx.read_exact(&mut byte)?;
+        self.peer_done = byte[0] == b'D';
+        Ok(())
+    }
+
+    /// Hands the baton to the peer and waits until it comes back.
+    fn pass(&mut self) -> Result<()> {
+        if self.peer_done {
+            return Ok(());
+        }
+        self.tx.write_all(b"B")?;
+        self.take()
+    }
+}
+
+impl Drop for Baton {
+    // On every exit, an error's included, so that the peer never waits for a turn
+    // that will not come.
+    fn drop(&mut self) {
+        if !self.peer_done {
+            let _ = self.tx.write_all(b"D");
+        }
+    }
+}
+
+/// Timings, alone or paired with the peer's process in blocks (`--baton`); `put` keeps
+/// each block's figure for its round file beside the overall one.
+struct Timer {
+    baton: Option<Baton>,
+    blocks: usize,
+    /// The last paired timing's per-block medians (ms).
+    last: Vec<f64>,
+    rounds: Vec<Map<String, Value>>,
+}
+
+impl Timer {
+    /// Median milliseconds of `reps` calls of `f` after `warmup` calls. Paired, the
+    /// median of each block's median: `blocks` blocks of `reps` timed calls, each after
+    /// one untimed call (the peer's block has just run on the same cores and caches),
+    /// the baton passed after each block.
+    fn median_ms(
+        &mut self,
+        warmup: usize,
+        reps: usize,
+        mut f: impl FnMut() -> Result<()> + Send,
+    ) -> Result<f64> {
+        let Some(baton) = self.baton.as_mut() else {
+            return alone_ms(warmup, reps, f);
+        };
+        // Each call on the CPU pool, as the Trainer runs its steps (`in_pool`).
+        let mut call = || in_pool(&mut f);
+        for _ in 0..warmup {
+            call()?;
+        }
+        self.last.clear();
+        for b in 0..self.blocks {
+            if b > 0 {
+                call()?;
+            }
+            self.last.push(timed(&mut call, reps)?);
+            baton.pass()?;
+        }
+        Ok(median(&mut self.last.clone()))
+    }
+
+    /// Records `conv(ms)` under `key` in `out` and, paired, each block's `conv` in its
+    /// round (from the last `median_ms`).
+    fn put(&mut self, out: &mut Map<String, Value>, key: &str, ms: f64, conv: impl Fn(f64) -> f64) {
+        out.insert(key.into(), json!(conv(ms)));
+        if self.baton.is_some() {
+            for (round, &m) in self.rounds.iter_mut().zip(&self.last) {
+                round.insert(key.into(), json!(conv(m)));
+            }
+        }
+    }
+}
+
+/// The middle value of `t` (the upper one of an even count), in ms.
+fn median(t: &mut [f64]) -> f64 {
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[t.len() / 2]
+}
+
+/// Median milliseconds of `reps` calls of `f` after `warmup` calls, never paired.
+fn alone_ms(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()> + Send) -> Result<f64> {
     // Each call on the CPU pool, as the Trainer runs its steps (`in_pool`).
     let mut call = || in_pool(&mut f);
     for _ in 0..warmup {
         call()?;
     }
+    timed(&mut call, reps)
+}
+
+/// Median milliseconds of `reps` timed calls of `call`.
+fn timed(call: &mut impl FnMut() -> Result<()>, reps: usize) -> Result<f64> {
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {
             let s = Instant::now();
             call().map(|_| s.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<Result<_>>()?;
-    t.sort_by(|a, b| a.total_cmp(b));
-    Ok(t[t.len() / 2])
+    Ok(median(&mut t))
 }
 
 struct Mlp(Linear, Linear, Linear);
@@ -100,6 +241,7 @@ impl Forward for Mlp {
 }
 
 fn step_case<M: Forward + Sync + Send>(
+    timer: &mut Timer,
     model: M,
     vm: VarMap,
     x: Tensor,
@@ -110,7 +252,7 @@ fn step_case<M: Forward + Sync + Send>(
     let mut opt = Optimizers::single(Adam::new(named_vars(&vm, ""), AdamConfig::adamw(1e-3)));
     let batch = taper::train::data::TensorBatch::new(vec![x, y])?;
     let mut it = 0u64;
-    median_ms(5, reps, || {
+    timer.median_ms(5, reps, || {
         let ctx = StepContext::new(0, 0, 0, it);
         it += 1;
         clf.train_step(&batch, &ctx, &mut opt)?.metrics()?;
@@ -154,6 +296,26 @@ fn main() -> Result<()> {
 
     let want =
         |case: &str| args.only.is_empty() || args.only.iter().any(|o| case.contains(o.as_str()));
+    // Paired: the baton before any work, so that this process's set-up never runs
+    // during the peer's timed block.
+    let baton = match args.baton.as_slice() {
+        [] => None,
+        [mine, theirs] => Some(Baton::take_first(mine, theirs)?),
+        other => anyhow::bail!("--baton takes two pipes, MINE,THEIRS; got {}", other.len()),
+    };
+    let mut timer = Timer {
+        blocks: args.blocks.max(1),
+        rounds: vec![
+            Map::new();
+            if baton.is_some() {
+                args.blocks.max(1)
+            } else {
+                0
+            }
+        ],
+        baton,
+        last: Vec::new(),
+    };
 
     // Matmul ceiling: Taper's GEMM (`kernels::gemm`, what its layers call), and
     // candle's `Tensor::matmul` beside it. Candle's runs first: whichever ran
@@ -163,7 +325,7 @@ fn main() -> Result<()> {
         let n = 1024;
         let flop = 2.0 * (n as f64).powi(3);
         let a = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
-        let ms = median_ms(3, 10, || {
+        let ms = alone_ms(3, 10, || {
             a.matmul(&a)?.sum_all()?.to_scalar::<f32>()?;
             Ok(())
         })?;
@@ -174,13 +336,13 @@ fn main() -> Result<()> {
         let av = a.flatten_all()?.to_vec1::<f32>()?;
         let mut c = vec![0f32; n * n];
         let threads = rayon::current_num_threads();
-        let ms = median_ms(3, 10, || {
+        let ms = timer.median_ms(3, 10, || {
             let m = taper::nn::kernels::MatRef::rows(&av, n);
             taper::nn::kernels::gemm(&mut c, n, m, m, (n, n, n), false, threads);
             Ok(())
         })?;
         gflops = flop / (ms / 1e3) / 1e9;
-        out.insert("matmul_gflops".into(), json!(gflops));
+        timer.put(&mut out, "matmul_gflops", ms, |ms| flop / (ms / 1e3) / 1e9);
         out.insert("gemm".into(), json!(taper::nn::kernels::blas::backend()));
     }
 
@@ -191,13 +353,14 @@ fn main() -> Result<()> {
         let mlp = Mlp::new(&vb)?;
         out.insert("params_mlp".into(), json!(param_count(&vm)));
         let mlp_ms = step_case(
+            &mut timer,
             mlp,
             vm,
             Tensor::randn(0f32, 1.0, (128, 784), &dev)?,
             labels(128)?,
             args.reps,
         )?;
-        out.insert("step_mlp_ms".into(), json!(mlp_ms));
+        timer.put(&mut out, "step_mlp_ms", mlp_ms, |ms| ms);
         // 3 matmuls forward, 6 backward, of the MLP's sizes: its share of the ceiling.
         let mlp_flops = 3.0 * 2.0 * 128.0 * (784.0 * 256.0 + 256.0 * 256.0 + 256.0 * 10.0);
         out.insert(
@@ -209,16 +372,15 @@ fn main() -> Result<()> {
         let vm = VarMap::new();
         let lenet = LeNet::new(LeNetConfig::mnist(), vbf(&vm))?;
         out.insert("params_lenet".into(), json!(param_count(&vm)));
-        out.insert(
-            "step_lenet_ms".into(),
-            json!(step_case(
-                lenet,
-                vm,
-                Tensor::randn(0f32, 1.0, (64, 1, 28, 28), &dev)?,
-                labels(64)?,
-                args.reps
-            )?),
-        );
+        let ms = step_case(
+            &mut timer,
+            lenet,
+            vm,
+            Tensor::randn(0f32, 1.0, (64, 1, 28, 28), &dev)?,
+            labels(64)?,
+            args.reps,
+        )?;
+        timer.put(&mut out, "step_lenet_ms", ms, |ms| ms);
     }
     // Step time against batch size: how the cost grows with the work.
     for &b in &args.batch_sweep {
@@ -226,28 +388,27 @@ fn main() -> Result<()> {
         let vb = vbf(&vm);
         let mlp = Mlp::new(&vb)?;
         let x = Tensor::randn(0f32, 1.0, (b, 784), &dev)?;
-        let ms = step_case(mlp, vm, x, labels(b)?, args.reps)?;
-        out.insert(format!("sweep_mlp_b{b}_ms"), json!(ms));
+        let ms = step_case(&mut timer, mlp, vm, x, labels(b)?, args.reps)?;
+        timer.put(&mut out, &format!("sweep_mlp_b{b}_ms"), ms, |ms| ms);
         let vm = VarMap::new();
         let lenet = LeNet::new(LeNetConfig::mnist(), vbf(&vm))?;
         let x = Tensor::randn(0f32, 1.0, (b, 1, 28, 28), &dev)?;
-        let ms = step_case(lenet, vm, x, labels(b)?, args.reps.min(10))?;
-        out.insert(format!("sweep_lenet_b{b}_ms"), json!(ms));
+        let ms = step_case(&mut timer, lenet, vm, x, labels(b)?, args.reps.min(10))?;
+        timer.put(&mut out, &format!("sweep_lenet_b{b}_ms"), ms, |ms| ms);
     }
     if want("cnn_bn") {
         let vm = VarMap::new();
         let cnn = Cnn::new(CnnConfig::mnist(), vbf(&vm))?;
         out.insert("params_cnn_bn".into(), json!(param_count(&vm)));
-        out.insert(
-            "step_cnn_bn_ms".into(),
-            json!(step_case(
-                cnn,
-                vm,
-                Tensor::randn(0f32, 1.0, (64, 1, 28, 28), &dev)?,
-                labels(64)?,
-                args.reps.min(10)
-            )?),
-        );
+        let ms = step_case(
+            &mut timer,
+            cnn,
+            vm,
+            Tensor::randn(0f32, 1.0, (64, 1, 28, 28), &dev)?,
+            labels(64)?,
+            args.reps.min(10),
+        )?;
+        timer.put(&mut out, "step_cnn_bn_ms", ms, |ms| ms);
     }
 
     // A DCGAN step: discriminator update, then generator update (MNIST shapes).
@@ -259,13 +420,13 @@ fn main() -> Result<()> {
         let real = Tensor::rand(0f32, 1.0, (64, 1, 28, 28), &dev)?.affine(2.0, -1.0)?;
         let batch = taper::train::data::TensorBatch::new(vec![real, labels(64)?])?;
         let mut it = 0u64;
-        let ms = median_ms(3, args.reps.min(10), || {
+        let ms = timer.median_ms(3, args.reps.min(10), || {
             let ctx = StepContext::new(0, 0, 0, it);
             it += 1;
             gan.train_step(&batch, &ctx, &mut gopt)?.metrics()?;
             Ok(())
         })?;
-        out.insert("step_dcgan_ms".into(), json!(ms));
+        timer.put(&mut out, "step_dcgan_ms", ms, |ms| ms);
     }
 
     // Sequence-to-sequence training steps (teacher forcing, Adam): the LSTM with
@@ -351,13 +512,13 @@ fn main() -> Result<()> {
                 },
             ));
             let mut it = 0u64;
-            let ms = median_ms(3, args.reps.min(10), || {
+            let ms = timer.median_ms(3, args.reps.min(10), || {
                 let ctx = StepContext::new(0, 0, 0, it);
                 it += 1;
                 task.train_step(&batch, &ctx, &mut opt)?.metrics()?;
                 Ok(())
             })?;
-            out.insert(key, json!(ms));
+            timer.put(&mut out, &key, ms, |ms| ms);
         }
     }
 
@@ -369,7 +530,7 @@ fn main() -> Result<()> {
             let x = Tensor::randn(0f32, 1.0, (b, 1, 28, 28), &dev)?;
             // 400 repetitions at batch 1 (about half a second): with 50 the median
             // moved by 30 % between runs.
-            let ms = median_ms(3, if b == 1 { 400 } else { 5 }, || {
+            let ms = alone_ms(3, if b == 1 { 400 } else { 5 }, || {
                 cnn.forward_t(&x, &Mode::eval())?
                     .sum_all()?
                     .to_scalar::<f32>()?;
@@ -402,7 +563,7 @@ fn main() -> Result<()> {
         let n = 32usize;
         let batch: Vec<_> = (0..n).map(|i| photos[i % 2].clone()).collect();
         let mut round = 0u64;
-        let ms = median_ms(2, 20, || {
+        let ms = alone_ms(2, 20, || {
             let seeds: Vec<u64> = (0..n as u64).map(|i| round * 1000 + i).collect();
             round += 1;
             let imgs = pipeline.apply_batch(&batch, &seeds)?;
@@ -468,10 +629,16 @@ fn main() -> Result<()> {
         out.insert("mnist_lenet_seconds_to_98_5".into(), json!(reached));
     }
     out.insert("peak_rss_mb".into(), json!(peak_rss_mb()));
-    out.insert(
-        "threads".into(),
-        json!(candle_core::utils::get_num_threads()),
-    );
+    let threads = json!(candle_core::utils::get_num_threads());
+    out.insert("threads".into(), threads.clone());
+    if let Some(pattern) = &args.rounds_out {
+        for (r, mut round) in timer.rounds.into_iter().enumerate() {
+            round.insert("threads".into(), threads.clone());
+            let path = pattern.replace("{r}", &(r + 1).to_string());
+            std::fs::write(&path, format!("{}\n", Value::Object(round)))
+                .map_err(|e| anyhow::anyhow!("writing {path}: {e}"))?;
+        }
+    }
     println!("{}", Value::Object(out));
     Ok(())
 }
