@@ -147,7 +147,7 @@ if paired_cpu[0][0] and paired_cpu[1][0]:
     ins = f"; instructions {ti / 1e9:.1f} G against {pi / 1e9:.1f} G" if ti and pi else ""
     lines.append("")
     lines.append(
-        f"The paired processes of all training-step cases (perf stat, summed): CPU time Taper {tc:.1f} s, "
+        f"The paired processes of all paired cases (perf stat, summed): CPU time Taper {tc:.1f} s, "
         f"PyTorch {pc:.1f} s{ins} (with each process's start-up, set-up, warm-ups and the untimed step of each block)."
     )
 elif cpu:
@@ -210,7 +210,7 @@ Machine: {machine}. Peers: PyTorch {peers or 'not installed'}, sentence-transfor
 Each figure is the median of repeated timings after a warm-up, both sides in the same run,
 on the same shapes, batch sizes, optimizer (AdamW) and thread count, pinned to the same CPUs.
 Ratio = Taper's time over the peer's (below 1: Taper
-faster). The training steps and the matmul run paired: both processes alive, taking turns
+faster). The training steps, the matmul, CNN inference and preprocessing run paired: both processes alive, taking turns
 in blocks of a few steps (`bench/run.sh`); their ratio is the median over pairs of
 neighbouring blocks, with its interquartile range, and a case is "at or below 1.0" when
 its upper quartile is. Decoding runs in whole interleaved runs (its pairs). The other rows

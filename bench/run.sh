@@ -2,12 +2,12 @@
 # make bench: Taper beside its peers (PyTorch, torchvision, scikit-learn, gensim) on
 # the same cases, threads and data; prints a table and writes docs/BENCHMARKS.md.
 # Usage: bench/run.sh [--threads N] [--rounds R] [--quick]   (--quick skips the MNIST epoch)
-# The training-step cases and the matmul run paired: for each case both processes start,
-# pinned to the same CPUs, and take turns in R blocks (default 15) of a few steps each
-# (the first turn alternating by case); a block's ratio is Taper's block over the peer's
-# block that follows or precedes it, and the report gives each case's median ratio over
-# blocks and its interquartile range, and each side's CPU time and instruction count
-# (perf stat) where perf is available.
+# The training-step cases, the matmul, CNN inference and preprocessing run paired: for
+# each case both processes start, pinned to the same CPUs, and take turns in R blocks
+# (default 15) of a few steps each (the first turn alternating by case); a block's ratio
+# is Taper's block over the peer's block that follows or precedes it, and the report
+# gives each case's median ratio over blocks and its interquartile range, and each
+# side's CPU time and instruction count (perf stat) where perf is available.
 set -u
 cd "$(dirname "$0")/.."
 # The release examples, where cargo puts them (CARGO_TARGET_DIR when set).
@@ -72,17 +72,19 @@ if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch" 2>/dev/null
   # and torch_peer.py --baton, through two named pipes); `timeout` ends a pair whose
   # other side died. Block b of each case goes to NAME.rB.CASE.json, and
   # bench/merge_rounds.py joins a block's cases for bench/report.py.
-  cases="mlp lenet cnn_bn dcgan seq2seq transformer sweep"
-  echo "== training steps and matmul: $rounds paired blocks per case"
+  # Inference and preprocessing keep their own repetition counts as the block size.
+  cases="mlp lenet cnn_bn dcgan seq2seq transformer sweep infer preprocess"
+  echo "== training steps, matmul, inference, preprocessing: $rounds paired blocks per case"
   i=0
   for c in $cases; do
-    only="--only $c"; reps=6
+    only="--only $c"; reps=6; steps="--steps-only"
     [ "$c" = sweep ] && only="--only sweep --batch-sweep $sweep --len-sweep $lens" && reps=3
+    case "$c" in infer|preprocess) steps="" ;; esac
     pipes="$out/turn.$c"
     rm -f "$pipes.taper" "$pipes.torch" && mkfifo "$pipes.taper" "$pipes.torch" || exit 1
     measure "taper.rall.$c" timeout 1800 "$examples"/bench_steps --threads "$threads" --reps $reps $only \
       --blocks "$rounds" --baton "$pipes.taper,$pipes.torch" --rounds-out "$out/taper.r{r}.$c.json" &
-    measure "torch.rall.$c" timeout 1800 "$venv/bin/python" bench/torch_peer.py --threads "$threads" --reps $reps --steps-only $only \
+    measure "torch.rall.$c" timeout 1800 "$venv/bin/python" bench/torch_peer.py --threads "$threads" --reps $reps $steps $only \
       --blocks "$rounds" --baton "$pipes.torch,$pipes.taper" --rounds-out "$out/torch.r{r}.$c.json" &
     # The first turn: Taper's on even cases, PyTorch's on odd ones.
     # (The write waits until that side has opened its pipe; `timeout` if it never does.)

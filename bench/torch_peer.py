@@ -95,12 +95,6 @@ def put(key, ms, conv=lambda m: m):
         r[key] = conv(m)
 
 
-def alone_ms(f, warmup, reps):
-    for _ in range(warmup):
-        f()
-    return timed(f, reps)
-
-
 if want("matmul") or want("mlp"):  # as bench_steps, which times its GEMM with the MLP
     a = torch.randn(1024, 1024)
     put("matmul_gflops", median_ms(lambda: (a @ a).sum().item(), 2, 10), lambda ms: 2 * 1024**3 / (ms / 1e3) / 1e9)
@@ -278,20 +272,28 @@ if want("transformer"):
     put("step_transformer_ms", seq_step_ms(Tr(), 32, 0.1, min(args.reps, 10)))
 for n in (int(v) for v in args.len_sweep.split(",") if v):
     put(f"sweep_transformer_len{n}_ms", seq_step_ms(Tr(max_len=n + 1), n, 0.1, min(args.reps, 10)))
-for i, r in enumerate(rounds):
-    r["threads"] = args.threads
-    Path(args.rounds_out.replace("{r}", str(i + 1))).write_text(json.dumps(r) + "\n")
-if args.steps_only:
+
+
+def finish():
+    """Each block's figures to its round file (paired), then the JSON line."""
+    for i, r in enumerate(rounds):
+        r["threads"] = args.threads
+        Path(args.rounds_out.replace("{r}", str(i + 1))).write_text(json.dumps(r) + "\n")
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
     sys.exit(0)
 
-cnn = Cnn().eval()
-with torch.no_grad():
-    for b in (1, 256):
-        x = torch.randn(b, 1, 28, 28)
-        ms = alone_ms(lambda: cnn(x).sum().item(), 3, 400 if b == 1 else 5)
-        out[f"infer_cnn_b{b}_images_per_s"] = b / (ms / 1e3)
+
+if args.steps_only:
+    finish()
+
+if want("infer"):
+    cnn = Cnn().eval()
+    with torch.no_grad():
+        for b in (1, 256):
+            x = torch.randn(b, 1, 28, 28)
+            ms = median_ms(lambda: cnn(x).sum().item(), 3, 400 if b == 1 else 5)
+            put(f"infer_cnn_b{b}_images_per_s", ms, lambda ms, b=b: b / (ms / 1e3))
 
 try:
     import torchvision.transforms.v2 as T
@@ -304,8 +306,9 @@ try:
     pipe = T.Compose([T.Resize((256, 256), antialias=True), T.RandomCrop(224), rot, T.RandomHorizontalFlip(),
                       T.ToDtype(torch.float32, scale=True), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
     batch = [photos[i % 2] for i in range(32)]
-    ms = alone_ms(lambda: torch.stack([pipe(im) for im in batch]), 2, 20)
-    out["preprocess_images_per_s"] = 32 / (ms / 1e3)
+    if want("preprocess"):
+        ms = median_ms(lambda: torch.stack([pipe(im) for im in batch]), 2, 20)
+        put("preprocess_images_per_s", ms, lambda ms: 32 / (ms / 1e3))
 except Exception as e:  # torchvision missing or incompatible: report the rest
     out["preprocess_error"] = str(e)
 
@@ -351,5 +354,4 @@ if args.mnist:
     out["mnist_lenet_epoch_test_accuracy"] = evaluate()
     out["mnist_lenet_seconds_to_98_5"] = reached
 
-out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps(out))
+finish()

@@ -63,9 +63,9 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     len_sweep: Vec<usize>,
     /// Paired timing with the peer's process (`bench/run.sh`): two named pipes, this
-    /// side's and the peer's, `MINE,THEIRS`. The training steps and the matmul then run
-    /// in `--blocks` blocks of `--reps` steps, the two processes taking turns block by
-    /// block.
+    /// side's and the peer's, `MINE,THEIRS`. The training steps, the matmul, inference and
+    /// preprocessing then run in `--blocks` blocks (of `--reps` steps, or of the case's
+    /// own count), the two processes taking turns block by block.
     #[arg(long, value_delimiter = ',', requires = "rounds_out")]
     baton: Vec<std::path::PathBuf>,
     /// Blocks per paired case (with `--baton`).
@@ -530,16 +530,14 @@ fn main() -> Result<()> {
             let x = Tensor::randn(0f32, 1.0, (b, 1, 28, 28), &dev)?;
             // 400 repetitions at batch 1 (about half a second): with 50 the median
             // moved by 30 % between runs.
-            let ms = alone_ms(3, if b == 1 { 400 } else { 5 }, || {
+            let ms = timer.median_ms(3, if b == 1 { 400 } else { 5 }, || {
                 cnn.forward_t(&x, &Mode::eval())?
                     .sum_all()?
                     .to_scalar::<f32>()?;
                 Ok(())
             })?;
-            out.insert(
-                format!("infer_cnn_b{b}_images_per_s"),
-                json!(b as f64 / (ms / 1e3)),
-            );
+            let key = format!("infer_cnn_b{b}_images_per_s");
+            timer.put(&mut out, &key, ms, |ms| b as f64 / (ms / 1e3));
         }
     }
 
@@ -563,17 +561,16 @@ fn main() -> Result<()> {
         let n = 32usize;
         let batch: Vec<_> = (0..n).map(|i| photos[i % 2].clone()).collect();
         let mut round = 0u64;
-        let ms = alone_ms(2, 20, || {
+        let ms = timer.median_ms(2, 20, || {
             let seeds: Vec<u64> = (0..n as u64).map(|i| round * 1000 + i).collect();
             round += 1;
             let imgs = pipeline.apply_batch(&batch, &seeds)?;
             to_tensor_batch(&imgs, 3, Some(&norm), &Device::Cpu)?;
             Ok(())
         })?;
-        out.insert(
-            "preprocess_images_per_s".into(),
-            json!(n as f64 / (ms / 1e3)),
-        );
+        timer.put(&mut out, "preprocess_images_per_s", ms, |ms| {
+            n as f64 / (ms / 1e3)
+        });
     }
 
     if args.mnist {
