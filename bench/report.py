@@ -140,8 +140,6 @@ for key, what in (("greedy_decode_seconds", "greedy"), ("beam_decode_seconds", "
     case = f"Transformer decoding, {what}, 1,278 eng-fra test sentences{agree}"
     lines.append(line(case, "s", "PyTorch (incremental decoder)", None, None, True, pairs))
 paired_cpu = counters("taper.rall"), counters("torch.rall")
-cpu = [(counters(f"taper.r{i}"), counters(f"torch.r{i}")) for i in range(1, len(taper_r) + 1)]
-cpu = [(t, p) for t, p in cpu if t[0] and p[0]]
 if paired_cpu[0][0] and paired_cpu[1][0]:
     (tc, ti), (pc, pi) = paired_cpu
     ins = f"; instructions {ti / 1e9:.1f} G against {pi / 1e9:.1f} G" if ti and pi else ""
@@ -149,17 +147,6 @@ if paired_cpu[0][0] and paired_cpu[1][0]:
     lines.append(
         f"The paired processes of all paired cases (perf stat, summed): CPU time Taper {tc:.1f} s, "
         f"PyTorch {pc:.1f} s{ins} (with each process's start-up, set-up, warm-ups and the untimed step of each block)."
-    )
-elif cpu:
-    med = lambda v: statistics.median(v) if v else None
-    tc, pc = med([t[0] for t, _ in cpu]), med([p[0] for _, p in cpu])
-    ti = med([t[1] for t, _ in cpu if t[1]])
-    pi = med([p[1] for _, p in cpu if p[1]])
-    ins = f"; instructions {ti / 1e9:.1f} G against {pi / 1e9:.1f} G" if ti and pi else ""
-    lines.append("")
-    lines.append(
-        f"Whole training-step rounds (perf stat, median of {len(cpu)}): CPU time Taper {tc:.1f} s, "
-        f"PyTorch {pc:.1f} s{ins} (a round is one process per case and side, each with its start-up and its own warm-ups)."
     )
 if "step_mlp_fraction_of_matmul_ceiling" in taper:
     lines.append("")

@@ -49,8 +49,7 @@ class Baton:
 
 # The turn before importing torch: its import would otherwise run during the peer's block.
 baton = Baton(*args.baton.split(",")) if args.baton else None
-blocks = max(1, args.blocks)
-rounds = [{} for _ in range(blocks)] if baton else []
+rounds = [{} for _ in range(max(1, args.blocks))] if baton else []
 last_blocks = []
 
 import torch
@@ -63,13 +62,17 @@ torch.manual_seed(0)
 out = {"threads": args.threads, "torch": torch.__version__}
 
 
+def median(v):
+    return sorted(v)[len(v) // 2]  # the upper middle, as bench_steps
+
+
 def timed(f, reps):
     t = []
     for _ in range(reps):
         s = time.perf_counter()
         f()
         t.append((time.perf_counter() - s) * 1e3)
-    return sorted(t)[len(t) // 2]  # the upper middle, as bench_steps
+    return median(t)
 
 
 def median_ms(f, warmup, reps):
@@ -80,18 +83,18 @@ def median_ms(f, warmup, reps):
     if not baton:
         return timed(f, reps)
     last_blocks.clear()
-    for b in range(blocks):
+    for b in range(len(rounds)):
         if b:
             f()
         last_blocks.append(timed(f, reps))
         baton.pass_()
-    return sorted(last_blocks)[len(last_blocks) // 2]
+    return median(last_blocks)
 
 
 def put(key, ms, conv=lambda m: m):
     """out[key] = conv(ms), and paired, each block's conv(median) in its round."""
     out[key] = conv(ms)
-    for r, m in zip(rounds, last_blocks if baton else []):
+    for r, m in zip(rounds, last_blocks):  # rounds is empty when not paired
         r[key] = conv(m)
 
 

@@ -144,13 +144,22 @@ impl Drop for Baton {
 /// each block's figure for its round file beside the overall one.
 struct Timer {
     baton: Option<Baton>,
-    blocks: usize,
     /// The last paired timing's per-block medians (ms).
     last: Vec<f64>,
+    /// One figure map per block; empty when not paired.
     rounds: Vec<Map<String, Value>>,
 }
 
 impl Timer {
+    fn new(baton: Option<Baton>, blocks: usize) -> Self {
+        let blocks = if baton.is_some() { blocks.max(1) } else { 0 };
+        Timer {
+            baton,
+            last: Vec::new(),
+            rounds: vec![Map::new(); blocks],
+        }
+    }
+
     /// Median milliseconds of `reps` calls of `f` after `warmup` calls. Paired, the
     /// median of each block's median: `blocks` blocks of `reps` timed calls, each after
     /// one untimed call (the peer's block has just run on the same cores and caches),
@@ -170,7 +179,7 @@ impl Timer {
             call()?;
         }
         self.last.clear();
-        for b in 0..self.blocks {
+        for b in 0..self.rounds.len() {
             if b > 0 {
                 call()?;
             }
@@ -184,10 +193,8 @@ impl Timer {
     /// round (from the last `median_ms`).
     fn put(&mut self, out: &mut Map<String, Value>, key: &str, ms: f64, conv: impl Fn(f64) -> f64) {
         out.insert(key.into(), json!(conv(ms)));
-        if self.baton.is_some() {
-            for (round, &m) in self.rounds.iter_mut().zip(&self.last) {
-                round.insert(key.into(), json!(conv(m)));
-            }
+        for (round, &m) in self.rounds.iter_mut().zip(&self.last) {
+            round.insert(key.into(), json!(conv(m)));
         }
     }
 }
@@ -303,19 +310,7 @@ fn main() -> Result<()> {
         [mine, theirs] => Some(Baton::take_first(mine, theirs)?),
         other => anyhow::bail!("--baton takes two pipes, MINE,THEIRS; got {}", other.len()),
     };
-    let mut timer = Timer {
-        blocks: args.blocks.max(1),
-        rounds: vec![
-            Map::new();
-            if baton.is_some() {
-                args.blocks.max(1)
-            } else {
-                0
-            }
-        ],
-        baton,
-        last: Vec::new(),
-    };
+    let mut timer = Timer::new(baton, args.blocks);
 
     // Matmul ceiling: Taper's GEMM (`kernels::gemm`, what its layers call), and
     // candle's `Tensor::matmul` beside it. Candle's runs first: whichever ran
@@ -341,8 +336,9 @@ fn main() -> Result<()> {
             taper::nn::kernels::gemm(&mut c, n, m, m, (n, n, n), false, threads);
             Ok(())
         })?;
-        gflops = flop / (ms / 1e3) / 1e9;
-        timer.put(&mut out, "matmul_gflops", ms, |ms| flop / (ms / 1e3) / 1e9);
+        let to_gflops = |ms: f64| flop / (ms / 1e3) / 1e9;
+        timer.put(&mut out, "matmul_gflops", ms, to_gflops);
+        gflops = to_gflops(ms);
         out.insert("gemm".into(), json!(taper::nn::kernels::blas::backend()));
     }
 
