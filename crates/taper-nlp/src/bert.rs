@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use taper_nn::attention::{masked_softmax, padding_bias};
+use taper_nn::kernels::sdpa;
 use taper_nn::{
     embedding, gelu, layer_norm, linear, Dropout, Embedding, Forward, LayerNorm, Linear, Mode,
 };
@@ -285,8 +286,10 @@ impl BertEncoder {
             .add(&seg)?
             .broadcast_add(&self.positions.forward(&pos)?)?;
         let mut x = self.emb_drop.forward_t(&self.emb_norm.forward(&x)?, mode)?;
-        // (B, 1, 1, T): 0 for a token, a large negative number for padding.
-        let bias = padding_bias(mask)?.unsqueeze(1)?;
+        // (B, 1, T), and (B, 1, 1, T) for the scores: 0 for a token, a large
+        // negative number for padding.
+        let key_bias = padding_bias(mask)?;
+        let bias = key_bias.unsqueeze(1)?;
         let (heads, dh) = (
             self.cfg.num_attention_heads,
             self.cfg.hidden_size / self.cfg.num_attention_heads,
@@ -297,14 +300,23 @@ impl BertEncoder {
                 .contiguous()?)
         };
         for l in &self.layers {
-            let q = split(l.query.forward(&x)?)?;
-            let k = split(l.key.forward(&x)?)?;
-            let v = split(l.value.forward(&x)?)?;
-            let scores = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? / (dh as f64).sqrt())?;
-            let w = l
-                .attn_drop
-                .forward_t(&masked_softmax(&scores, Some(&bias))?, mode)?;
-            let ctx = w.matmul(&v)?.transpose(1, 2)?.reshape((b, t, heads * dh))?;
+            let (q, k, v) = (
+                l.query.forward(&x)?,
+                l.key.forward(&x)?,
+                l.value.forward(&x)?,
+            );
+            // Evaluation with no graph recorded (the sentence encoder's weights):
+            // one fused pass, no (B, heads, T, T) tensor (taper_nn::kernels::sdpa).
+            let ctx = if !mode.is_train() && sdpa::fusable(&q, &k, &v) {
+                sdpa::sdpa(&q, &k, &v, Some(&key_bias), heads, false)?
+            } else {
+                let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+                let scores = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? / (dh as f64).sqrt())?;
+                let w = l
+                    .attn_drop
+                    .forward_t(&masked_softmax(&scores, Some(&bias))?, mode)?;
+                w.matmul(&v)?.transpose(1, 2)?.reshape((b, t, heads * dh))?
+            };
             let a = l.hidden_drop.forward_t(&l.attn_out.forward(&ctx)?, mode)?;
             x = l.attn_norm.forward(&(x + a)?)?;
             let f = l.ffn_in.forward(&x)?;

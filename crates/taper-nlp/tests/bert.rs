@@ -349,3 +349,37 @@ fn fused_f32_gelu_matches_the_exact_one() {
         );
     }
 }
+
+/// Weights that record no graph take the fused attention kernel in evaluation;
+/// trainable ones the separate ops (whose backward passes exist). Both give the
+/// same hidden states, padding included, and training mode keeps the graph.
+#[test]
+fn fused_attention_encoder_equals_the_trainable_one() {
+    let varmap = VarMap::new();
+    let (cfg, enc) = tiny(&varmap, DType::F32);
+    let detached: HashMap<String, Tensor> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
+    let frozen = BertEncoder::new(
+        &cfg,
+        candle_nn::VarBuilder::from_tensors(detached, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let (ids, mask) = input();
+    let (want, got) = (hidden(&enc, &ids, &mask), hidden(&frozen, &ids, &mask));
+    let diff = want
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "fused and separate attention differ by {diff}");
+    // The trainable encoder's output still has gradients.
+    let h = enc.forward_t(&ids, None, &mask, &Mode::eval()).unwrap();
+    let grads = h.sum_all().unwrap().backward().unwrap();
+    let any = varmap.all_vars();
+    assert!(any.iter().all(|v| grads.get(v).is_some()));
+}

@@ -334,3 +334,137 @@ fn fused_tanh_matches_and_passes_gradcheck() {
         check_gradients(|v| (taper_nn::tanh(&v[0])? * &w)?.sum_all(), &[x], 1e-6, 60).unwrap();
     assert!(check.passed(1e-6), "{check:?}");
 }
+
+/// The separate ops the fused attention replaces: split heads, `Q·Kᵀ/√dh`, key
+/// bias, causal bias (queries the last `Tq` of `S` positions), softmax, `·V`,
+/// merge heads.
+fn attention_reference(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_bias: Option<&Tensor>,
+    heads: usize,
+    causal: bool,
+) -> Tensor {
+    let (b, tq, d) = q.dims3().unwrap();
+    let s = k.dim(1).unwrap();
+    let dh = d / heads;
+    let split = |x: &Tensor, t: usize| {
+        x.reshape((b, t, heads, dh))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+    };
+    let (qh, kh, vh) = (split(q, tq), split(k, s), split(v, s));
+    let mut scores = (qh
+        .matmul(&kh.transpose(2, 3).unwrap().contiguous().unwrap())
+        .unwrap()
+        / (dh as f64).sqrt())
+    .unwrap();
+    if causal {
+        let full = causal_bias(s, &Device::Cpu)
+            .unwrap()
+            .narrow(0, s - tq, tq)
+            .unwrap()
+            .to_dtype(q.dtype())
+            .unwrap();
+        scores = scores.broadcast_add(&full).unwrap();
+    }
+    let bias = key_bias.map(|m| m.reshape((b, 1, 1, s)).unwrap());
+    let w = taper_nn::attention::masked_softmax(&scores, bias.as_ref()).unwrap();
+    w.matmul(&vh)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((b, tq, d))
+        .unwrap()
+}
+
+#[test]
+fn fused_attention_equals_the_separate_ops_on_any_thread_count() {
+    use taper_nn::attention::padding_bias;
+    use taper_nn::kernels::sdpa::{sdpa, BLOCK};
+    // (batch, queries, keys, features, heads, causal): a partial last row block,
+    // more rows than one block, decoding's one query against a longer cache.
+    let cases = [
+        (3, 2 * BLOCK + 7, 2 * BLOCK + 7, 48, 4, false),
+        (2, 37, 37, 32, 2, true),
+        (4, 1, 19, 64, 4, true),
+        (2, 5, 40, 24, 3, true),
+        (1, 9, 13, 16, 1, false),
+    ];
+    for (i, &(b, tq, s, d, heads, causal)) in cases.iter().enumerate() {
+        let seed = 40 + 3 * i as u64;
+        let (q, k, v) = (
+            randn(&[b, tq, d], seed),
+            randn(&[b, s, d], seed + 1),
+            randn(&[b, s, d], seed + 2),
+        );
+        // Every batch entry but the first has padded keys.
+        let lens: Vec<usize> = (0..b).map(|j| s - (j * s / (b + 1))).collect();
+        let bias = padding_bias(&mask(&lens, s)).unwrap();
+        for dtype in [DType::F32, DType::F64] {
+            let (q, k, v) = (
+                q.to_dtype(dtype).unwrap(),
+                k.to_dtype(dtype).unwrap(),
+                v.to_dtype(dtype).unwrap(),
+            );
+            let want = attention_reference(&q, &k, &v, Some(&bias), heads, causal);
+            let got = sdpa(&q, &k, &v, Some(&bias), heads, causal).unwrap();
+            assert_eq!(got.dims(), &[b, tq, d]);
+            let diff = max_diff(
+                &got.to_dtype(DType::F32).unwrap(),
+                &want.to_dtype(DType::F32).unwrap(),
+            );
+            assert!(diff < 2e-6, "case {i} {dtype:?}: differs by {diff}");
+        }
+        let want = attention_reference(&q, &k, &v, None, heads, causal);
+        let got = sdpa(&q, &k, &v, None, heads, causal).unwrap();
+        assert!(max_diff(&got, &want) < 2e-6, "case {i} without a key bias");
+        // One thread and two give the same bits.
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    sdpa(&q, &k, &v, Some(&bias), heads, causal)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
+        };
+        let one = on(1);
+        assert!(
+            one.iter()
+                .zip(on(2))
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "case {i}: 1 and 2 threads differ"
+        );
+    }
+}
+
+#[test]
+fn fused_attention_refuses_what_it_cannot_compute() {
+    use taper_nn::kernels::sdpa::{fusable, sdpa};
+    let (q, k) = (randn(&[2, 4, 8], 60), randn(&[2, 6, 8], 61));
+    let err = |r: candle_core::Result<Tensor>| r.unwrap_err().to_string();
+    // Heads that do not divide the features, keys and values of other lengths,
+    // a bias of the wrong size, 2-D inputs.
+    assert!(err(sdpa(&q, &k, &k, None, 3, false)).contains("do not split into 3 heads"));
+    let v5 = randn(&[2, 5, 8], 62);
+    assert!(err(sdpa(&q, &k, &v5, None, 2, false)).contains("do not fit together"));
+    let bias = Tensor::zeros((2, 5), DType::F32, &Device::Cpu).unwrap();
+    assert!(err(sdpa(&q, &k, &k, Some(&bias), 2, false)).contains("key bias of 10 values"));
+    let flat = randn(&[4, 8], 63);
+    assert!(err(sdpa(&flat, &flat, &flat, None, 2, false)).contains("must be 3-D"));
+    // An input that records a graph: no backward pass exists, so no result.
+    let var = Var::from_tensor(&q).unwrap();
+    assert!(!fusable(var.as_tensor(), &k, &k));
+    assert!(err(sdpa(var.as_tensor(), &k, &k, None, 2, false)).contains("record no graph"));
+    assert!(fusable(&q, &k, &k));
+}

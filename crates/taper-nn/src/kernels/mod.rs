@@ -23,6 +23,7 @@ pub mod norm;
 pub mod pool;
 pub mod rnn;
 mod scratch;
+pub mod sdpa;
 pub mod select;
 pub mod simd;
 pub mod vmath;
@@ -30,6 +31,7 @@ pub use activation::{leaky_relu, relu, tanh};
 pub use bmm::{bmm, bmm_t};
 pub use conv::{gemm, MatRef};
 pub use pool::max_pool2d;
+pub use sdpa::sdpa;
 pub use select::select_rows;
 
 /// Geometry of a 2-D convolution window.

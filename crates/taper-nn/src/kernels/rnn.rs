@@ -136,11 +136,19 @@ fn lstm_bwd<T: Real>(
     let mut hprev_all = Vec::with_capacity(t * bh);
     hprev_all.extend_from_slice(&init_v[..bh]);
     hprev_all.extend_from_slice(&hs[..(t - 1) * bh]);
-    let hprev_t = Tensor::from_vec(hprev_all, (t * b, h), &dev)?;
-    // Pre-activations of every step at once: xp + h_{t-1} W^T.
-    let mut act: Vec<T> = (xp.reshape((t * b, 4 * h))? + hprev_t.matmul(&w.t()?)?)?
-        .flatten_all()?
-        .to_vec1()?;
+    // Pre-activations of every step at once: xp + h_{t-1} W^T, the product
+    // added into a copy of xp by kernels::gemm (OpenBLAS where loaded; candle's
+    // matmul would take the gemm crate and a separate add).
+    let mut act: Vec<T> = xp.flatten_all()?.to_vec1()?;
+    gemm(
+        &mut act,
+        4 * h,
+        MatRef::rows(&hprev_all, h),
+        MatRef::transposed(&w_v, h),
+        (t * b, 4 * h, h),
+        true,
+        rayon::current_num_threads(),
+    );
     // The gates and tanh(c) of every step, in two vectorising passes, so the
     // recurrence below is multiplies and adds only.
     act.par_chunks_mut(4 * h * b.max(1))
@@ -212,8 +220,14 @@ fn lstm_bwd<T: Real>(
         );
         gemm_into(&mut dh_carry, dg_s, &w_v, (b, h, 4 * h), (h, 1), false);
     }
+    let dw = super::conv::gemm_new(
+        MatRef::transposed(&dg, 4 * h),
+        MatRef::rows(&hprev_all, h),
+        (4 * h, h, t * b),
+        rayon::current_num_threads(),
+    );
+    let dw = Tensor::from_vec(dw, (4 * h, h), &dev)?;
     let dg_t = Tensor::from_vec(dg, (t * b, 4 * h), &dev)?;
-    let dw = dg_t.t()?.matmul(&hprev_t)?;
     let mut dinit = dh_carry;
     dinit.extend_from_slice(&dc_carry);
     Ok((
