@@ -387,8 +387,10 @@ fn fused_attention_equals_the_separate_ops_on_any_thread_count() {
     use taper_nn::attention::padding_bias;
     use taper_nn::kernels::sdpa::{sdpa, BLOCK};
     // (batch, queries, keys, features, heads, causal): a partial last row block,
-    // more rows than one block, decoding's one query against a longer cache.
+    // more rows than one block, decoding's one query against a longer cache, and
+    // per-head products above blas::MIN_WORK (OpenBLAS where loaded).
     let cases = [
+        (2, 40, 160, 64, 2, false),
         (3, 2 * BLOCK + 7, 2 * BLOCK + 7, 48, 4, false),
         (2, 37, 37, 32, 2, true),
         (4, 1, 19, 64, 4, true),
