@@ -469,4 +469,20 @@ fn fused_attention_refuses_what_it_cannot_compute() {
     assert!(!fusable(var.as_tensor(), &k, &k));
     assert!(err(sdpa(var.as_tensor(), &k, &k, None, 2, false)).contains("record no graph"));
     assert!(fusable(&q, &k, &k));
+    // Empty inputs are empty outputs, not a panic: no queries, no features, no keys.
+    let none = |dims: (usize, usize, usize)| Tensor::zeros(dims, DType::F32, &Device::Cpu).unwrap();
+    let out = sdpa(&none((2, 0, 8)), &k, &k, None, 2, false).unwrap();
+    assert_eq!(out.dims(), &[2, 0, 8]);
+    let out = sdpa(
+        &none((2, 4, 0)),
+        &none((2, 6, 0)),
+        &none((2, 6, 0)),
+        None,
+        2,
+        true,
+    )
+    .unwrap();
+    assert_eq!(out.dims(), &[2, 4, 0]);
+    let out = sdpa(&q, &none((2, 0, 8)), &none((2, 0, 8)), None, 2, false).unwrap();
+    assert_eq!(out.dims(), &[2, 4, 8]);
 }

@@ -80,14 +80,16 @@ fn forward<T: Real>(
     let dh = d / op.heads;
     let scale = T::from_f64(1.0 / (dh as f64).sqrt());
     let mut out = vec![T::zero(); b * tq * d];
-    if s == 0 {
+    // No queries or no features: nothing to compute (and no chunk size of 0
+    // below). No keys: the context of an empty set, zeros.
+    if out.is_empty() || s == 0 {
         return out;
     }
     let blocks = tq.div_ceil(BLOCK);
     // (batch entry, row block) tasks: each writes its own rows of the output.
     let mut tasks: Vec<(usize, usize, &mut [T])> = Vec::with_capacity(b * blocks);
-    for (bi, image) in out.chunks_mut(tq * d).enumerate() {
-        for (blk, rows) in image.chunks_mut(BLOCK * d).enumerate() {
+    for (bi, entry) in out.chunks_mut(tq * d).enumerate() {
+        for (blk, rows) in entry.chunks_mut(BLOCK * d).enumerate() {
             tasks.push((bi, blk * BLOCK, rows));
         }
     }
