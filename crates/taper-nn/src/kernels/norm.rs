@@ -259,22 +259,22 @@ fn map_rows<T: Real>(x: &[T], d: usize, f: impl Fn(&mut [T], &[T]) + Sync) -> Ve
     out
 }
 
+/// `o = softmax(r)` for one row: `e^(r - max r)`, each divided by their sum
+/// (taken in f64). Shared with the fused attention (`kernels::sdpa`).
+#[inline(always)]
+pub(crate) fn softmax_row<T: Real>(o: &mut [T], r: &[T]) {
+    let max = super::vmath::max(r);
+    for (o, &v) in o.iter_mut().zip(r) {
+        *o = (v - max).ex();
+    }
+    let inv = T::from_f64(1.0 / super::vmath::sum(o));
+    for v in o.iter_mut() {
+        *v *= inv;
+    }
+}
+
 fn softmax_rows<T: Real>(x: &[T], d: usize) -> Vec<T> {
-    map_rows(
-        x,
-        d,
-        #[inline(always)]
-        |o, r| {
-            let max = super::vmath::max(r);
-            for (o, &v) in o.iter_mut().zip(r) {
-                *o = (v - max).ex();
-            }
-            let inv = T::from_f64(1.0 / super::vmath::sum(o));
-            for v in o.iter_mut() {
-                *v *= inv;
-            }
-        },
-    )
+    map_rows(x, d, softmax_row)
 }
 
 fn softmax_grad_rows<T: Real>(y: &[T], g: &[T], d: usize) -> Vec<T> {

@@ -140,15 +140,7 @@ fn lstm_bwd<T: Real>(
     // added into a copy of xp by kernels::gemm (OpenBLAS where loaded; candle's
     // matmul would take the gemm crate and a separate add).
     let mut act: Vec<T> = xp.flatten_all()?.to_vec1()?;
-    gemm(
-        &mut act,
-        4 * h,
-        MatRef::rows(&hprev_all, h),
-        MatRef::transposed(&w_v, h),
-        (t * b, 4 * h, h),
-        true,
-        rayon::current_num_threads(),
-    );
+    gemm_into(&mut act, &hprev_all, &w_v, (t * b, 4 * h, h), (1, h), true);
     // The gates and tanh(c) of every step, in two vectorising passes, so the
     // recurrence below is multiplies and adds only.
     act.par_chunks_mut(4 * h * b.max(1))

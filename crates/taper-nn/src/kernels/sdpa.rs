@@ -8,7 +8,8 @@
 //! 256 tokens and 12 heads. These were a quarter of the sentence encoder's time
 //! at that length, and that share grows with the length (the linear layers grow
 //! as `T`, the scores as `T²`). Here each task takes [`BLOCK`] query rows of one
-//! batch entry through every head with a `BLOCK x S` scratch that stays in cache;
+//! batch entry through every head with two `BLOCK x S` scratches (scores,
+//! probabilities: the softmax is `kernels::norm`'s row softmax) that stay in cache;
 //! `q`, `k`, `v` and the output keep the `(B, T, h·dh)` layout of the linear
 //! layers around them, each head read in place through strides.
 //!
@@ -96,6 +97,7 @@ fn forward<T: Real>(
     tasks.into_par_iter().for_each(|(bi, r0, dst)| {
         let rows = dst.len() / d;
         let mut scores = vec![T::zero(); rows * s];
+        let mut probs = vec![T::zero(); rows * s];
         let kb = &k[bi * s * d..(bi + 1) * s * d];
         let vb = &v[bi * s * d..(bi + 1) * s * d];
         let bias = op.bias.as_ref().map(|x| &x[bi * s..(bi + 1) * s]);
@@ -114,7 +116,12 @@ fn forward<T: Real>(
             gemm(&mut scores, s, qa, kt, (rows, s, dh), false, 1);
             super::simd::dispatch(
                 #[inline(always)]
-                || softmax_rows(&mut scores, bias, scale, (r0, tq, s), op.causal),
+                || {
+                    bias_rows(&mut scores, bias, scale, (r0, tq, s), op.causal);
+                    for (o, r) in probs.chunks_exact_mut(s).zip(scores.chunks_exact(s)) {
+                        super::norm::softmax_row(o, r);
+                    }
+                },
             );
             let vh = MatRef {
                 data: &vb[h * dh..],
@@ -124,7 +131,7 @@ fn forward<T: Real>(
             gemm(
                 &mut dst[h * dh..],
                 d,
-                MatRef::rows(&scores, s),
+                MatRef::rows(&probs, s),
                 vh,
                 (rows, dh, s),
                 false,
@@ -135,11 +142,11 @@ fn forward<T: Real>(
     out
 }
 
-/// Each row of `scores` (query `r0 + i`) becomes `softmax(scale·row + bias)`,
-/// with [`MASK_FILL`](crate::attention::MASK_FILL) added to the keys a causal mask
-/// hides, as the unfused path adds a causal bias.
+/// Each row of `scores` (query `r0 + i`) becomes `scale·row + bias`, with
+/// [`MASK_FILL`](crate::attention::MASK_FILL) added to the keys a causal mask
+/// hides, as the unfused path adds a causal bias; the softmax follows.
 #[inline(always)]
-fn softmax_rows<T: Real>(
+fn bias_rows<T: Real>(
     scores: &mut [T],
     bias: Option<&[f32]>,
     scale: T,
@@ -167,14 +174,6 @@ fn softmax_rows<T: Real>(
             for x in &mut row[seen..] {
                 *x += fill;
             }
-        }
-        let max = super::vmath::max(row);
-        for x in row.iter_mut() {
-            *x = (*x - max).ex();
-        }
-        let inv = T::from_f64(1.0 / super::vmath::sum(row));
-        for x in row.iter_mut() {
-            *x *= inv;
         }
     }
 }
