@@ -129,6 +129,31 @@ def line(case, unit, peer, va, vb, lower, pairs):
 for case, a, ka, b, kb, unit, lower, peer in rows:
     pairs = round_pairs(taper_r, torch_r, ka, kb) if a is taper and b is torch_ else []
     lines.append(line(case, unit, peer, a.get(ka), b.get(kb), lower, pairs))
+
+
+def bar_verdict():
+    """Issue 22's bar for the six standing training steps, from the paired blocks: median
+    ratio <= 1.0 with its upper quartile <= 1.1, and the overhead-bound MLP and LSTM seq2seq
+    steps' medians <= 0.8. One sentence, so a run tells at once whether it meets the bar."""
+    failed, measured = [], 0
+    for case, _, key, _, _, _, _, _ in rows[:6]:
+        pairs = round_pairs(taper_r, torch_r, key, key)
+        if not pairs:
+            failed.append(f"{case.split(' (')[0]} (not measured)")
+            continue
+        measured += 1
+        q1, q2, q3 = quartiles(sorted(x / y for x, y in pairs))
+        aim = 0.8 if key in ("step_mlp_ms", "step_seq2seq_ms") else 1.0
+        if q2 > aim or q3 > 1.1:
+            failed.append(f"{case.split(' (')[0]} (median {q2:.2f}, upper quartile {q3:.2f})")
+    head = (
+        "Training steps against issue 22's bar (median ratio at most 1.0 with its upper quartile "
+        "at most 1.1; the MLP and LSTM seq2seq medians at most 0.8): "
+    )
+    if not failed:
+        return head + f"all {measured} cases meet it."
+    return head + f"{6 - len(failed)} of 6 meet it; not met: " + "; ".join(failed) + "."
+
 # Transformer decoding: the same model on both sides, interleaved rounds (bench/run.sh).
 dec_t, dec_p = rounds("taper_decode"), rounds("decode")
 for key, what in (("greedy_decode_seconds", "greedy"), ("beam_decode_seconds", "beam 5")):
@@ -139,6 +164,8 @@ for key, what in (("greedy_decode_seconds", "greedy"), ("beam_decode_seconds", "
     agree = f", {100 * same:.1f} % of outputs equal" if isinstance(same, (int, float)) else ""
     case = f"Transformer decoding, {what}, 1,278 eng-fra test sentences{agree}"
     lines.append(line(case, "s", "PyTorch (incremental decoder)", None, None, True, pairs))
+if taper_r and torch_r:
+    lines += ["", bar_verdict()]
 paired_cpu = counters("taper.rall"), counters("torch.rall")
 if paired_cpu[0][0] and paired_cpu[1][0]:
     (tc, ti), (pc, pi) = paired_cpu
