@@ -141,7 +141,7 @@ fn main() -> Result<()> {
     println!("batch norm + relu (64,32,28,28) fwd+bwd: candle {candle:.2} ms, taper {taper:.2} ms");
     out.insert("bn_relu_candle_ms".into(), candle.into());
     out.insert("bn_relu_taper_ms".into(), taper.into());
-    let drop = nn::Dropout::new(0.15, "d");
+    let drop = nn::Dropout::new(0.15, "d")?;
     let candle = median_ms(args.reps, || {
         candle_nn::ops::dropout(x.as_tensor(), 0.15)?
             .sum_all()?

@@ -53,7 +53,10 @@ impl Forward for MyCnn {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, folder, run, image] = &args[..] else {
-        anyhow::bail!("usage: custom_cnn IMAGE_FOLDER RUN_DIR IMAGE_TO_CLASSIFY");
+        println!("usage: custom_cnn IMAGE_FOLDER RUN_DIR IMAGE_TO_CLASSIFY");
+        let help = args.iter().any(|a| a == "--help" || a == "-h");
+        anyhow::ensure!(help, "expected 3 arguments, got {}", args.len() - 1);
+        return Ok(());
     };
     let device = taper::nn::candle::Device::Cpu;
 
@@ -77,11 +80,9 @@ fn main() -> Result<()> {
     // Training: Adam, 20 epochs; the best epoch on the validation loss is kept.
     let adam = Adam::new(named_vars(model.varmap(), ""), AdamConfig::adamw(3e-3));
     let mut opt = Optimizers::single(adam);
-    let (epochs, run_dir) = (20, Some(run.into()));
     let config = TrainerConfig {
-        epochs,
-        run_dir,
-        overwrite: true,
+        epochs: 20,
+        run_dir: Some(run.into()),
         ..Default::default()
     };
     Trainer::new(config).fit(&mut model, &mut opt, &train, Some(&valid))?;

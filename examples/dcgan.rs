@@ -58,6 +58,9 @@ struct Args {
 }
 
 fn generate(args: &Args, n: usize) -> Result<()> {
+    if n == 0 {
+        anyhow::bail!("--generate must be at least 1 (images to draw)");
+    }
     let c = &args.common;
     c.reject("dcgan --generate", ExampleArgs::TRAINING)?;
     let run = c
@@ -124,7 +127,7 @@ fn main() -> Result<()> {
         cfg = cfg.conditional(data.classes.len());
     }
     let (epochs, batch) = (
-        c.epochs.unwrap_or(if small { 30 } else { 5 }),
+        c.epochs_or(if small { 30 } else { 5 })?,
         c.batch_size.unwrap_or(64),
     );
     let o = GanOptimConfig {
@@ -147,7 +150,7 @@ fn main() -> Result<()> {
         },
     )?;
 
-    let run_dir = c.run_dir("dcgan");
+    let run_dir = c.run_dir("dcgan")?;
     let mut grids = SampleGrids::new(
         gan.gen.clone(),
         c.seed,
@@ -160,7 +163,7 @@ fn main() -> Result<()> {
     }
     let config = serde_json::json!({"example": "dcgan", "dataset": args.dataset, "conditional": args.conditional,
         "lr_d": o.lr_d, "lr_g": o.lr_g, "beta1": o.beta1, "batch_size": batch, "epochs": epochs, "width": cfg.gen_width});
-    let mut trainer = Trainer::new(c.trainer_config("dcgan", epochs, config)).with_callback(grids);
+    let mut trainer = Trainer::new(c.trainer_config("dcgan", epochs, config)?).with_callback(grids);
     let report = trainer.fit(&mut gan, &mut opt, &train, None)?;
     let last = report.last().context("no epoch was run")?;
     let steps = (report.history.len() - report.resumed_at) * train.num_batches();

@@ -27,7 +27,8 @@ static GLOBAL: taper::alloc::Allocator = taper::alloc::Allocator;
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "Train an image classifier on a folder of class sub-folders, or predict with one"
+    about = "Train an image classifier on a folder of class sub-folders, or predict with one",
+    after_help = "Here --data DIR is the image folder itself, one sub-folder of images per class (DIR/cats/*.jpg, DIR/dogs/*.jpg), not a data root."
 )]
 struct Args {
     #[command(flatten)]
@@ -129,19 +130,19 @@ fn main() -> Result<()> {
     let pre = Preprocessing::new(args.channels, (s, s), classes.clone()).with_normalize(&norm);
     let config = ClassifierConfig::for_images(&args.model, args.channels, (s, s), classes.len())?;
     let mut model = ImageClassifier::new(config, pre, c.seed, &device)?;
-    let epochs = c.epochs.unwrap_or(15);
+    let epochs = c.epochs_or(15)?;
     let lr = c.lr.unwrap_or(3e-3);
     let batches = train.num_batches();
     let mut opt =
         Optimizers::adamw_one_cycle(model.varmap(), lr, 0.01, epochs, batches, c.accumulate);
-    let run_dir = c.run_dir("image_classifier");
+    let run_dir = c.run_dir("image_classifier")?;
     let config = serde_json::json!({"example": "image_classifier", "data": data, "model": args.model,
         "image_size": s, "channels": args.channels, "augment": args.augment, "lr": lr, "batch_size": batch});
     // Keep-best and early stopping watch the validation loss: on a small folder
     // the accuracy reaches 100 % long before the model is confident.
     let trainer_config = taper::train::TrainerConfig {
         early_stopping_patience: Some(8),
-        ..c.trainer_config("image_classifier", epochs, config)
+        ..c.trainer_config("image_classifier", epochs, config)?
     };
     let report = Trainer::new(trainer_config).fit(&mut model, &mut opt, &train, Some(&valid))?;
 

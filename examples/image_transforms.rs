@@ -68,7 +68,7 @@ fn main() -> Result<()> {
         let (x, y) = (i as u32 % args.grid, i as u32 / args.grid);
         grid.copy_from(&o.to_rgb8(), x * side, y * side)?;
     }
-    let dir = args.common.run_dir("image_transforms");
+    let dir = args.common.run_dir("image_transforms")?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let out = dir.join("augmentations.png");
     grid.save(&out)

@@ -55,6 +55,13 @@ fn main() -> Result<()> {
         None => load_diabetes()?,
     };
     let (train, test) = train_test_split(&ds, args.test_fraction, c.seed)?;
+    if test.n_samples() < 2 {
+        anyhow::bail!(
+            "--test-fraction {} leaves {} test row(s): R² needs at least 2",
+            args.test_fraction,
+            test.n_samples()
+        );
+    }
     println!(
         "{} rows x {} features; train {}, test {} (seed {})",
         ds.n_samples(),
@@ -88,7 +95,7 @@ fn main() -> Result<()> {
     println!("           ridge R² {ridge_r2:.4}  RMSE {ridge_rmse:.3}");
 
     // Each fit is a run of its own: `LinearModel::load_run(DIR/ols)`.
-    let dir = c.run_dir("linear_regression");
+    let dir = c.run_dir("linear_regression")?;
     ols.save_run(dir.join("ols"))?;
     ridge.save_run(dir.join("ridge"))?;
     let png = dir.join("pred.png");

@@ -121,9 +121,9 @@ fn main() -> Result<()> {
     } else {
         (100, 32, 0.01, DType::F64)
     };
-    let dir = c.run_dir("logistic_regression");
+    let dir = c.run_dir("logistic_regression")?;
     let gd = GdConfig {
-        epochs: c.epochs.unwrap_or(epochs),
+        epochs: c.epochs_or(epochs)?,
         batch_size: Some(c.batch_size.unwrap_or(batch)),
         optimizer: match args.optimizer {
             Opt::Adam => GdOptimizer::Adam,

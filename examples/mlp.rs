@@ -48,7 +48,7 @@ fn main() -> Result<()> {
     let data = builtin(&args.dataset, &c.data_root(), c.seed)?;
     let ((x, y), (vx, vy)) = data.split_valid(c.valid_fraction()?, c.seed)?;
     let small = data.side == 8;
-    let epochs = c.epochs.unwrap_or(if small { 40 } else { 15 });
+    let epochs = c.epochs_or(if small { 40 } else { 15 })?;
     let (lr, batch) = (
         c.lr.unwrap_or(1e-3),
         c.batch_size.unwrap_or(if small { 32 } else { 128 }),
@@ -98,12 +98,12 @@ fn main() -> Result<()> {
             Clip::GlobalNorm(5.0),
         )
         .with_accumulation(c.accumulate);
-    let run_dir = c.run_dir("mlp");
+    let run_dir = c.run_dir("mlp")?;
     let config = serde_json::json!({"example": "mlp", "dataset": args.dataset, "lr": lr, "batch_size": batch,
         "epochs": epochs, "hidden1": args.hidden1, "hidden2": args.hidden2, "dropout": args.dropout});
     // Keep-best watches the validation loss (the default): on 144 validation
     // digits the accuracy ties at its best long before the model is done.
-    let mut trainer = Trainer::new(c.trainer_config("mlp", epochs, config));
+    let mut trainer = Trainer::new(c.trainer_config("mlp", epochs, config)?);
     let r = trainer.fit_and_test(&mut model, &mut opt, &train, &valid, &test)?;
     println!("run directory: {}", run_dir.display());
     println!(

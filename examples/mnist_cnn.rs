@@ -101,7 +101,7 @@ fn main() -> Result<()> {
     let small = side == 8;
     let (epochs, batch) = if small { (30, 32) } else { (8, 128) };
     let (epochs, batch, lr) = (
-        c.epochs.unwrap_or(epochs),
+        c.epochs_or(epochs)?,
         c.batch_size.unwrap_or(batch),
         c.lr.unwrap_or(3e-3),
     );
@@ -116,12 +116,12 @@ fn main() -> Result<()> {
     let batches = train.num_batches();
     let mut opt =
         Optimizers::adamw_one_cycle(model.varmap(), lr, 1e-4, epochs, batches, c.accumulate);
-    let run_dir = c.run_dir("mnist_cnn");
+    let run_dir = c.run_dir("mnist_cnn")?;
     let config = serde_json::json!({"example": "mnist_cnn", "dataset": args.dataset, "model": args.model,
         "augment": args.augment, "limit": args.limit, "lr": lr, "batch_size": batch, "epochs": epochs, "seed": c.seed});
     // Keep-best watches the validation loss (the default): on small splits the
     // accuracy ties at 100 % long before the model is done.
-    let mut trainer = Trainer::new(c.trainer_config("mnist_cnn", epochs, config));
+    let mut trainer = Trainer::new(c.trainer_config("mnist_cnn", epochs, config)?);
     let r = trainer.fit_and_test(&mut model, &mut opt, &train, &valid, &test)?;
     let (va, ta) = (
         r.valid.mean("accuracy").unwrap_or(f64::NAN),

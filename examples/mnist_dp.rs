@@ -81,7 +81,7 @@ fn main() -> Result<()> {
         }
     };
     let n = x.dim(0)?;
-    let epochs = c.epochs.unwrap_or(5);
+    let epochs = c.epochs_or(5)?;
     let batch = c.batch_size.unwrap_or(if side == 8 { 64 } else { 256 });
     // Noise per coordinate is σC/batch: the small digits set (batch 64) needs a
     // smaller step than MNIST's batches of 256.
@@ -152,13 +152,13 @@ fn main() -> Result<()> {
         )?,
         o => bail!("unknown --schedule '{o}' (constant or cosine)"),
     }
-    let run_dir = c.run_dir("mnist_dp");
+    let run_dir = c.run_dir("mnist_dp")?;
     let config = serde_json::json!({"example": "mnist_dp", "dataset": args.dataset, "lr": lr,
         "schedule": args.schedule, "batch_size": batch, "epochs": epochs, "noise_multiplier": sigma,
         "max_grad_norm": args.max_grad_norm, "delta": args.delta});
     let mut trainer = Trainer::new(TrainerConfig {
         keep_best: false,
-        ..c.trainer_config("mnist_dp", epochs, config)
+        ..c.trainer_config("mnist_dp", epochs, config)?
     })
     .with_callback(BudgetStop {
         q: (q * k as f64).min(1.0),

@@ -96,6 +96,9 @@ fn lines(path: &Path) -> Result<Vec<String>> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.k == 0 {
+        anyhow::bail!("--k must be at least 1 (hits per query)");
+    }
     let c = &args.common;
     if !args.fine_tune {
         c.reject(
@@ -151,8 +154,10 @@ fn main() -> Result<()> {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         let ext = if args.approximate { "hnsw" } else { "index" };
-        c.run_dir("semantic_search")
-            .with_file_name("semantic_search")
+        // A cache shared by searches, beside the runs (not a run of its own).
+        let runs = c.out.as_deref().and_then(std::path::Path::parent);
+        runs.unwrap_or(std::path::Path::new("runs"))
+            .join("semantic_search")
             .join(format!("{name}.{ext}"))
     });
     let hnsw = args.approximate.then(HnswParams::default);
@@ -281,13 +286,13 @@ fn fine_tune(args: &Args, model: SentenceEncoder, pairs: &Path, batch: usize) ->
         },
     )?;
     let valid = DataLoader::from_dataset(TextPairs(vp), PairBatcher, cfg(vb))?;
-    let run = c.run_dir("semantic_search-finetune");
+    let run = c.run_dir("semantic_search-finetune")?;
     finetune::save_run(&model, &run)?;
-    let (epochs, lr) = (c.epochs.unwrap_or(1), c.lr.unwrap_or(2e-5));
+    let (epochs, lr) = (c.epochs_or(1)?, c.lr.unwrap_or(2e-5));
     let mut opt = finetune::optimizers(&model, lr, epochs * train.num_batches());
     let mut mnrl = MultipleNegativesRanking { model, scale: 20.0 };
     let config = serde_json::json!({"example": "semantic_search", "fine_tune": true, "lr": lr, "epochs": epochs, "batch_size": batch});
-    let report = Trainer::new(c.trainer_config("semantic_search-finetune", epochs, config)).fit(
+    let report = Trainer::new(c.trainer_config("semantic_search-finetune", epochs, config)?).fit(
         &mut mnrl,
         &mut opt,
         &train,

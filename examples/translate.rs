@@ -62,20 +62,25 @@ struct Args {
     /// One encoder direction instead of two (recurrent model).
     #[arg(long)]
     unidirectional: bool,
-    /// Embedding size, hidden size (model width), layers, dropout: task defaults.
+    /// Embedding size of the recurrent model [default: 256; dates 32].
     #[arg(long)]
     emb: Option<usize>,
+    /// Hidden size, the model's width [default: 256; dates 128, dates Transformer 64].
     #[arg(long)]
     hidden: Option<usize>,
+    /// Layers of the encoder and of the decoder [default: Transformer 1, LSTM 2; dates 2 and 1].
     #[arg(long)]
     layers: Option<usize>,
+    /// Dropout probability [default: Transformer 0.1, LSTM 0.2; dates 0].
     #[arg(long)]
     dropout: Option<f32>,
-    /// Transformer heads, feed-forward width (2 x width) and positions.
+    /// Transformer attention heads.
     #[arg(long, default_value_t = 4)]
     heads: usize,
+    /// Transformer feed-forward width [default: 2 x --hidden].
     #[arg(long)]
     ffn: Option<usize>,
+    /// Transformer positions: sinusoidal or learned.
     #[arg(long, default_value = "sinusoidal")]
     positions: String,
     /// Label smoothing of the loss (default 0.1 for the Transformer, 0 otherwise).
@@ -193,7 +198,7 @@ fn main() -> Result<()> {
         }
     }
     let splits = PairSplits::new(&pairs, args.test_fraction, c.valid_fraction()?, c.seed)?;
-    let run_dir = c.run_dir("translate");
+    let run_dir = c.run_dir("translate")?;
     let resume = c.resume.is_some();
     // A resumed run reuses its vocabularies: retraining them could order ties differently.
     let (src, tgt) = if resume {
@@ -246,7 +251,7 @@ fn main() -> Result<()> {
         save_run(&run_dir, &spec, &src, &tgt)?;
     }
     let (epochs, lr, batch) = (
-        c.epochs.unwrap_or(epochs),
+        c.epochs_or(epochs)?,
         c.lr.unwrap_or(lr),
         c.batch_size.unwrap_or(batch),
     );
@@ -323,7 +328,7 @@ fn main() -> Result<()> {
         "epochs": epochs, "label_smoothing": label_smoothing, "teacher_forcing": args.teacher_forcing});
     let mut trainer = Trainer::new(taper::train::TrainerConfig {
         monitor: Some(("valid.nll".into(), Direction::Min)),
-        ..c.trainer_config("translate", epochs, config)
+        ..c.trainer_config("translate", epochs, config)?
     });
     // The kept checkpoint's losses on both splits, then the test split decoded once.
     let test_loader = loader(&enc.test, 256, LoaderConfig::eval(1))?;

@@ -150,8 +150,8 @@ fn main() -> Result<()> {
         cell,
         ..VideoConfig::moving_digits(DIRECTIONS.len())
     };
-    let epochs = c.epochs.unwrap_or(8);
-    let run_dir = c.run_dir("video_rnn");
+    let epochs = c.epochs_or(8)?;
+    let run_dir = c.run_dir("video_rnn")?;
     let config = |model: &str| {
         serde_json::json!({"example": "video_rnn", "model": model, "source": args.source, "frames": args.frames,
             "train_clips": args.train_clips, "test_clips": args.test_clips, "cell": args.cell,
@@ -161,7 +161,7 @@ fn main() -> Result<()> {
         &args,
         ClassifierConfig::Video(cfg),
         &loaders,
-        c.trainer_config("video_rnn", epochs, config("cnn+rnn")),
+        c.trainer_config("video_rnn", epochs, config("cnn+rnn"))?,
     )?;
     let acc = |m: &taper::train::Metrics| m.mean("accuracy").unwrap_or(f64::NAN);
     println!("run directory: {}", run_dir.display());
@@ -186,7 +186,7 @@ fn main() -> Result<()> {
         let t = TrainerConfig {
             run_dir: Some(dir),
             resume,
-            ..c.trainer_config("video_rnn", epochs, config("frame"))
+            ..c.trainer_config("video_rnn", epochs, config("frame"))?
         };
         let b = fit(&args, ClassifierConfig::Frame(cfg), &loaders, t)?;
         println!(

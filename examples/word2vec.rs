@@ -106,7 +106,10 @@ fn main() -> Result<()> {
     let root = c.data_root();
     let mut json = serde_json::json!({"example": "word2vec"});
     // A training run writes its report; scoring saved vectors writes none.
-    let run_dir = args.score.is_none().then(|| c.run_dir("word2vec"));
+    let run_dir = match args.score {
+        None => Some(c.run_dir("word2vec")?),
+        Some(_) => None,
+    };
     let vectors = match &args.score {
         Some(path) => {
             let v = WordVectors::load_text(path)?;
@@ -191,7 +194,7 @@ fn train(
         dim: args.dim,
         window: args.window,
         negative: args.negative,
-        epochs: c.epochs.unwrap_or(5),
+        epochs: c.epochs_or(5)?,
         min_count: args.min_count,
         sample: args.sample,
         alpha: c.lr.unwrap_or(0.025),

@@ -191,7 +191,7 @@ fn a_users_own_cnn_trains_saves_loads_and_predicts_by_name() {
     for (class, vertical) in [("horizontal", false), ("vertical", true)] {
         let held = dir.path().join(format!("held-{class}.png"));
         bars(&held, vertical, 90_001 + vertical as u64);
-        let run_dir = dir.path().join("run");
+        let run_dir = dir.path().join(format!("run-{class}"));
         let out = Command::new(example("custom_cnn"))
             .args([
                 data.to_str().unwrap(),
@@ -206,6 +206,20 @@ fn a_users_own_cnn_trains_saves_loads_and_predicts_by_name() {
         assert_eq!(j["top"][0][0], class, "{j}");
         assert!(run_dir.join("model.json").is_file());
     }
+    // The template keeps an earlier run: a second run into its folder is refused.
+    let held = dir.path().join("held-vertical.png");
+    let run_dir = dir.path().join("run-vertical");
+    let before = final_weights(&run_dir);
+    let out = Command::new(example("custom_cnn"))
+        .args([&data, &run_dir, &held].map(|p| p.to_str().unwrap()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("earlier run"),
+        "{err}"
+    );
+    assert!(final_weights(&run_dir) == before, "the earlier run changed");
 }
 
 fn final_weights(run_dir: &Path) -> Vec<u8> {

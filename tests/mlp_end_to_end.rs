@@ -126,7 +126,7 @@ fn assert_clean_error(out: &Output, needle: &str) {
 fn bad_command_lines_give_one_clear_error() {
     assert_clean_error(
         &run(&["--batch-size", "0", "--out", "/tmp/taper-never"]),
-        "batch size must be at least 1",
+        "--batch-size must be at least 1",
     );
     let missing = tempfile::tempdir().unwrap();
     let out = run(&[

@@ -217,8 +217,8 @@ impl BertEncoder {
                 attn_drop: Dropout::new(
                     cfg.attention_probs_dropout_prob,
                     &format!("bert.{i}.attn"),
-                ),
-                hidden_drop: Dropout::new(cfg.hidden_dropout_prob, &format!("bert.{i}.hidden")),
+                )?,
+                hidden_drop: Dropout::new(cfg.hidden_dropout_prob, &format!("bert.{i}.hidden"))?,
             });
         }
         Ok(Self {
@@ -226,7 +226,7 @@ impl BertEncoder {
             positions: embedding(cfg.max_position_embeddings, h, e.pp("position_embeddings"))?,
             segments: embedding(cfg.type_vocab_size, h, e.pp("token_type_embeddings"))?,
             emb_norm: layer_norm(h, eps, e.pp("LayerNorm"))?,
-            emb_drop: Dropout::new(cfg.hidden_dropout_prob, "bert.embeddings"),
+            emb_drop: Dropout::new(cfg.hidden_dropout_prob, "bert.embeddings")?,
             layers,
             cfg: cfg.clone(),
         })

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, so not also a `source()`:
+        /// a chain printer would say it twice).
+        error: std::io::Error,
     },
 
     /// A text file is not valid UTF-8.
@@ -129,7 +130,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 
@@ -151,7 +152,7 @@ impl From<Error> for taper_train::Error {
         match e {
             Error::Train(t) => t,
             Error::Candle(c) => taper_train::Error::Candle(c),
-            Error::Io { path, source } => taper_train::Error::Io { path, source },
+            Error::Io { path, error } => taper_train::Error::Io { path, error },
             other => taper_train::Error::Data(other.to_string()),
         }
     }

@@ -15,6 +15,9 @@ pub type Hit = (u32, f32);
 /// The `k` best `(row, score)` of `scores`, best first (ties: lower row first),
 /// skipping `exclude`.
 fn top_k(scores: &[f32], k: usize, exclude: Option<u32>) -> Vec<Hit> {
+    if k == 0 {
+        return Vec::new();
+    }
     let mut best: Vec<Hit> = Vec::with_capacity(k + 1);
     for (i, &s) in scores.iter().enumerate() {
         if Some(i as u32) == exclude || s.is_nan() {

@@ -325,3 +325,15 @@ fn search_index_is_built_once_then_reused() {
     .unwrap();
     assert!(why.contains("docs.hnsw"), "{why}");
 }
+
+/// k = 0 asks for no hits: every index answers with empty lists (the exact one
+/// used to index its best list at k - 1 and panic).
+#[test]
+fn zero_hits_asked_gives_empty_lists() {
+    let v = Tensor::new(&[[1f32, 0.0], [0.0, 1.0], [0.6, 0.8]], &Device::Cpu).unwrap();
+    let exact = ExactIndex::new(&v, "fp").unwrap();
+    let hits = exact.search(&v, 0, None).unwrap();
+    assert_eq!(hits, vec![Vec::<(u32, f32)>::new(); 3]);
+    let bm25 = Bm25::new(&["a b", "b c"]);
+    assert_eq!(bm25.search(&["b"], 0, None), vec![Vec::<(u32, f32)>::new()]);
+}

@@ -222,10 +222,10 @@ fn date_task_trains_end_to_end() {
     )
     .unwrap();
     let m = Trainer::evaluate(&mut task, &test_loader).unwrap();
-    let bleu = m.mean("bleu").unwrap();
+    let bleu = m.mean("token_bleu").unwrap();
     assert!((bleu - expected).abs() < 1e-9, "{bleu} against {expected}");
     assert!(m.means().keys().all(|k| !k.starts_with("_bleu")));
     task.valid_bleu = false;
     let m = Trainer::evaluate(&mut task, &test_loader).unwrap();
-    assert!(m.mean("bleu").is_none() && m.mean("nll").is_some());
+    assert!(m.mean("token_bleu").is_none() && m.mean("nll").is_some());
 }

@@ -5,7 +5,7 @@
 //! use taper_nn::{Dropout, Forward, Mode};
 //!
 //! let x = Tensor::ones((4, 1000), DType::F32, &Device::Cpu)?;
-//! let y = Dropout::new(0.25, "drop").forward_t(&x, &Mode::train(1))?;
+//! let y = Dropout::new(0.25, "drop")?.forward_t(&x, &Mode::train(1))?;
 //! // Kept values are scaled by 1 / (1 - p), so the mean stays about 1.
 //! let mean = y.mean_all()?.to_scalar::<f32>()?;
 //! assert!((mean - 1.0).abs() < 0.05, "{mean}");
@@ -29,11 +29,18 @@ pub struct Dropout {
 impl Dropout {
     /// Drops each element with probability `p` in training; `name` keeps layers'
     /// masks independent.
-    pub fn new(p: f32, name: &str) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// `p` outside [0, 1] (or NaN), as PyTorch's `nn.Dropout` refuses it: a
+    /// probability of 2 would silently zero every activation.
+    pub fn new(p: f32, name: &str) -> Result<Self> {
+        if !(0.0..=1.0).contains(&p) {
+            candle_core::bail!("dropout probability must be in [0, 1], got {p} ({name})");
+        }
+        Ok(Self {
             p,
             salt: mix(&[], name),
-        }
+        })
     }
 
     /// The drop probability.

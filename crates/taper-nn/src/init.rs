@@ -50,6 +50,9 @@ pub fn rng_for(seed: u64, name: &str) -> ChaCha8Rng {
 
 /// Draws a tensor of `shape` following `init` from a seeded host RNG, then moves it
 /// to `device` (so the values do not depend on the device either).
+///
+/// # Errors
+/// Bounds, mean or deviation that are not finite.
 pub fn init_tensor(
     init: Init,
     shape: &Shape,
@@ -58,6 +61,16 @@ pub fn init_tensor(
     device: &Device,
 ) -> Result<Tensor> {
     let n = shape.elem_count();
+    let finite = match init {
+        Init::Const(c) => c.is_finite(),
+        Init::Uniform { lo, up } => lo.is_finite() && up.is_finite(),
+        Init::Randn { mean, stdev } => mean.is_finite() && stdev.is_finite(),
+        Init::Kaiming { .. } => true,
+    };
+    if !finite {
+        // rand's ranges panic on infinite bounds.
+        candle_core::bail!("initialisation {init:?} of shape {shape:?} is not finite");
+    }
     let uniform = |rng: &mut ChaCha8Rng, lo: f64, up: f64| -> Vec<f32> {
         (0..n).map(|_| rng.random_range(lo..up) as f32).collect()
     };
@@ -128,6 +141,14 @@ impl SimpleBackend for SeededVarMap {
                 );
             }
             return t.to_dtype(dtype);
+        }
+        // A layer with a width of 0 (`linear(0, 10)`, 0 classes) is a mistake in
+        // its configuration, and its ±1/√0 initial bounds are infinite.
+        if s.elem_count() == 0 {
+            candle_core::bail!(
+                "variable '{name}' would have shape {:?}, with no values: a layer size of 0",
+                s.dims()
+            );
         }
         let mut rng = rng_for(self.seed, name);
         let t = init_tensor(h, &s, &mut rng, dtype, dev)?;

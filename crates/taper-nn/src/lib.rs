@@ -36,7 +36,7 @@
 //! let vb = seeded_var_builder(&varmap, 42, DType::F32, &Device::Cpu);
 //! let mlp = Mlp {
 //!     fc1: linear(4, 8, vb.pp("fc1"))?,
-//!     drop: Dropout::new(0.1, "drop"),
+//!     drop: Dropout::new(0.1, "drop")?,
 //!     fc2: linear(8, 3, vb.pp("fc2"))?,
 //! };
 //! let x = Tensor::ones((5, 4), DType::F32, &Device::Cpu)?;

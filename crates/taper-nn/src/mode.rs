@@ -12,7 +12,7 @@
 //! use taper_nn::{Dropout, Forward, Mode};
 //!
 //! let x = Tensor::ones((2, 8), candle_core::DType::F32, &Device::Cpu)?;
-//! let drop = Dropout::new(0.5, "drop");
+//! let drop = Dropout::new(0.5, "drop")?;
 //! // Evaluation: the identity.
 //! assert_eq!(drop.forward_t(&x, &Mode::eval())?.sum_all()?.to_scalar::<f32>()?, 16.0);
 //! // Training: the same key gives the same mask, another key another one.

@@ -205,7 +205,7 @@ pub fn rnn(cfg: RnnConfig, vb: VarBuilder) -> Result<Rnn> {
         dropouts.push(Dropout::new(
             cfg.dropout,
             &format!("{}.drop{l}", vb.prefix()),
-        ));
+        )?);
     }
     Ok(Rnn {
         cfg,

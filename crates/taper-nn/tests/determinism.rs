@@ -106,7 +106,7 @@ fn dense_and_normalising_layers_are_deterministic() {
         },
         &[randn(&[64, 32, 28, 28], 18)],
     );
-    let drop = taper_nn::Dropout::new(0.3, "d");
+    let drop = taper_nn::Dropout::new(0.3, "d").unwrap();
     check(
         "dropout",
         &|t| drop.forward_t(&t[0], &Mode::train(5)),

@@ -114,7 +114,7 @@ fn leaky_relu_values_and_gradient() {
 #[test]
 fn dropout_draws_from_the_mode_stream_only() {
     let x = Tensor::ones((4, 256), DType::F32, &Device::Cpu).unwrap();
-    let d = Dropout::new(0.5, "d");
+    let d = Dropout::new(0.5, "d").unwrap();
     let mask = |m: &Mode| d.forward_t(&x, m).unwrap().to_vec2::<f32>().unwrap();
     // Same key, same mask; the evaluation mode is the identity.
     assert_eq!(mask(&Mode::train(3)), mask(&Mode::train(3)));
@@ -241,7 +241,7 @@ fn seeded_initialisation_repeats_and_follows_the_init() {
 fn dropout_gradient_is_its_mask() {
     let x =
         Var::from_tensor(&(Tensor::rand(0.5f32, 1.5, (37, 53), &Device::Cpu).unwrap())).unwrap();
-    let d = Dropout::new(0.25, "g");
+    let d = Dropout::new(0.25, "g").unwrap();
     let y = d.forward_t(x.as_tensor(), &Mode::train(3)).unwrap();
     let grad = y.sum_all().unwrap().backward().unwrap();
     let g = grad
@@ -266,7 +266,7 @@ fn dropout_gradient_is_its_mask() {
 #[test]
 fn dropout_is_seeded_per_step_and_scales() {
     let x = Tensor::ones((100, 100), DType::F32, &Device::Cpu).unwrap();
-    let d = Dropout::new(0.3, "d");
+    let d = Dropout::new(0.3, "d").unwrap();
     // One step's mode: its calls draw in order.
     let step5 = Mode::train(5);
     let a = d
@@ -284,7 +284,7 @@ fn dropout_is_seeded_per_step_and_scales() {
         .to_vec1::<f32>()
         .unwrap();
     assert_ne!(a, second_call, "two calls in one step draw two masks");
-    let d2 = Dropout::new(0.3, "d");
+    let d2 = Dropout::new(0.3, "d").unwrap();
     assert_eq!(
         d2.forward_t(&x, &Mode::train(5))
             .unwrap()
@@ -433,4 +433,43 @@ fn batched_f32_convolutions_match_one_image_at_a_time() {
     }
     let scale: f32 = gw.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
     assert!(worst(&gw, &gw_sum) < 1e-5 * scale.max(1.0));
+}
+
+#[test]
+fn dropout_refuses_a_probability_outside_zero_to_one() {
+    for p in [-0.1f32, 1.5, 2.0, f32::NAN] {
+        let e = Dropout::new(p, "drop").unwrap_err().to_string();
+        assert!(
+            e.contains("dropout probability") && e.contains("drop"),
+            "{e}"
+        );
+    }
+    for p in [0.0f32, 0.5, 1.0] {
+        assert_eq!(Dropout::new(p, "drop").unwrap().p(), p);
+    }
+}
+
+#[test]
+fn a_layer_of_width_zero_is_an_error_not_a_panic() {
+    let varmap = candle_nn::VarMap::new();
+    let vb = taper_nn::init::seeded_var_builder(&varmap, 1, DType::F32, &Device::Cpu);
+    let e = taper_nn::linear(0, 10, vb.pp("fc"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("fc.weight") && e.contains("layer size of 0"),
+        "{e}"
+    );
+    let e = taper_nn::linear(10, 0, vb.pp("head"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("head.weight"), "{e}");
+    // Infinite bounds are refused by the initialiser itself.
+    let mut rng = taper_nn::init::rng_for(1, "x");
+    let init = candle_nn::Init::Uniform {
+        lo: f64::NEG_INFINITY,
+        up: f64::INFINITY,
+    };
+    let e = taper_nn::init::init_tensor(init, &(3,).into(), &mut rng, DType::F32, &Device::Cpu);
+    assert!(e.unwrap_err().to_string().contains("not finite"));
 }

@@ -11,13 +11,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The operating system refused to read or write a file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file involved.
         path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying I/O error (in the message, so not also a `source()`:
+        /// a chain printer would say it twice).
+        error: std::io::Error,
     },
 
     /// The CSV parser could not read a record (for instance invalid UTF-8).
@@ -204,13 +204,12 @@ pub enum Error {
     },
 
     /// A JSON settings file could not be written or parsed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Json {
         /// The file involved.
         path: PathBuf,
-        /// The underlying serde error.
-        #[source]
-        source: serde_json::Error,
+        /// The underlying serde error (in the message, so not also a `source()`).
+        error: serde_json::Error,
     },
 
     /// A tensor operation failed in candle.
@@ -227,7 +226,7 @@ impl From<taper_train::Error> for Error {
         // One kind of failure keeps one variant here, whichever crate noticed it,
         // so callers match on `Io` or `ModelFile` without knowing about taper-train.
         match e {
-            taper_train::Error::Io { path, source } => Error::Io { path, source },
+            taper_train::Error::Io { path, error } => Error::Io { path, error },
             taper_train::Error::Candle(e) => Error::Candle(e),
             taper_train::Error::Checkpoint { path, msg } => Error::ModelFile { path, message: msg },
             other => Error::Train(other),
@@ -240,7 +239,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

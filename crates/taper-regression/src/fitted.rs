@@ -85,7 +85,7 @@ macro_rules! fitted_accessors {
             let run = run.as_ref();
             std::fs::create_dir_all(run).map_err(|e| $crate::Error::Io {
                 path: run.to_path_buf(),
-                source: e,
+                error: e,
             })?;
             self.save(run.join("weights.safetensors"))?;
             taper_train::card::ModelCard::new(

@@ -31,7 +31,7 @@
 //! assert!(clf.score(&test.x, &test.labels()?)? > 0.95);
 //!
 //! // The run directory is the model: later, anywhere, load it and predict.
-//! let run = tempfile::tempdir().map_err(|e| taper_regression::Error::Io { path: ".".into(), source: e })?;
+//! let run = tempfile::tempdir().map_err(|e| taper_regression::Error::Io { path: ".".into(), error: e })?;
 //! clf.save_run(run.path())?;
 //! let loaded = taper_regression::LogisticModel::load_run(run.path())?;
 //! assert_eq!(loaded.predict(&test.x)?, clf.predict(&test.x)?);

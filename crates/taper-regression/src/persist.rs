@@ -69,9 +69,9 @@ pub(crate) fn save<M: Persist>(model: &M, path: &Path) -> Result<()> {
     })?;
     atomic_write(path, &bytes)?;
     let json_path = settings_path(path);
-    let text = serde_json::to_vec_pretty(&saved).map_err(|source| Error::Json {
+    let text = serde_json::to_vec_pretty(&saved).map_err(|error| Error::Json {
         path: json_path.clone(),
-        source,
+        error,
     })?;
     Ok(atomic_write(&json_path, &text)?)
 }
@@ -95,9 +95,9 @@ pub(crate) fn load<M: Persist>(path: &Path) -> Result<M> {
 /// Reads a settings file, checking its `format` tag and `version` before the fields,
 /// so loading the wrong kind of model says so instead of reporting a missing field.
 fn load_meta<T: DeserializeOwned>(path: &Path, format: &str) -> Result<T> {
-    let json = |source| Error::Json {
+    let json = |error| Error::Json {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let value: serde_json::Value = serde_json::from_slice(&text).map_err(json)?;

@@ -48,7 +48,8 @@ pub struct ExampleArgs {
     #[arg(long)]
     pub overwrite: bool,
     /// Fraction of the training data held out (seeded, stratified by class) for
-    /// keep-best, early stopping and the plateau schedule [default: 0.1].
+    /// keep-best, early stopping and the plateau schedule, above 0 and below 1
+    /// [default: 0.1].
     #[arg(long, value_name = "F")]
     pub valid_fraction: Option<f64>,
 }
@@ -100,36 +101,57 @@ impl ExampleArgs {
     /// The validation fraction (`--valid-fraction`, default 0.1).
     ///
     /// # Errors
-    /// A fraction outside [0, 1).
+    /// A fraction outside (0, 1): the examples select their kept epoch on the
+    /// validation split, so it cannot be empty.
     pub fn valid_fraction(&self) -> Result<f64> {
         let f = self.valid_fraction.unwrap_or(0.1);
-        if !(0.0..1.0).contains(&f) {
+        if !(f > 0.0 && f < 1.0) {
             return Err(crate::Error::Config(format!(
-                "--valid-fraction must be in [0, 1), got {f}"
+                "--valid-fraction must be above 0 and below 1 (the kept epoch is chosen on that split), got {f}"
             )));
         }
         Ok(f)
     }
 
+    /// The epochs to train in all: `--epochs`, else, when resuming, the number the
+    /// run was started with (its `run.json`), else `default`. A resumed run thus
+    /// finishes what it set out to do, on the same learning-rate schedule.
+    ///
+    /// # Errors
+    /// An unreadable `run.json` in the `--resume` directory.
+    pub fn epochs_or(&self, default: usize) -> Result<usize> {
+        if let Some(e) = self.epochs {
+            return Ok(e);
+        }
+        let recorded = match &self.resume {
+            Some(dir) => crate::report::RunInfo::load(dir)?.and_then(|info| info.epochs),
+            None => None,
+        };
+        Ok(recorded.unwrap_or(default))
+    }
+
     /// A [`crate::TrainerConfig`] with the shared flags applied: run directory,
     /// seed, `--resume`, `--overwrite`, `--checkpoint-every`; `epochs` and the
     /// configuration recorded with each checkpoint come from the example.
+    ///
+    /// # Errors
+    /// As [`ExampleArgs::run_dir`].
     pub fn trainer_config(
         &self,
         example: &str,
         epochs: usize,
         config: serde_json::Value,
-    ) -> crate::TrainerConfig {
-        crate::TrainerConfig {
+    ) -> Result<crate::TrainerConfig> {
+        Ok(crate::TrainerConfig {
             epochs,
-            run_dir: Some(self.run_dir(example)),
+            run_dir: Some(self.run_dir(example)?),
             seed: self.seed,
             resume: self.resume.is_some(),
             overwrite: self.overwrite,
             checkpoint_every: self.checkpoint_every,
             config,
             ..Default::default()
-        }
+        })
     }
 
     /// Applies `--threads` and opens `--device`. Call before creating tensors.
@@ -140,8 +162,10 @@ impl ExampleArgs {
     /// object, once (their errors still reach standard error).
     ///
     /// # Errors
-    /// A bad device name, or as [`crate::distributed::init`].
+    /// A flag value [`ExampleArgs::check`] refuses, a bad device name, or as
+    /// [`crate::distributed::init`].
     pub fn device(&self) -> Result<Device> {
+        self.check()?;
         set_threads(self.threads);
         let world = crate::distributed::init()?;
         if world.rank() > 0 {
@@ -155,14 +179,85 @@ impl ExampleArgs {
         resolve_data_root(self.data.as_deref())
     }
 
+    /// Checks the shared flags' values, before anything runs, so that a value
+    /// no training can use fails at once with one line instead of a panic, a
+    /// NaN loss at step 1, or a run that trains to chance.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] naming the flag: `--batch-size`, `--accumulate`
+    /// or `--checkpoint-every` of 0; `--lr` not finite and
+    /// positive; `--valid-fraction` outside (0, 1); `--threads` above four per
+    /// core (thousands of threads only thrash); `--resume` with `--overwrite`.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(crate::Error::Config(m));
+        // `--epochs 0` stays allowed: it evaluates the initial weights (a baseline).
+        for (flag, v) in [
+            ("batch-size", self.batch_size),
+            ("accumulate", Some(self.accumulate)),
+            ("checkpoint-every", self.checkpoint_every),
+        ] {
+            if v == Some(0) {
+                return bad(format!("--{flag} must be at least 1, got 0"));
+            }
+        }
+        if let Some(lr) = self.lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return bad(format!("--lr must be a finite number above 0, got {lr}"));
+            }
+        }
+        self.valid_fraction()?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.threads > 4 * cores {
+            return bad(format!(
+                "--threads {} is more than four per core ({cores} cores here); 0 uses them all",
+                self.threads
+            ));
+        }
+        if self.resume.is_some() && self.overwrite {
+            return bad("--resume continues a run and --overwrite deletes it: give one".into());
+        }
+        Ok(())
+    }
+
     /// The run directory: `--resume`, else `--out`, else `runs/<example>-<timestamp>`.
-    pub fn run_dir(&self, example: &str) -> PathBuf {
+    ///
+    /// A new run's directory is checked the first time it is asked for (before
+    /// the example writes into it), so that nothing already there is lost: it
+    /// must be absent or empty, or hold an earlier Taper run (a `run.json`,
+    /// `model.json` or `checkpoints/latest.json`) and `--overwrite` be given.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`]: `--out` is a file, a non-empty folder that holds
+    /// no Taper run (with or without `--overwrite`: its files are not Taper's to
+    /// delete), an earlier run without `--overwrite`, or `--out` beside
+    /// `--resume` naming another folder (a resumed run stays where it is).
+    pub fn run_dir(&self, example: &str) -> Result<PathBuf> {
         if let Some(r) = &self.resume {
-            return r.clone();
+            if let Some(o) = self.out.as_ref().filter(|o| *o != r) {
+                return Err(crate::Error::Config(format!(
+                    "--resume continues the run in {} and cannot move it to --out {}: copy the folder first and resume the copy",
+                    r.display(),
+                    o.display()
+                )));
+            }
+            return Ok(r.clone());
         }
-        if let Some(o) = &self.out {
-            return o.clone();
+        let dir = match &self.out {
+            Some(o) => o.clone(),
+            None => self.default_run_dir(example),
+        };
+        // Checked once per folder and process: later calls come after the example
+        // has written into it.
+        static CHECKED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+        let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+        if !checked.contains(&dir) {
+            check_new_run_dir(&dir, self.overwrite)?;
+            checked.push(dir.clone());
         }
+        Ok(dir)
+    }
+
+    fn default_run_dir(&self, example: &str) -> PathBuf {
         // One stamp per process: an example asks for its run directory more
         // than once, and the calls must not straddle a second.
         static STAMP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -182,6 +277,43 @@ impl ExampleArgs {
         });
         PathBuf::from("runs").join(format!("{example}-{secs}"))
     }
+}
+
+/// Refuses a new run's directory where starting would lose what is there (see
+/// [`ExampleArgs::run_dir`]).
+fn check_new_run_dir(dir: &std::path::Path, overwrite: bool) -> Result<()> {
+    let config = |m: String| Err(crate::Error::Config(m));
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) if dir.exists() && !dir.is_dir() => {
+            return config(format!("--out {} is a file, not a folder", dir.display()))
+        }
+        Err(e) => return Err(crate::Error::io(dir, e)),
+    };
+    if entries.count() == 0 {
+        return Ok(());
+    }
+    let is_run = [
+        dir.join(crate::report::RUN_FILE),
+        dir.join(crate::card::MODEL_FILE),
+        crate::checkpoint::checkpoints_dir(dir).join("latest.json"),
+    ]
+    .iter()
+    .any(|p| p.exists());
+    if !is_run {
+        return config(format!(
+            "--out {} is not empty and holds no Taper run: a run writes metrics.jsonl, report/ and checkpoints/ there, so choose a new or empty folder",
+            dir.display()
+        ));
+    }
+    if !overwrite {
+        return config(format!(
+            "--out {0} holds an earlier run: continue it with --resume {0}, start afresh with --overwrite, or choose another folder",
+            dir.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Points standard output at /dev/null (ranks other than 0 of a data-parallel

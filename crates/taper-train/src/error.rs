@@ -10,12 +10,13 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or folder concerned.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, so not also a `source()`:
+        /// a chain printer would say it twice).
+        error: std::io::Error,
     },
 
     /// A data set or a batch is unusable (empty, wrong shape, bad value).
@@ -87,7 +88,7 @@ pub enum Error {
     Distributed(String),
 
     /// The loss became NaN or infinite; training stopped.
-    #[error("non-finite loss {value} at epoch {epoch}, step {step} (group '{group}'); the last good checkpoint is kept")]
+    #[error("non-finite loss {value} at epoch {epoch}, step {step} (group '{group}'); nothing is saved from this step (an earlier checkpoint, if any, is kept)")]
     NonFinite {
         /// Global optimizer step at which it happened.
         step: usize,
@@ -101,7 +102,7 @@ pub enum Error {
 
     /// The loss was finite but a gradient was not (a NaN or infinity in the data
     /// that an operation such as ReLU hid from the loss); nothing was updated.
-    #[error("non-finite gradient of '{param}' at epoch {epoch}, step {step} (group '{group}'): a NaN or infinity in the input batch is the usual cause; the last good checkpoint is kept")]
+    #[error("non-finite gradient of '{param}' at epoch {epoch}, step {step} (group '{group}'): a NaN or infinity in the input batch is the usual cause; nothing is saved from this step (an earlier checkpoint, if any, is kept)")]
     NonFiniteGradient {
         /// Global optimizer step at which it happened.
         step: usize,
@@ -119,7 +120,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

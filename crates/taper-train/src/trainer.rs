@@ -431,13 +431,7 @@ impl Trainer {
             }
         }
         let changed = config_changes(&ck.state.config, &self.config.config);
-        if !changed.is_empty() && self.config.verbose && crate::distributed::is_primary() {
-            eprintln!(
-                "resume: {} changed since the checkpoint; training continues with the new \
-                 values and the saved optimizer state",
-                changed.join(", ")
-            );
-        }
+        let (done, finished) = (ck.state.epoch, ck.state.epoch >= self.config.epochs);
         ck.load_weights(model.vars())?;
         opt.load_strategy_state(&ck.state.strategies)?;
         opt.after_weights_loaded()?;
@@ -449,6 +443,21 @@ impl Trainer {
         for name in names {
             let (os, sched) = ck.optim_state(&name, &device)?;
             opt.load_group_state(&name, &os, &sched)?;
+        }
+        // Said once the checkpoint has loaded, so that a refused one says only why.
+        if self.config.verbose && crate::distributed::is_primary() {
+            if finished {
+                eprintln!(
+                    "resume: the run has trained {done} epochs, and {} are asked for: nothing left to train (ask for more epochs to go on)",
+                    self.config.epochs
+                );
+            } else if !changed.is_empty() {
+                eprintln!(
+                    "resume: {} changed since the checkpoint; training continues with the new \
+                     values and the saved optimizer state",
+                    changed.join(", ")
+                );
+            }
         }
         *state = ck.state;
         state.config = self.config.config.clone();
@@ -540,6 +549,23 @@ impl Trainer {
                     std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
                     if cfg.verbose {
                         eprintln!("overwriting the earlier run in {}", dir.display());
+                    }
+                }
+                // Files of those names that no Taper run wrote (no `run.json`
+                // beside them) are somebody else's: refuse rather than delete them.
+                let ours = [
+                    "metrics.jsonl",
+                    report::LR_FILE,
+                    report::FINAL_FILE,
+                    report::SECTION_DIR,
+                ];
+                if !dir.join(report::RUN_FILE).exists() {
+                    if let Some(f) = ours.iter().find(|f| dir.join(f).exists()) {
+                        return Err(Error::Config(format!(
+                            "{} holds {f}, which a run would replace, but no Taper run ({}): choose another run directory",
+                            dir.display(),
+                            report::RUN_FILE
+                        )));
                     }
                 }
                 // A fresh run must not mix its lines (or its report's figures

@@ -213,7 +213,7 @@ fn dp_run(seed: u64, accumulate: usize, clip: Clip) -> DpRun {
     let vb = taper_nn::init::seeded_var_builder(&vm, 1, DType::F32, &Device::Cpu);
     let net = Net {
         a: linear(2, 8, vb.pp("a")).unwrap(),
-        drop: Dropout::new(0.2, "drop"),
+        drop: Dropout::new(0.2, "drop").unwrap(),
         b: linear(8, 2, vb.pp("b")).unwrap(),
     };
     let mut model = Classifier::new(net, vm.clone());

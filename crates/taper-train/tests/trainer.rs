@@ -55,7 +55,7 @@ fn model(seed: u64) -> (Classifier<Net>, VarMap) {
     let net = Net {
         a: linear(4, 16, vb.pp("a")).unwrap(),
         b: linear(16, 3, vb.pp("b")).unwrap(),
-        drop: Dropout::new(0.2, "drop"),
+        drop: Dropout::new(0.2, "drop").unwrap(),
     };
     (Classifier::new(net, vm.clone()), vm)
 }
@@ -344,7 +344,7 @@ fn nan_in_the_data_mid_run_stops_with_a_clear_message() {
     );
     let msg = err.to_string();
     assert!(
-        msg.contains("epoch 1") && msg.contains("last good checkpoint"),
+        msg.contains("epoch 1") && msg.contains("an earlier checkpoint, if any, is kept"),
         "{msg}"
     );
     // The checkpoint written at the end of epoch 0 is the latest, intact, finite.
@@ -580,7 +580,7 @@ fn train_accumulated(batch: usize, accumulate: usize) -> (Vec<(String, Vec<f32>)
     let net = Net {
         a: linear(4, 16, vb.pp("a")).unwrap(),
         b: linear(16, 3, vb.pp("b")).unwrap(),
-        drop: Dropout::new(0.0, "drop"),
+        drop: Dropout::new(0.0, "drop").unwrap(),
     };
     let mut m = Classifier::new(net, vm.clone());
     let (x, y) = blobs(288, 1);
@@ -622,4 +622,32 @@ fn accumulating_four_batches_of_8_equals_batches_of_32() {
     let (small, n_small) = train_accumulated(8, 1);
     assert_eq!(n_small, 72);
     assert!(small.iter().zip(&plain).any(|((_, a), (_, b))| a != b));
+}
+
+/// A fresh run clears its own `metrics.jsonl` and `report/`; where no Taper run
+/// (`run.json`) wrote them they are somebody else's, and the fit is refused.
+#[test]
+fn a_fresh_run_refuses_to_replace_files_no_run_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("metrics.jsonl"), "mine\n").unwrap();
+    let (mut clf, vm) = model(3);
+    let (train, valid) = loaders(5);
+    let mut opt = optimizers(&vm);
+    let e = Trainer::new(quiet(1, Some(dir.path())))
+        .fit(&mut clf, &mut opt, &train, Some(&valid))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("metrics.jsonl") && e.contains("no Taper run"),
+        "{e}"
+    );
+    let kept = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(kept, "mine\n");
+    // Beside a run.json they are an earlier run's, and a fresh run replaces them.
+    std::fs::write(dir.path().join("run.json"), "{}").unwrap();
+    Trainer::new(quiet(1, Some(dir.path())))
+        .fit(&mut clf, &mut opt, &train, Some(&valid))
+        .unwrap();
+    let lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    assert!(lines.starts_with('{'), "{lines}");
 }

@@ -110,8 +110,8 @@ pub fn rnn_seq2seq(cfg: RnnSeq2SeqConfig, vb: VarBuilder) -> Result<RnnSeq2Seq> 
         attention: attention::build(cfg.attention, cfg.hidden, d.pp("attention"))?,
         combine: attention::linear(2 * cfg.hidden, cfg.hidden, d.pp("combine"))?,
         out: attention::linear(cfg.hidden, cfg.tgt_vocab, d.pp("out"))?,
-        drop_emb: Dropout::new(cfg.dropout, "decoder.drop_emb"),
-        drop_out: Dropout::new(cfg.dropout, "decoder.drop_out"),
+        drop_emb: Dropout::new(cfg.dropout, "decoder.drop_emb")?,
+        drop_out: Dropout::new(cfg.dropout, "decoder.drop_out")?,
         cfg,
     })
 }

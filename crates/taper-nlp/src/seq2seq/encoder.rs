@@ -63,7 +63,7 @@ pub fn rnn_encoder(cfg: EncoderConfig, vb: VarBuilder) -> Result<RnnEncoder> {
             },
             vb.pp("rnn"),
         )?,
-        dropout: Dropout::new(cfg.dropout, &format!("{}.drop", vb.prefix())),
+        dropout: Dropout::new(cfg.dropout, &format!("{}.drop", vb.prefix()))?,
     })
 }
 

@@ -85,7 +85,7 @@ impl FeedForward {
         Ok(Self {
             l1: linear(d, ffn, vb.pp("l1"))?,
             l2: linear(ffn, d, vb.pp("l2"))?,
-            drop: Dropout::new(p, &format!("{}.drop", vb.prefix())),
+            drop: Dropout::new(p, &format!("{}.drop", vb.prefix()))?,
         })
     }
     fn forward(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
@@ -228,7 +228,7 @@ pub fn transformer(cfg: TransformerConfig, vb: VarBuilder) -> Result<Transformer
             attn: multi_head(d, cfg.heads, v.pp("attn"))?,
             ln2: ln(v.pp("ln2"))?,
             ff: FeedForward::new(d, cfg.ffn, cfg.dropout, v.pp("ff"))?,
-            drop: Dropout::new(cfg.dropout, &format!("encoder.{l}.drop")),
+            drop: Dropout::new(cfg.dropout, &format!("encoder.{l}.drop"))?,
         });
     }
     let mut dec = Vec::new();
@@ -241,7 +241,7 @@ pub fn transformer(cfg: TransformerConfig, vb: VarBuilder) -> Result<Transformer
             cross: multi_head(d, cfg.heads, v.pp("cross"))?,
             ln3: ln(v.pp("ln3"))?,
             ff: FeedForward::new(d, cfg.ffn, cfg.dropout, v.pp("ff"))?,
-            drop: Dropout::new(cfg.dropout, &format!("decoder.{l}.drop")),
+            drop: Dropout::new(cfg.dropout, &format!("decoder.{l}.drop"))?,
         });
     }
     Ok(Transformer {
@@ -254,7 +254,7 @@ pub fn transformer(cfg: TransformerConfig, vb: VarBuilder) -> Result<Transformer
         enc_norm: ln(vb.pp("encoder_norm"))?,
         dec_norm: ln(vb.pp("decoder_norm"))?,
         out: linear(d, cfg.tgt_vocab, vb.pp("out"))?,
-        drop: Dropout::new(cfg.dropout, "embedding.drop"),
+        drop: Dropout::new(cfg.dropout, "embedding.drop")?,
         cfg,
     })
 }

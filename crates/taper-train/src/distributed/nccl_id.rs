@@ -19,10 +19,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// Rank 0: writes `id` to `dir/`[`NCCL_ID_FILE`] atomically (creating `dir`),
 /// so a waiting rank reads either nothing or the whole id.
 pub(crate) fn publish(dir: &Path, id: &[u8; ID_BYTES]) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     crate::fs::atomic_write(&dir.join(NCCL_ID_FILE), id)
 }
 

@@ -118,10 +118,19 @@ impl Builtin {
     /// untouched until the end.
     ///
     /// # Errors
-    /// A fraction outside [0, 1).
+    /// A fraction outside [0, 1), or one that leaves either split empty (too
+    /// few images).
     pub fn split_valid(&self, fraction: f64, seed: u64) -> Result<(Split2, Split2)> {
         let labels: Vec<u32> = self.train_y.to_vec1()?;
         let (tr, va) = taper_train::data::stratified_split(&labels, fraction, seed)?;
+        if tr.is_empty() || (va.is_empty() && fraction > 0.0) {
+            return Err(Error::Data(format!(
+                "a validation fraction of {fraction} of {} training images leaves {} to train on and {} to validate on: use more images or another fraction",
+                labels.len(),
+                tr.len(),
+                va.len()
+            )));
+        }
         Ok((
             (rows(&self.train_x, &tr)?, rows(&self.train_y, &tr)?),
             (rows(&self.train_x, &va)?, rows(&self.train_y, &va)?),

@@ -114,8 +114,8 @@ impl Cnn {
             blocks,
             fc1: linear(c2 * (h / 4) * (w / 4), cfg.hidden, vb.pp("fc1"))?,
             fc2: linear(cfg.hidden, cfg.classes, vb.pp("fc2"))?,
-            drop_conv: Dropout::new(cfg.dropout / 2.0, &format!("{p}.drop_conv")),
-            drop_fc: Dropout::new(cfg.dropout, &format!("{p}.drop_fc")),
+            drop_conv: Dropout::new(cfg.dropout / 2.0, &format!("{p}.drop_conv"))?,
+            drop_fc: Dropout::new(cfg.dropout, &format!("{p}.drop_fc"))?,
         })
     }
 }

@@ -104,7 +104,7 @@ impl LeNet {
             )?,
             fc1: linear(cfg.channels.1 * h * w, cfg.hidden, vb.pp("fc1"))?,
             fc2: linear(cfg.hidden, cfg.classes, vb.pp("fc2"))?,
-            dropout: Dropout::new(cfg.dropout, &format!("{}.dropout", vb.prefix())),
+            dropout: Dropout::new(cfg.dropout, &format!("{}.dropout", vb.prefix()))?,
         })
     }
 

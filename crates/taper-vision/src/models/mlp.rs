@@ -58,7 +58,7 @@ impl Mlp {
             h1: linear(in_dim, hidden1, vb.pp("h1"))?,
             h2: linear(hidden1, hidden2, vb.pp("h2"))?,
             out: linear(hidden2, out_dim, vb.pp("out"))?,
-            dropout: Dropout::new(dropout, "mlp.dropout"),
+            dropout: Dropout::new(dropout, "mlp.dropout")?,
         })
     }
 }
