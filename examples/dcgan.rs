@@ -58,8 +58,10 @@ struct Args {
 }
 
 fn generate(args: &Args, n: usize) -> Result<()> {
-    if n == 0 {
-        anyhow::bail!("--generate must be at least 1 (images to draw)");
+    // All samples are drawn as one tensor (a seed's draw depends on the count),
+    // and each becomes a numbered PNG: a bound keeps both sane.
+    if !(1..=100_000).contains(&n) {
+        anyhow::bail!("--generate must be 1 to 100000 (images to draw), got {n}");
     }
     let c = &args.common;
     c.reject("dcgan --generate", ExampleArgs::TRAINING)?;

@@ -45,7 +45,9 @@ struct Args {
     /// Corpus to search, one document per line.
     #[arg(long, value_name = "FILE")]
     corpus: Option<PathBuf>,
-    /// Index file (built when missing or made from another model or corpus).
+    /// Index file, built when missing or made from another model or corpus; a file
+    /// that is not an index is never replaced [default:
+    /// runs/semantic_search/<corpus name>.index, or .hnsw with --approximate].
     #[arg(long, value_name = "FILE")]
     index: Option<PathBuf>,
     /// Search an approximate (HNSW) index instead of the exact one: for large
@@ -98,6 +100,12 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if args.k == 0 {
         anyhow::bail!("--k must be at least 1 (hits per query)");
+    }
+    if args.limit == Some(0) {
+        anyhow::bail!("--limit must be at least 1 (queries to evaluate)");
+    }
+    if args.query.as_deref().is_some_and(|q| q.trim().is_empty()) {
+        anyhow::bail!("--query is empty: give the text to search for");
     }
     let c = &args.common;
     if !args.fine_tune {
@@ -162,7 +170,13 @@ fn main() -> Result<()> {
     });
     let hnsw = args.approximate.then(HnswParams::default);
     let index = SearchIndex::load_or_build(&index_path, &fp, hnsw, &device, |why| {
-        eprintln!("building the index ({}; {why})", index_path.display());
+        match index_path.exists() {
+            true => eprintln!("building the index ({}; {why})", index_path.display()),
+            false => eprintln!(
+                "building the index {} (first search of this corpus)",
+                index_path.display()
+            ),
+        }
         let t0 = Instant::now();
         let emb = model.embed(&docs.iter().map(String::as_str).collect::<Vec<_>>(), batch)?;
         eprintln!(
@@ -287,6 +301,14 @@ fn fine_tune(args: &Args, model: SentenceEncoder, pairs: &Path, batch: usize) ->
     )?;
     let valid = DataLoader::from_dataset(TextPairs(vp), PairBatcher, cfg(vb))?;
     let run = c.run_dir("semantic_search-finetune")?;
+    // A fine-tuning run holds the encoder's files (written before its first
+    // checkpoint); another example's run must not get them.
+    if c.resume.is_some() && !run.join("config.json").is_file() {
+        anyhow::bail!(
+            "{} is not a semantic_search fine-tuning run (no config.json): resume one of those",
+            run.display()
+        );
+    }
     finetune::save_run(&model, &run)?;
     let (epochs, lr) = (c.epochs_or(1)?, c.lr.unwrap_or(2e-5));
     let mut opt = finetune::optimizers(&model, lr, epochs * train.num_batches());

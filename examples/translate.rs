@@ -98,20 +98,24 @@ struct Args {
     /// the run for the Transformer, none for the LSTM).
     #[arg(long)]
     warmup: Option<usize>,
-    /// Pairs of at most this many words; only "i am", "he is" ... sources; at most N pairs.
+    /// Keep pairs of at most this many words on each side.
     #[arg(long, default_value_t = 10)]
     max_words: usize,
+    /// Keep only pairs whose English side starts "i am", "he is", "she is", "you are",
+    /// "we are" or "they are" (the PyTorch tutorial's filter).
     #[arg(long)]
     prefixes: bool,
     /// Translate from the corpus's second column to its first (French to English on
     /// eng-fra); `--prefixes` still selects pairs by their English side.
     #[arg(long)]
     reverse: bool,
+    /// Keep at most this many pairs (the first in file order that pass the filters).
     #[arg(long)]
     max_pairs: Option<usize>,
-    /// Largest vocabulary per language, and a word's minimum count.
+    /// Largest vocabulary per language.
     #[arg(long, default_value_t = 12000)]
     vocab_size: usize,
+    /// A word's minimum count in the training pairs to get its own id.
     #[arg(long, default_value_t = 2)]
     min_freq: u64,
     /// Generated dates (task dates).
@@ -120,14 +124,16 @@ struct Args {
     /// Held-out test fraction.
     #[arg(long, default_value_t = 0.1)]
     test_fraction: f64,
-    /// Beam width and length-normalisation exponent.
+    /// Beam width of the test decoding (1 or more).
     #[arg(long, default_value_t = 5)]
     beam: usize,
+    /// Length-normalisation exponent of beam search (0: none; 1: divide by length).
     #[arg(long, default_value_t = 1.0)]
     alpha: f64,
-    /// Decode at most this many test sentences; write this many attention maps.
+    /// Decode at most this many test sentences (1 or more).
     #[arg(long)]
     eval_limit: Option<usize>,
+    /// Attention maps written for the first test sentences.
     #[arg(long, default_value_t = 4)]
     heatmaps: usize,
     /// Write the split and ids for bench/seq2seq_torch.py into this folder.
@@ -141,6 +147,26 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let c = &args.common;
+    // Checked before training, which a bad decoding setting would otherwise waste.
+    if args.beam == 0 || args.eval_limit == Some(0) {
+        bail!("--beam and --eval-limit must be at least 1");
+    }
+    if !(args.alpha.is_finite() && args.alpha >= 0.0) {
+        bail!(
+            "--alpha must be a finite number at or above 0, got {}",
+            args.alpha
+        );
+    }
+    if args
+        .teacher_forcing
+        .iter()
+        .any(|r| !(0.0..=1.0).contains(r))
+    {
+        bail!(
+            "--teacher-forcing ratios must be in [0, 1], got {:?}",
+            args.teacher_forcing
+        );
+    }
     let device = c.device()?;
     let beam = |max_len| BeamConfig {
         width: args.beam,

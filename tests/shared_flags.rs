@@ -170,7 +170,7 @@ fn values_no_training_can_use_are_refused_up_front() {
         (
             "dcgan",
             &["--generate", "0", "--resume", out],
-            "--generate must be at least 1",
+            "--generate must be 1 to 100000",
         ),
         ("semantic_search", &["--k", "0"], "--k must be at least 1"),
     ];
@@ -235,6 +235,13 @@ fn a_new_run_never_deletes_what_is_already_in_its_folder() {
     assert!(!other.exists());
     let (ok, err) = run("mlp", &["--resume", r, "--overwrite"]);
     assert!(!ok && err.contains("give one"), "{err}");
+    // Another example's run is refused by its model card, before any resume.
+    let (ok, err) = run("dcgan", &["--resume", r, "--epochs", "2"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("holds a 'vision.classifier' model, not a 'vision.dcgan' one"),
+        "{err}"
+    );
     // Resuming without --epochs keeps the run's own count: nothing left to train.
     let (ok, err) = run("mlp", &["--resume", r]);
     assert!(ok && err.contains("nothing left to train"), "{err}");

@@ -183,6 +183,7 @@ impl ExactIndex {
         meta.insert("fingerprint".to_string(), self.fingerprint.clone());
         meta.insert("format".to_string(), "taper-exact-index-1".to_string());
         let view = self.vectors.to_device(&Device::Cpu)?;
+        meta.insert("vectors_sha256".to_string(), sha256_hex(&f32_bytes(&view)?));
         let bytes = safetensors::serialize([("vectors", &view)], Some(meta))
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         taper_train::fs::atomic_write(path, &bytes)?;
@@ -220,6 +221,16 @@ impl ExactIndex {
         let (_, dim) = vectors
             .dims2()
             .map_err(|e| bad(format!("not an index file: {e}")))?;
+        // A damaged value would be ranked (an infinity first of all) without a word.
+        let sum = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("vectors_sha256"));
+        if sum != Some(&sha256_hex(&f32_bytes(vectors)?)) {
+            return Err(bad(
+                "corrupt: the vectors' SHA-256 does not match the one saved with them".into(),
+            ));
+        }
         // Stored already normalised: normalising again would move the last bits.
         Ok(Self {
             dim,
@@ -341,6 +352,22 @@ const APPROX_FORMAT: &str = "taper-hnsw-index-1";
 /// `bytes` as lower-case hexadecimal.
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The values of an f32 tensor as little-endian bytes, as saved (for checksums).
+fn f32_bytes(t: &Tensor) -> Result<Vec<u8>> {
+    let values = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
+/// Whether `bytes` (a file's first 64 KiB) is an index Taper wrote, even a damaged or
+/// stale one: an HNSW header, or a safetensors header naming the exact format.
+fn looks_like_an_index(bytes: &[u8]) -> bool {
+    let head = bytes;
+    head.starts_with(APPROX_MAGIC)
+        || (head.len() > 8
+            && head[8] == b'{'
+            && head.windows(17).any(|w| w == b"taper-exact-index"))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -644,7 +671,8 @@ impl SearchIndex {
     /// without.
     ///
     /// # Errors
-    /// Those of `embed`, of building, and a file that cannot be written.
+    /// Those of `embed`, of building, a file that cannot be written, and a file
+    /// at `path` that is not an index ([`Error::ModelFile`]: it is not replaced).
     pub fn load_or_build(
         path: &Path,
         fingerprint: &str,
@@ -660,6 +688,19 @@ impl SearchIndex {
             Ok(index) => return Ok(index),
             Err(e) => e,
         };
+        // Rebuilding replaces the file: only one Taper wrote (a stale or damaged
+        // index), never a corpus or anything else given as the index's path.
+        if let Ok(file) = std::fs::File::open(path) {
+            use std::io::Read;
+            let mut bytes = Vec::new();
+            let _ = file.take(1 << 16).read_to_end(&mut bytes);
+            if !looks_like_an_index(&bytes) {
+                return Err(Error::ModelFile {
+                    path: path.to_path_buf(),
+                    msg: "exists and is not a search index Taper wrote, so it is not replaced: give the index another path".into(),
+                });
+            }
+        }
         let vectors = embed(&why)?;
         let index = match hnsw {
             Some(p) => Self::Approximate(ApproxIndex::new(&vectors, fingerprint, p)?),

@@ -337,3 +337,47 @@ fn zero_hits_asked_gives_empty_lists() {
     let bm25 = Bm25::new(&["a b", "b c"]);
     assert_eq!(bm25.search(&["b"], 0, None), vec![Vec::<(u32, f32)>::new()]);
 }
+
+/// An index path that names a file Taper did not write (a corpus, say) is never
+/// replaced by a rebuild; a damaged exact index is detected by its checksum and
+/// rebuilt.
+#[test]
+fn an_index_path_holding_another_file_is_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Tensor::new(&[[1f32, 0.0], [0.0, 1.0], [0.6, 0.8]], &Device::Cpu).unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, "one sentence\nanother\n").unwrap();
+    for hnsw in [None, Some(HnswParams::default())] {
+        let e = SearchIndex::load_or_build(&corpus, "m", hnsw, &Device::Cpu, |_| Ok(v.clone()));
+        let msg = e.err().expect("refused").to_string();
+        assert!(
+            msg.contains("corpus.txt") && msg.contains("not a search index"),
+            "{msg}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&corpus).unwrap(),
+        "one sentence\nanother\n"
+    );
+
+    let path = dir.path().join("docs.index");
+    ExactIndex::new(&v, "m").unwrap().save(&path).unwrap();
+    assert!(ExactIndex::load(&path, "m", &Device::Cpu).is_ok());
+    // An infinity written over the last value.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 4..].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let e = ExactIndex::load(&path, "m", &Device::Cpu)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("SHA-256"), "{e}");
+    let mut rebuilt = false;
+    SearchIndex::load_or_build(&path, "m", None, &Device::Cpu, |_| {
+        rebuilt = true;
+        Ok(v.clone())
+    })
+    .unwrap();
+    assert!(rebuilt);
+    assert!(ExactIndex::load(&path, "m", &Device::Cpu).is_ok());
+}

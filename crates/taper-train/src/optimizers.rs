@@ -405,7 +405,8 @@ impl Optimizers {
     /// # Errors
     /// An unknown group, a non-finite loss ([`Error::NonFinite`]) or gradient
     /// ([`Error::NonFiniteGradient`]; under mixed precision the update is skipped
-    /// and the loss scale halved instead), or DP-SGD installed (it needs
+    /// and the loss scale halved instead), a learning rate that is negative or not
+    /// finite ([`Error::Config`]), or DP-SGD installed (it needs
     /// [`Optimizers::step_per_example`]).
     pub fn step(&mut self, name: &str, loss: &Tensor) -> Result<()> {
         let gi = self.index(name)?;
@@ -642,6 +643,14 @@ impl Optimizers {
             });
         }
         let lr = g.schedule.learning_rate(g.steps);
+        if !(lr.is_finite() && lr >= 0.0) {
+            // A NaN or negative rate turns every weight into NaN (or climbs the
+            // loss) with no word until a later loss; PyTorch's optimizers refuse it.
+            return Err(Error::Config(format!(
+                "group '{}': learning rate {lr} at step {} is not a finite number at or above 0",
+                g.name, g.steps
+            )));
+        }
         g.optimizer.set_learning_rate(lr);
         g.optimizer.step(&store)?;
         g.steps += 1;

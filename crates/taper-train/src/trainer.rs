@@ -533,6 +533,13 @@ impl Trainer {
             ..Default::default()
         };
         let resumed_at = if cfg.resume {
+            // Another example's run would otherwise fail on missing tensors after
+            // a list of "changed" settings that are really another model's.
+            if let (Some(dir), Some(card)) = (&cfg.run_dir, model.model_card()) {
+                if crate::card::ModelCard::path(dir).exists() {
+                    crate::card::ModelCard::load(dir, &card.family)?;
+                }
+            }
             self.resume_from(&VarsOf(model.varmap()), opt, &mut state, &order)?
         } else {
             if let Some(dir) = &out_dir {

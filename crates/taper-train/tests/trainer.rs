@@ -651,3 +651,29 @@ fn a_fresh_run_refuses_to_replace_files_no_run_wrote() {
     let lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
     assert!(lines.starts_with('{'), "{lines}");
 }
+
+/// A learning rate that is NaN or negative is refused at the first update, before
+/// any weight changes (it used to surface one step later as a NaN loss).
+#[test]
+fn a_nan_or_negative_learning_rate_is_refused_before_the_update() {
+    for lr in [f64::NAN, -1.0, f64::INFINITY] {
+        let (mut clf, vm) = model(3);
+        let (train, _) = loaders(5);
+        let before = weights(&vm);
+        let mut opt = Optimizers::new().with_group(
+            "model",
+            Adam::new(named_vars(&vm, ""), AdamConfig::default()),
+            Constant(lr),
+            Clip::None,
+        );
+        let e = Trainer::new(quiet(1, None))
+            .fit(&mut clf, &mut opt, &train, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("learning rate") && e.contains("group 'model'"),
+            "{lr}: {e}"
+        );
+        assert!(weights(&vm) == before, "{lr}: the weights changed");
+    }
+}

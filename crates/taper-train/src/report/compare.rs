@@ -120,11 +120,25 @@ fn label(i: usize, r: &RunData) -> String {
 /// settings that differ.
 ///
 /// # Errors
-/// No runs, a run directory that does not exist or whose files do not parse,
-/// a chart that cannot be drawn, a page that cannot be written.
+/// No runs, a run directory that does not exist, holds no run or whose files
+/// do not parse, an `out` that exists and is not an HTML page, a chart that
+/// cannot be drawn, a page that cannot be written.
 pub fn compare(runs: &[PathBuf], out: &Path) -> Result<usize> {
     if runs.is_empty() {
         return Err(Error::Config("compare: no run directories given".into()));
+    }
+    // The page replaces only a page (an earlier comparison), never a file of
+    // another kind given as `out` by mistake.
+    if let Ok(file) = std::fs::File::open(out) {
+        use std::io::Read;
+        let mut head = Vec::new();
+        let _ = file.take(4096).read_to_end(&mut head);
+        if !head.starts_with(b"<!DOCTYPE html>") {
+            return Err(Error::Config(format!(
+                "{} exists and is not an HTML page, so it is not replaced: give the comparison another path",
+                out.display()
+            )));
+        }
     }
     let data: Vec<RunData> = runs
         .iter()
@@ -269,5 +283,19 @@ mod tests {
         assert!(page.contains(">\ntrain loss\n<") && page.contains(">\nvalidation loss\n<"));
         assert!(compare(&[], &out).is_err());
         assert!(compare(&[dir.path().join("missing")], &out).is_err());
+        // An empty folder is not a run; a file that is not a page is not replaced
+        // (the earlier comparison is).
+        let empty = dir.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let e = compare(&[a.clone(), empty], &out).unwrap_err().to_string();
+        assert!(e.contains("not a Taper run"), "{e}");
+        let notes = dir.path().join("notes.txt");
+        std::fs::write(&notes, "mine").unwrap();
+        let e = compare(&[a.clone(), b.clone()], &notes)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an HTML page"), "{e}");
+        assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine");
+        assert_eq!(compare(&[a, b], &out).unwrap(), 1);
     }
 }

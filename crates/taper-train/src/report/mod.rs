@@ -208,6 +208,12 @@ impl RunData {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such run directory"),
             ));
         }
+        if !dir.join(RUN_FILE).exists() && !dir.join("metrics.jsonl").exists() {
+            return Err(Error::Config(format!(
+                "{}: not a Taper run (no {RUN_FILE}, no metrics.jsonl)",
+                dir.display()
+            )));
+        }
         let history: Vec<EpochRecord> = read_lines(&dir.join("metrics.jsonl"))?;
         // A resumed run may have logged an epoch twice, or epochs past its
         // checkpoint: keep the last line of each epoch the history holds.
