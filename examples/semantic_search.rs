@@ -107,6 +107,36 @@ fn main() -> Result<()> {
     if args.query.as_deref().is_some_and(|q| q.trim().is_empty()) {
         anyhow::bail!("--query is empty: give the text to search for");
     }
+    // A flag of one mode given with another is refused, not ignored.
+    let search = [
+        ("--query", args.query.is_some()),
+        ("--corpus", args.corpus.is_some()),
+        ("--interactive", args.interactive),
+        ("--index", args.index.is_some()),
+        ("--approximate", args.approximate),
+    ];
+    let mode = match (&args.embed, &args.eval_paraphrases) {
+        (Some(_), Some(_)) => anyhow::bail!("give one of --embed and --eval-paraphrases"),
+        (Some(_), None) => Some("--embed"),
+        (None, Some(_)) => Some("--eval-paraphrases"),
+        (None, None) => None,
+    };
+    if let Some(mode) = mode {
+        if let Some((flag, _)) = search.iter().find(|(_, given)| *given) {
+            anyhow::bail!("semantic_search {mode} does not use {flag}");
+        }
+    }
+    if mode != Some("--eval-paraphrases") {
+        if let Some(flag) = [
+            ("--fine-tune", args.fine_tune),
+            ("--limit", args.limit.is_some()),
+        ]
+        .iter()
+        .find_map(|(f, given)| given.then_some(f))
+        {
+            anyhow::bail!("{flag} goes with --eval-paraphrases");
+        }
+    }
     let c = &args.common;
     if !args.fine_tune {
         c.reject(
@@ -125,6 +155,23 @@ fn main() -> Result<()> {
     let batch = c.batch_size.unwrap_or(32);
     if let Some(file) = &args.embed {
         let out = c.out.clone().context("--embed needs --out OUT.jsonl")?;
+        // Replaced only if it is an earlier embeddings file (or empty).
+        if let Ok(text) = std::fs::read_to_string(&out) {
+            let first = text.lines().next().unwrap_or("{\"embedding\": []}");
+            let ours = serde_json::from_str::<serde_json::Value>(first)
+                .is_ok_and(|v| v.get("embedding").is_some());
+            if !ours {
+                anyhow::bail!(
+                    "--out {} exists and is not an embeddings file, so it is not replaced",
+                    out.display()
+                );
+            }
+        } else if out.exists() {
+            anyhow::bail!(
+                "--out {} exists and is not an embeddings file, so it is not replaced",
+                out.display()
+            );
+        }
         let docs = lines(file)?;
         let t0 = Instant::now();
         let emb: Vec<Vec<f32>> = model

@@ -197,26 +197,31 @@ fn main() -> Result<()> {
         "translation" => false,
         o => bail!("unknown --task '{o}' (translation or dates)"),
     };
-    let mut pairs = if dates {
-        generate_dates(args.num_dates, c.seed)
-    } else {
-        let path = match &args.corpus {
-            Some(p) => p.clone(),
-            None => require_file(&require_dir(&c.data_root(), "translation")?, "eng-fra.txt")?,
-        };
-        let prefixes = if args.prefixes {
-            ENG_PREFIXES.iter().map(|s| s.to_string()).collect()
-        } else {
-            Vec::new()
-        };
-        let filter = PairFilter {
-            max_words: Some(args.max_words),
-            prefixes,
-            max_pairs: args.max_pairs,
-        };
-        ParallelCorpus::read(&path, &filter)
-            .with_context(|| format!("corpus {}", path.display()))?
-            .pairs
+    let corpus = match (&args.corpus, dates) {
+        (_, true) => None,
+        (Some(p), false) => Some(p.clone()),
+        (None, false) => Some(require_file(
+            &require_dir(&c.data_root(), "translation")?,
+            "eng-fra.txt",
+        )?),
+    };
+    let mut pairs = match &corpus {
+        None => generate_dates(args.num_dates, c.seed),
+        Some(path) => {
+            let prefixes = if args.prefixes {
+                ENG_PREFIXES.iter().map(|s| s.to_string()).collect()
+            } else {
+                Vec::new()
+            };
+            let filter = PairFilter {
+                max_words: Some(args.max_words),
+                prefixes,
+                max_pairs: args.max_pairs,
+            };
+            ParallelCorpus::read(path, &filter)
+                .with_context(|| format!("corpus {}", path.display()))?
+                .pairs
+        }
     };
     if args.reverse {
         for (s, t) in &mut pairs {
@@ -226,6 +231,46 @@ fn main() -> Result<()> {
     let splits = PairSplits::new(&pairs, args.test_fraction, c.valid_fraction()?, c.seed)?;
     let run_dir = c.run_dir("translate")?;
     let resume = c.resume.is_some();
+    // The flags that decide the pairs and their split: a resume with others would
+    // train, and then test, on another split (the seed is checked by the trainer).
+    let data = if dates {
+        serde_json::json!({"--num-dates": args.num_dates})
+    } else {
+        // The file's name, not its path: the same data may sit elsewhere on another machine.
+        let name = corpus
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy());
+        serde_json::json!({"--corpus": name, "--max-words": args.max_words,
+            "--prefixes": args.prefixes, "--max-pairs": args.max_pairs})
+    };
+    let mut data = data.as_object().cloned().unwrap_or_default();
+    data.insert("--test-fraction".into(), args.test_fraction.into());
+    data.insert("--valid-fraction".into(), c.valid_fraction()?.into());
+    data.insert("pairs".into(), pairs.len().into());
+    if resume {
+        let saved =
+            taper::train::report::RunInfo::load(&run_dir)?.map(|info| info.config["data"].clone());
+        if let Some(serde_json::Value::Object(saved)) = saved {
+            let differ: Vec<String> = saved
+                .iter()
+                .filter(|(k, v)| data.get(*k) != Some(*v))
+                .map(|(k, v)| {
+                    format!(
+                        "{k} {v} (this command: {})",
+                        data.get(k).unwrap_or(&serde_json::Value::Null)
+                    )
+                })
+                .collect();
+            if !differ.is_empty() {
+                bail!(
+                    "{}: the run's pairs were chosen with {}; repeat those flags to resume it",
+                    run_dir.display(),
+                    differ.join(", ")
+                );
+            }
+        }
+    }
     // A resumed run reuses its vocabularies: retraining them could order ties differently.
     let (src, tgt) = if resume {
         let load = |f: &str| TextCodec::load(&run_dir.join(f));
@@ -350,7 +395,7 @@ fn main() -> Result<()> {
         seed: c.seed,
         valid_bleu: true,
     };
-    let config = serde_json::json!({"example": "translate", "spec": spec, "lr": lr, "batch_size": batch,
+    let config = serde_json::json!({"example": "translate", "spec": spec, "data": data, "lr": lr, "batch_size": batch,
         "epochs": epochs, "label_smoothing": label_smoothing, "teacher_forcing": args.teacher_forcing});
     let mut trainer = Trainer::new(taper::train::TrainerConfig {
         monitor: Some(("valid.nll".into(), Direction::Min)),

@@ -173,6 +173,21 @@ fn values_no_training_can_use_are_refused_up_front() {
             "--generate must be 1 to 100000",
         ),
         ("semantic_search", &["--k", "0"], "--k must be at least 1"),
+        (
+            "semantic_search",
+            &["--embed", "a.txt", "--query", "x"],
+            "semantic_search --embed does not use --query",
+        ),
+        (
+            "semantic_search",
+            &["--corpus", "a.txt", "--fine-tune"],
+            "--fine-tune goes with --eval-paraphrases",
+        ),
+        (
+            "translate",
+            &["--task", "dates", "--beam", "0"],
+            "--beam and --eval-limit must be at least 1",
+        ),
     ];
     for (name, args, want) in cases {
         let mut all = args.to_vec();
@@ -247,4 +262,30 @@ fn a_new_run_never_deletes_what_is_already_in_its_folder() {
     assert!(ok && err.contains("nothing left to train"), "{err}");
     let (ok, err) = run("mlp", &["--epochs", "1", "--out", r, "--overwrite"]);
     assert!(ok, "{err}");
+}
+
+/// A resumed translation run keeps the pairs it was split from: other data flags
+/// would train and test it on another split, so they are refused by name.
+#[test]
+fn a_translation_resume_with_other_data_flags_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path().join("dates");
+    let r = r.to_str().unwrap();
+    let common = ["--task", "dates", "--epochs", "1", "--eval-limit", "20"];
+    let (ok, err) = run(
+        "translate",
+        &[&common[..], &["--num-dates", "300", "--out", r]].concat(),
+    );
+    assert!(ok, "{err}");
+    let (ok, err) = run("translate", &[&common[..], &["--resume", r]].concat());
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("--num-dates 300 (this command: 20000)"),
+        "{err}"
+    );
+    let (ok, err) = run(
+        "translate",
+        &[&common[..], &["--num-dates", "300", "--resume", r]].concat(),
+    );
+    assert!(ok && err.contains("nothing left to train"), "{err}");
 }
