@@ -40,12 +40,13 @@ struct Args {
     /// Run directory of a LeNet trained by mnist_cnn on the same data set, for IS/FID.
     #[arg(long, value_name = "RUN_DIR")]
     classifier: Option<PathBuf>,
-    /// Generated samples scored for IS/FID.
-    #[arg(long, default_value_t = 10_000)]
-    eval_samples: usize,
-    /// With --classifier: samples scored after each epoch for the report's IS/FID curves (0: none).
-    #[arg(long, default_value_t = 500)]
-    epoch_samples: usize,
+    /// With --classifier: generated samples scored for IS/FID [default: 10000].
+    #[arg(long)]
+    eval_samples: Option<usize>,
+    /// With --classifier: samples scored after each epoch for the report's IS/FID
+    /// curves (0: none) [default: 500].
+    #[arg(long)]
+    epoch_samples: Option<usize>,
     /// Sample N images from the trained run in --resume instead of training.
     #[arg(long, value_name = "N")]
     generate: Option<usize>,
@@ -106,6 +107,15 @@ fn main() -> Result<()> {
     // A GAN has no validation loss to select on, and its two updates a step do
     // not accumulate.
     c.reject("dcgan", &["valid-fraction", "accumulate"])?;
+    if args.classifier.is_none() && (args.eval_samples.is_some() || args.epoch_samples.is_some()) {
+        anyhow::bail!(
+            "--eval-samples and --epoch-samples count samples scored by --classifier RUN: give one"
+        );
+    }
+    let (eval_samples, epoch_samples) = (
+        args.eval_samples.unwrap_or(10_000),
+        args.epoch_samples.unwrap_or(500),
+    );
     let device = c.device()?;
     let started = Instant::now();
     let data = builtin(&args.dataset, &c.data_root(), c.seed)?;
@@ -160,8 +170,8 @@ fn main() -> Result<()> {
         if small { 4 } else { 2 },
     )
     .with_report(&run_dir);
-    if let Some(lenet) = scorer.as_ref().filter(|_| args.epoch_samples > 0) {
-        grids = grids.with_scores(lenet.clone(), &data.train_x, args.epoch_samples)?;
+    if let Some(lenet) = scorer.as_ref().filter(|_| epoch_samples > 0) {
+        grids = grids.with_scores(lenet.clone(), &data.train_x, epoch_samples)?;
     }
     let config = serde_json::json!({"example": "dcgan", "dataset": args.dataset, "conditional": args.conditional,
         "lr_d": o.lr_d, "lr_g": o.lr_g, "beta1": o.beta1, "batch_size": batch, "epochs": epochs, "width": cfg.gen_width});
@@ -185,11 +195,11 @@ fn main() -> Result<()> {
         "d_loss": last.train["d_loss"], "g_loss": last.train["g_loss"], "run_dir": run_dir});
     match scorer {
         Some(lenet) => {
-            let (fake, real) = score_generator(&lenet, &gan.gen, args.eval_samples, c.seed, &data.train_x, &data.test_x)?;
+            let (fake, real) = score_generator(&lenet, &gan.gen, eval_samples, c.seed, &data.train_x, &data.test_x)?;
             println!(
                 "Inception Score {:.3} ± {:.3} (real test set {:.3}), Fréchet distance {:.3} (real test set {:.3}), {} samples",
                 fake.inception_score, fake.inception_score_std, real.inception_score,
-                fake.frechet_distance, real.frechet_distance, args.eval_samples
+                fake.frechet_distance, real.frechet_distance, eval_samples
             );
             json["inception_score"] = fake.inception_score.into();
             json["inception_score_std"] = fake.inception_score_std.into();

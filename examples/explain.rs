@@ -86,9 +86,16 @@ fn main() -> Result<()> {
     c.reject("explain", ExampleArgs::TRAINING)?;
     let device = c.device()?;
     if let Some(run) = &args.translation {
+        if args.image.is_some() {
+            anyhow::bail!(
+                "explain --translation draws attention for --sentence; --image is for a LeNet run"
+            );
+        }
+        c.reject("explain --translation", &["resume"])?;
         let t = Translator::load(run, &device)?;
         let a = t.align(&args.sentence)?;
-        let (png, txt) = a.write(&run.join("explain"), "attention")?;
+        let out_dir = c.out.clone().unwrap_or_else(|| run.join("explain"));
+        let (png, txt) = a.write(&out_dir, "attention")?;
         let peaks = a.peaks();
         peaks.iter().for_each(|p| eprintln!("  {p}"));
         let caption = format!("{} -> {}", args.sentence, a.text);

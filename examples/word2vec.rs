@@ -95,6 +95,8 @@ fn main() -> Result<()> {
     c.reject("word2vec", &["accumulate", "valid-fraction"])?;
     if args.score.is_some() {
         c.reject("word2vec --score", ExampleArgs::TRAINING)?;
+        // Scoring saved vectors writes nothing.
+        c.reject("word2vec --score", &["out", "resume", "overwrite"])?;
     }
     if args.engine != "candle" {
         c.reject(

@@ -188,6 +188,21 @@ fn values_no_training_can_use_are_refused_up_front() {
             &["--task", "dates", "--beam", "0"],
             "--beam and --eval-limit must be at least 1",
         ),
+        (
+            "word2vec",
+            &["--score", "v.txt", "--out", "x"],
+            "word2vec --score does not use --out",
+        ),
+        (
+            "dcgan",
+            &["--eval-samples", "5"],
+            "--eval-samples and --epoch-samples count samples scored by --classifier",
+        ),
+        (
+            "explain",
+            &["--translation", "t", "--image", "p.png"],
+            "--image is for a LeNet run",
+        ),
     ];
     for (name, args, want) in cases {
         let mut all = args.to_vec();

@@ -69,7 +69,7 @@ impl ExampleArgs {
     /// A one-line error for each shared flag this example does not use but was
     /// given (`flags` by their command-line names: `accumulate`,
     /// `checkpoint-every`, `valid-fraction`, `resume`, `batch-size`, `lr`,
-    /// `epochs`, `overwrite`, `device` (other than `cpu`), `data`), so that no
+    /// `epochs`, `overwrite`, `device` (other than `cpu`), `data`, `out`), so that no
     /// flag is accepted and silently ignored.
     ///
     /// # Errors
@@ -87,6 +87,7 @@ impl ExampleArgs {
                 "overwrite" => self.overwrite,
                 "device" => self.device != "cpu",
                 "data" => self.data.is_some(),
+                "out" => self.out.is_some(),
                 _ => false,
             };
             if given {
