@@ -156,21 +156,19 @@ fn main() -> Result<()> {
     if let Some(file) = &args.embed {
         let out = c.out.clone().context("--embed needs --out OUT.jsonl")?;
         // Replaced only if it is an earlier embeddings file (or empty).
-        if let Ok(text) = std::fs::read_to_string(&out) {
-            let first = text.lines().next().unwrap_or("{\"embedding\": []}");
-            let ours = serde_json::from_str::<serde_json::Value>(first)
-                .is_ok_and(|v| v.get("embedding").is_some());
+        if out.exists() {
+            let ours = std::fs::read_to_string(&out).is_ok_and(|text| {
+                text.lines().next().is_none_or(|first| {
+                    serde_json::from_str::<serde_json::Value>(first)
+                        .is_ok_and(|v| v.get("embedding").is_some())
+                })
+            });
             if !ours {
                 anyhow::bail!(
                     "--out {} exists and is not an embeddings file, so it is not replaced",
                     out.display()
                 );
             }
-        } else if out.exists() {
-            anyhow::bail!(
-                "--out {} exists and is not an embeddings file, so it is not replaced",
-                out.display()
-            );
         }
         let docs = lines(file)?;
         let t0 = Instant::now();

@@ -182,7 +182,7 @@ impl ExactIndex {
         let mut meta = HashMap::new();
         meta.insert("fingerprint".to_string(), self.fingerprint.clone());
         meta.insert("format".to_string(), "taper-exact-index-1".to_string());
-        let view = self.vectors.to_device(&Device::Cpu)?;
+        let view = self.vectors.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
         meta.insert("vectors_sha256".to_string(), sha256_hex(&f32_bytes(&view)?));
         let bytes = safetensors::serialize([("vectors", &view)], Some(meta))
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
@@ -213,6 +213,20 @@ impl ExactIndex {
         if found != fingerprint {
             return Err(bad(another_model(&found, fingerprint)));
         }
+        // A damaged value would be ranked (an infinity first of all) without a word:
+        // the saved bytes are checked in place, before they are copied into a tensor.
+        let raw = safetensors::SafeTensors::deserialize(&bytes)
+            .and_then(|st| st.tensor("vectors").map(|t| sha256_hex(t.data())))
+            .map_err(|e| bad(format!("not an index file: {e}")))?;
+        let sum = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("vectors_sha256"));
+        if sum != Some(&raw) {
+            return Err(bad(
+                "corrupt: the vectors' SHA-256 does not match the one saved with them".into(),
+            ));
+        }
         let tensors = candle_core::safetensors::load_buffer(&bytes, device)
             .map_err(|e| bad(format!("not an index file: {e}")))?;
         let vectors = tensors
@@ -221,16 +235,6 @@ impl ExactIndex {
         let (_, dim) = vectors
             .dims2()
             .map_err(|e| bad(format!("not an index file: {e}")))?;
-        // A damaged value would be ranked (an infinity first of all) without a word.
-        let sum = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("vectors_sha256"));
-        if sum != Some(&sha256_hex(&f32_bytes(vectors)?)) {
-            return Err(bad(
-                "corrupt: the vectors' SHA-256 does not match the one saved with them".into(),
-            ));
-        }
         // Stored already normalised: normalising again would move the last bits.
         Ok(Self {
             dim,
@@ -354,7 +358,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The values of an f32 tensor as little-endian bytes, as saved (for checksums).
+/// The values of an f32 tensor as little-endian bytes, as safetensors stores them
+/// (for the checksum saved beside them).
 fn f32_bytes(t: &Tensor) -> Result<Vec<u8>> {
     let values = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
     Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect())
@@ -363,11 +368,10 @@ fn f32_bytes(t: &Tensor) -> Result<Vec<u8>> {
 /// Whether `bytes` (a file's first 64 KiB) is an index Taper wrote, even a damaged or
 /// stale one: an HNSW header, or a safetensors header naming the exact format.
 fn looks_like_an_index(bytes: &[u8]) -> bool {
-    let head = bytes;
-    head.starts_with(APPROX_MAGIC)
-        || (head.len() > 8
-            && head[8] == b'{'
-            && head.windows(17).any(|w| w == b"taper-exact-index"))
+    bytes.starts_with(APPROX_MAGIC)
+        || (bytes.len() > 8
+            && bytes[8] == b'{'
+            && bytes.windows(17).any(|w| w == b"taper-exact-index"))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -690,11 +694,8 @@ impl SearchIndex {
         };
         // Rebuilding replaces the file: only one Taper wrote (a stale or damaged
         // index), never a corpus or anything else given as the index's path.
-        if let Ok(file) = std::fs::File::open(path) {
-            use std::io::Read;
-            let mut bytes = Vec::new();
-            let _ = file.take(1 << 16).read_to_end(&mut bytes);
-            if !looks_like_an_index(&bytes) {
+        if let Some(head) = taper_train::fs::read_head(path, 1 << 16) {
+            if !looks_like_an_index(&head) {
                 return Err(Error::ModelFile {
                     path: path.to_path_buf(),
                     msg: "exists and is not a search index Taper wrote, so it is not replaced: give the index another path".into(),

@@ -292,7 +292,7 @@ fn check_new_run_dir(dir: &std::path::Path, overwrite: bool) -> Result<()> {
         }
         Err(e) => return Err(crate::Error::io(dir, e)),
     };
-    if entries.count() == 0 {
+    if entries.into_iter().next().is_none() {
         return Ok(());
     }
     let is_run = [

@@ -65,3 +65,15 @@ pub(crate) fn sync_file(path: &Path) -> Result<()> {
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(path, e))
 }
+
+/// The first `n` bytes of the file at `path` (fewer when it is shorter), or `None`
+/// when there is no file there: what a writer checks before it replaces a file,
+/// to replace only one of its own kind.
+pub fn read_head(path: &Path, n: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = File::open(path).ok()?;
+    let mut head = Vec::new();
+    // A read error leaves what was read: too little to pass for the writer's own.
+    let _ = file.take(n).read_to_end(&mut head);
+    Some(head)
+}

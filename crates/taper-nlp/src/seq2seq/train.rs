@@ -118,8 +118,8 @@ pub struct Seq2SeqTrainer {
     /// tokens (an unknown word is one token that can match), not on detokenised
     /// text as the test scores are, hence its name: a figure to choose settings
     /// and epochs on, close to sacreBLEU's on word vocabularies, far from it on
-    /// character ones (the dates task), where a token is a character. Costs one greedy decoding of the
-    /// validation split per epoch.
+    /// character ones (the dates task), where a token is a character. Costs one
+    /// greedy decoding of the validation split per epoch.
     pub valid_bleu: bool,
 }
 

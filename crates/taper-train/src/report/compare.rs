@@ -129,10 +129,7 @@ pub fn compare(runs: &[PathBuf], out: &Path) -> Result<usize> {
     }
     // The page replaces only a page (an earlier comparison), never a file of
     // another kind given as `out` by mistake.
-    if let Ok(file) = std::fs::File::open(out) {
-        use std::io::Read;
-        let mut head = Vec::new();
-        let _ = file.take(4096).read_to_end(&mut head);
+    if let Some(head) = crate::fs::read_head(out, 64) {
         if !head.starts_with(b"<!DOCTYPE html>") {
             return Err(Error::Config(format!(
                 "{} exists and is not an HTML page, so it is not replaced: give the comparison another path",
